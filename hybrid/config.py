@@ -1,0 +1,83 @@
+"""The one place that knows the shape of Hybrid's YAML config.
+
+Example `hybrid.yaml`::
+
+    store:                     # where knowledge bases live
+      mode: embedded           # or: server (a `chroma run` server)
+      path: .hybrid/chroma
+    knowledge_base_defaults:   # settings for knowledge bases created without options
+      chunking: {chunk_size: 200, chunk_overlap: 40}
+      embedder: {model: all-MiniLM-L6-v2}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hybrid.errors import ConfigError
+from retrieval import EmbeddedStoreConfig, KnowledgeBaseSettings, StoreConfig
+
+DEFAULT_CONFIG_FILE = Path("hybrid.yaml")
+
+
+class HybridConfig(BaseModel):
+    """Top-level config. Sub-configs belong to the layer that consumes them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    store: StoreConfig = Field(default_factory=EmbeddedStoreConfig)
+    """Vector store holding the knowledge bases (embedded Chroma or a Chroma server)."""
+    knowledge_base_defaults: KnowledgeBaseSettings = KnowledgeBaseSettings()
+    """Chunking and embedder used by `hybrid kb create` unless options say otherwise."""
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """All problems of one validation, each as `where: problem (got value)`, in one line."""
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+        problems.append(f"{where}: {message}{shown}")
+    return f"{source}: {len(problems)} problem(s): " + "; ".join(problems)
+
+
+def load_config(path: Path | None) -> HybridConfig:
+    """Read a config file; `None` reads ./hybrid.yaml when it exists, else uses the defaults.
+
+    Relative store paths are taken relative to the config file's folder.
+
+    Raises:
+        ConfigError: file missing, not YAML, or invalid (every problem listed).
+    """
+    if path is None:
+        if not DEFAULT_CONFIG_FILE.exists():
+            return HybridConfig()
+        path = DEFAULT_CONFIG_FILE
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}; create it or drop --config")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" line {where.line + 1}" if where else ""
+        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    try:
+        config = HybridConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from exc
+    return _relative_to(config, path.parent)
+
+
+def _relative_to(config: HybridConfig, base: Path) -> HybridConfig:
+    store = config.store
+    if isinstance(store, EmbeddedStoreConfig) and not store.path.expanduser().is_absolute():
+        store = store.model_copy(update={"path": base / store.path})
+        return config.model_copy(update={"store": store})
+    return config

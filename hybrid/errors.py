@@ -1,0 +1,11 @@
+"""Errors of the composition layer."""
+
+from __future__ import annotations
+
+
+class HybridError(Exception):
+    """Base class of errors raised by `hybrid` on purpose (shown to the user as one line)."""
+
+
+class ConfigError(HybridError, ValueError):
+    """A config file is missing, not YAML, or fails validation (all problems listed at once)."""

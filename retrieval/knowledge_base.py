@@ -1,0 +1,304 @@
+"""Knowledge bases: one Chroma collection each, created, opened, listed and deleted by name."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from retrieval.config import (
+    EmbeddedStoreConfig,
+    EmbedderConfig,
+    KnowledgeBaseSettings,
+    QueryOptions,
+    ServerStoreConfig,
+    check_kb_name,
+)
+from retrieval.embedders import Embedder, load_embedder
+from retrieval.errors import (
+    EmbedderMismatch,
+    KnowledgeBaseExists,
+    KnowledgeBaseNotFound,
+    RetrievalError,
+    StoreUnavailable,
+)
+from retrieval.ingest import IngestReport, ingest_paths
+from retrieval.search import Hit, search
+from retrieval.stores import connect, describe
+
+log = logging.getLogger(__name__)
+
+_MARKER = "hybrid_kb"  # collection metadata key that marks our collections (value: schema version)
+_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class KnowledgeBaseInfo:
+    name: str
+    chunks: int
+    embedder: str
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class KnowledgeBaseStats:
+    name: str
+    store: str
+    chunks: int
+    files: int
+    pages: int
+    embedder: str
+    dimension: int
+    chunk_size: int
+    chunk_overlap: int
+    created_at: str
+    updated_at: str
+    revision: int
+    file_types: dict[str, int]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _guard_store(fn):
+    """Turn a lost connection to the store into StoreUnavailable (one clear line)."""
+
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except RetrievalError:
+            raise
+        except Exception as exc:
+            if _looks_like_connection_error(exc):
+                raise StoreUnavailable(
+                    f"lost the connection to {self.store_description} ({type(exc).__name__}); "
+                    "check that the store is running, then retry"
+                ) from exc
+            raise
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def _looks_like_connection_error(exc: BaseException) -> bool:
+    names = {type(e).__name__ for e in _chain(exc)}
+    return bool(
+        names
+        & {
+            "ConnectError",
+            "ConnectionError",
+            "ConnectTimeout",
+            "ReadTimeout",
+            "RemoteProtocolError",
+            "ConnectionRefusedError",
+            "ReadError",
+        }
+    )
+
+
+def _chain(exc: BaseException | None):
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+class KnowledgeBase:
+    """One knowledge base: ingest documents into it and query it for cited passages."""
+
+    def __init__(
+        self,
+        collection,
+        settings: KnowledgeBaseSettings,
+        embedder: Embedder,
+        store_description: str,
+    ):
+        self.collection = collection
+        self.settings = settings
+        self.embedder = embedder
+        self.store_description = store_description
+
+    @property
+    def name(self) -> str:
+        return self.collection.name
+
+    @_guard_store
+    def ingest(
+        self, paths: Sequence[str | Path], *, progress: bool = True, batch_chunks: int = 256
+    ) -> IngestReport:
+        """Ingest files and folders; unchanged files are skipped, changed ones replaced, vanished
+        ones removed. Files that fail to load are listed in the report, the rest still ingest.
+
+        Raises:
+            UnreadablePath: a given path does not exist.
+            StoreUnavailable: the store went away (nothing half-written stays: re-run to finish).
+        """
+        report = ingest_paths(
+            self.collection,
+            self.embedder,
+            self.settings.chunking,
+            [Path(p) for p in paths],
+            flush_chunks=batch_chunks,
+            progress=progress,
+        )
+        if report.changed:
+            meta = dict(self.collection.metadata or {})
+            meta["revision"] = int(meta.get("revision", 0)) + 1
+            meta["updated_at"] = _now()
+            self.collection.modify(metadata=meta)
+        return report
+
+    @_guard_store
+    def query(self, text: str, options: QueryOptions | None = None) -> list[Hit]:
+        """Return the passages that best answer `text`, each with score and citation.
+
+        Raises:
+            InvalidQuery: empty or oversized query, or a bad filter.
+        """
+        options = options or QueryOptions()
+        revision = str((self.collection.metadata or {}).get("revision", 0))
+        return search(self.collection, self.embedder, text, options, revision)
+
+    @_guard_store
+    def stats(self) -> KnowledgeBaseStats:
+        meta = dict(self.collection.metadata or {})
+        sources: set[str] = set()
+        pages: set[tuple[str, int]] = set()
+        types: dict[str, int] = {}
+        offset, page_size, total = 0, 5000, 0
+        while True:
+            rows = self.collection.get(include=["metadatas"], limit=page_size, offset=offset)
+            for m in rows["metadatas"] or []:
+                m = m or {}
+                source = str(m.get("source", ""))
+                if source not in sources:
+                    sources.add(source)
+                    kind = str(m.get("file_type", "?"))
+                    types[kind] = types.get(kind, 0) + 1
+                pages.add((source, int(m.get("page") or 0)))
+            total += len(rows["ids"])
+            if len(rows["ids"]) < page_size:
+                break
+            offset += page_size
+        return KnowledgeBaseStats(
+            name=self.name,
+            store=self.store_description,
+            chunks=total,
+            files=len(sources),
+            pages=len(pages),
+            embedder=str(meta.get("embedder", "")),
+            dimension=int(meta.get("dimension", 0)),
+            chunk_size=self.settings.chunking.chunk_size,
+            chunk_overlap=self.settings.chunking.chunk_overlap,
+            created_at=str(meta.get("created_at", "")),
+            updated_at=str(meta.get("updated_at", "")),
+            revision=int(meta.get("revision", 0)),
+            file_types=types,
+        )
+
+
+class KnowledgeBaseCatalog:
+    """The knowledge bases of one store (embedded data directory or Chroma server)."""
+
+    def __init__(self, store: EmbeddedStoreConfig | ServerStoreConfig):
+        self.store = store
+        self.description = describe(store)
+        self.client = connect(store)
+
+    def _ours(self) -> dict[str, object]:
+        try:
+            collections = self.client.list_collections()
+        except Exception as exc:
+            raise StoreUnavailable(
+                f"cannot list collections of {self.description} ({exc})"
+            ) from exc
+        return {c.name: c for c in collections if (c.metadata or {}).get(_MARKER)}
+
+    def names(self) -> list[str]:
+        return sorted(self._ours())
+
+    def list(self) -> list[KnowledgeBaseInfo]:
+        infos = []
+        for name, col in sorted(self._ours().items()):
+            meta = col.metadata or {}
+            infos.append(
+                KnowledgeBaseInfo(
+                    name=name,
+                    chunks=col.count(),
+                    embedder=str(meta.get("embedder", "")),
+                    created_at=str(meta.get("created_at", "")),
+                    updated_at=str(meta.get("updated_at", "")),
+                )
+            )
+        return infos
+
+    def create(self, name: str, settings: KnowledgeBaseSettings | None = None) -> KnowledgeBase:
+        """Create an empty knowledge base.
+
+        Raises:
+            InvalidKnowledgeBaseName, KnowledgeBaseExists, StoreUnavailable.
+        """
+        check_kb_name(name)
+        settings = settings or KnowledgeBaseSettings()
+        if name in self._ours():
+            raise KnowledgeBaseExists(name)
+        embedder = load_embedder(settings.embedder)
+        now = _now()
+        existing = [c.name for c in self.client.list_collections()]
+        if name in existing:
+            raise RetrievalError(
+                f"the store already has a collection '{name}' that Hybrid did not create; "
+                "pick another knowledge base name"
+            )
+        collection = self.client.create_collection(
+            name,
+            metadata={
+                _MARKER: _SCHEMA_VERSION,
+                "settings": settings.model_dump_json(),
+                "embedder": embedder.identity,
+                "dimension": embedder.dimension,
+                "created_at": now,
+                "updated_at": now,
+                "revision": 0,
+            },
+            configuration={"hnsw": {"space": "cosine"}},
+            embedding_function=None,
+        )
+        return KnowledgeBase(collection, settings, embedder, self.description)
+
+    def open(self, name: str, embedder: EmbedderConfig | None = None) -> KnowledgeBase:
+        """Open an existing knowledge base with the embedder it was built with.
+
+        Args:
+            embedder: override the recorded embedder config (e.g. another device); its model
+                must still be the one the knowledge base was built with.
+        Raises:
+            KnowledgeBaseNotFound (lists the existing ones), EmbedderMismatch, StoreUnavailable.
+        """
+        ours = self._ours()
+        if name not in ours:
+            raise KnowledgeBaseNotFound(name, sorted(ours))
+        collection = self.client.get_collection(name, embedding_function=None)
+        meta = collection.metadata or {}
+        settings = KnowledgeBaseSettings.model_validate(json.loads(str(meta["settings"])))
+        if embedder is not None:
+            settings = settings.model_copy(update={"embedder": embedder})
+        loaded = load_embedder(settings.embedder)
+        recorded = str(meta.get("embedder", ""))
+        if recorded and loaded.identity != recorded:
+            raise EmbedderMismatch(
+                f"knowledge base '{name}' was built with {recorded} but the embedder configured "
+                f"is {loaded.identity}; use the same embedder or re-create the knowledge base"
+            )
+        return KnowledgeBase(collection, settings, loaded, self.description)
+
+    def delete(self, name: str) -> None:
+        ours = self._ours()
+        if name not in ours:
+            raise KnowledgeBaseNotFound(name, sorted(ours))
+        self.client.delete_collection(name)

@@ -1,0 +1,187 @@
+"""Query a knowledge base: vector search, or BM25 + vector fused by reciprocal rank (LlamaIndex)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from llama_index.core import VectorStoreIndex
+from llama_index.core.llms import MockLLM
+from llama_index.core.retrievers import QueryFusionRetriever
+from llama_index.core.schema import NodeWithScore
+from llama_index.core.vector_stores import ExactMatchFilter, MetadataFilters
+from llama_index.retrievers.bm25 import BM25Retriever
+from llama_index.vector_stores.chroma import ChromaVectorStore
+
+from retrieval.config import QueryOptions
+from retrieval.embedders import Embedder
+from retrieval.errors import InvalidQuery
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+
+MAX_QUERY_CHARS = 4000
+_FUSION_DEPTH = 4  # each ranked list contributes top_k * this many candidates to the fusion
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where a passage comes from: file, page (PDF, from 1) and character span within the page."""
+
+    source: str
+    file_name: str
+    page: int | None
+    start_char: int
+    end_char: int
+
+    def label(self) -> str:
+        where = f" p.{self.page}" if self.page else ""
+        return f"{self.file_name}{where} [{self.start_char}:{self.end_char}]"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved passage."""
+
+    id: str
+    score: float
+    text: str
+    citation: Citation
+    metadata: dict
+
+
+def check_query(text: str) -> str:
+    stripped = (text or "").strip()
+    if not stripped:
+        raise InvalidQuery("empty query; give the question to search for, e.g. 'refund policy'")
+    if len(stripped) > MAX_QUERY_CHARS:
+        raise InvalidQuery(
+            f"query is {len(stripped)} characters, above the {MAX_QUERY_CHARS} limit; shorten it"
+        )
+    return stripped
+
+
+def search(
+    collection, embedder: Embedder, text: str, options: QueryOptions, revision: str
+) -> list[Hit]:
+    """Run one query. `revision` changes whenever the collection does (keys the BM25 cache)."""
+    query = check_query(text)
+    filters = _filters(options.filters)
+    if collection.count() == 0:
+        return []
+    vector_store = ChromaVectorStore(chroma_collection=collection)
+    index = VectorStoreIndex.from_vector_store(vector_store, embed_model=embedder.model)
+    if options.mode == "vector":
+        results = index.as_retriever(similarity_top_k=options.top_k, filters=filters).retrieve(
+            query
+        )
+        hits = [_hit(r, _cosine(r.score)) for r in results]
+    else:
+        depth = options.top_k * _FUSION_DEPTH
+        vector = index.as_retriever(similarity_top_k=depth, filters=filters)
+        keyword = _bm25(collection, revision, _freeze(options.filters), depth)
+        if keyword is None:  # nothing matches the filters
+            return []
+        fusion = QueryFusionRetriever(
+            [vector, keyword],
+            llm=MockLLM(),  # never called: num_queries=1 generates no extra queries
+            mode="reciprocal_rerank",
+            similarity_top_k=options.top_k,
+            num_queries=1,
+            use_async=False,
+        )
+        hits = [_hit(r, float(r.score or 0.0)) for r in fusion.retrieve(query)]
+    if options.min_score is not None:
+        hits = [h for h in hits if h.score >= options.min_score]
+    return hits
+
+
+def _cosine(similarity: float | None) -> float:
+    # ChromaVectorStore reports exp(-distance); our collections use cosine distance (1 - cos).
+    if not similarity:
+        return -1.0
+    return 1.0 + math.log(similarity)
+
+
+def _filters(raw: dict) -> MetadataFilters | None:
+    if not raw:
+        return None
+    for key in raw:
+        if not key or key.startswith("_"):
+            raise InvalidQuery(
+                f"invalid filter key '{key}'; use a metadata field such as file_name"
+            )
+    return MetadataFilters(filters=[ExactMatchFilter(key=k, value=v) for k, v in raw.items()])
+
+
+def _freeze(raw: dict) -> tuple:
+    return tuple(sorted(raw.items()))
+
+
+class _MatchingBM25Retriever(BM25Retriever):
+    """BM25 that returns only chunks sharing a term with the query.
+
+    bm25s pads its top-k with zero-score chunks; fed into rank fusion, that padding would
+    count as keyword evidence for chunks that have none.
+    """
+
+    def _retrieve(self, query_bundle):
+        return [hit for hit in super()._retrieve(query_bundle) if (hit.score or 0.0) > 0.0]
+
+
+class _KeywordIndexCache:
+    """Building BM25 needs every candidate chunk; keep the last few indexes per collection state."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self.entries: OrderedDict[tuple, BM25Retriever | None] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, collection, revision: str, filters: tuple) -> BM25Retriever | None:
+        key = (str(collection.id), revision, filters)
+        with self.lock:
+            if key in self.entries:
+                self.entries.move_to_end(key)
+                return self.entries[key]
+        store = ChromaVectorStore(chroma_collection=collection)
+        nodes = store.get_nodes(None, filters=_filters(dict(filters)))
+        retriever = _MatchingBM25Retriever.from_defaults(nodes=nodes) if nodes else None
+        with self.lock:
+            self.entries[key] = retriever
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return retriever
+
+
+_KEYWORD_INDEXES = _KeywordIndexCache()
+
+
+def _bm25(collection, revision: str, filters: tuple, depth: int) -> BM25Retriever | None:
+    cached = _KEYWORD_INDEXES.get(collection, revision, filters)
+    if cached is None:
+        return None
+    retriever = copy.copy(cached)  # shares the index; this call's depth stays on the copy
+    retriever.similarity_top_k = min(depth, len(cached.corpus))
+    return retriever
+
+
+def _hit(result: NodeWithScore, score: float) -> Hit:
+    node = result.node
+    meta = dict(node.metadata)
+    page = int(meta.get("page") or 0) or None
+    return Hit(
+        id=node.node_id,
+        score=round(score, 6),
+        text=node.get_content(),
+        citation=Citation(
+            source=str(meta.get("source", "")),
+            file_name=str(meta.get("file_name", "")),
+            page=page,
+            start_char=int(meta.get("start_char", 0)),
+            end_char=int(meta.get("end_char", 0)),
+        ),
+        metadata=meta,
+    )

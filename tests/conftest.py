@@ -1,0 +1,111 @@
+"""Shared fixtures. Tiers: fast by default; `slow`, `server`, `vllm` marked (make test runs all)."""
+
+from __future__ import annotations
+
+import os
+
+# Never reach a model hub from tests; everything must come from local folders and packages.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["ANONYMIZED_TELEMETRY"] = "False"
+
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http_ok(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} not ready after {timeout_s}s")
+
+
+class ChromaServer:
+    """A real `chroma run` server on loopback, in its own data directory."""
+
+    def __init__(self, data_dir: Path, log_path: Path):
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> ChromaServer:
+        chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [
+                chroma,
+                "run",
+                "--path",
+                str(self.data_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_http_ok(f"http://127.0.0.1:{self.port}/api/v2/heartbeat", 60, self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory):
+    """One real Chroma server for the test session (tests use distinct collection names)."""
+    root = tmp_path_factory.mktemp("chroma-server")
+    server = ChromaServer(root / "data", root / "chroma.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def catalog(data_dir):
+    from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
+
+    return KnowledgeBaseCatalog(EmbeddedStoreConfig(path=data_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    from tests.helpers.tiny_llama import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "model")

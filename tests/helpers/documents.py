@@ -1,0 +1,44 @@
+"""Small documents written by the tests themselves (PDF pages via fpdf2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_pdf(path: Path, pages: list[str]) -> Path:
+    """A real multi-page PDF whose page i (1-based) holds pages[i-1]."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_auto_page_break(False)
+    for text in pages:
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=11)
+        pdf.multi_cell(0, 6, text)
+    pdf.output(str(path))
+    return path
+
+
+PARAGRAPHS = [
+    "The Atlas X2 robot arm lifts 25 kilograms and reaches 1.8 metres.",
+    "Our refund window is 30 days from delivery; contact support to start a return.",
+    "The warranty covers motors and gearboxes for 24 months after purchase.",
+    "Standard shipping takes five business days and costs 4.99 dollars per order.",
+    "The helpdesk is open from 8 am to 6 pm, Monday to Friday, Central European Time.",
+    "Firmware 3.2 added collision detection and a quieter idle mode for the gripper.",
+]
+
+
+def write_corpus(folder: Path, n_files: int, paragraphs_per_file: int = 6) -> list[Path]:
+    """Markdown files with distinct, numbered content (several chunks each at small sizes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(n_files):
+        body = [f"# Document {i}\n"]
+        for j in range(paragraphs_per_file):
+            base = PARAGRAPHS[(i + j) % len(PARAGRAPHS)]
+            body.append(f"Section {i}.{j}. {base} Reference code ref{i:03d}x{j:02d}.\n")
+        path = folder / f"doc-{i:03d}.md"
+        path.write_text("\n".join(body), encoding="utf-8")
+        files.append(path)
+    return files
