@@ -163,3 +163,32 @@ def delete(
         raise typer.Abort()
     state.catalog.delete(name)
     typer.echo(f"deleted knowledge base '{name}'")
+
+
+@app.command("eval")
+def eval_(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Knowledge base name.")],
+    questions: Annotated[Path, typer.Argument(help="JSONL: question, source, page, evidence.")],
+    mode: Annotated[
+        list[str] | None, typer.Option(help="Modes to compare (default: vector and hybrid).")
+    ] = None,
+    depth: Annotated[int, typer.Option(min=1, max=200, help="Ranks searched for MRR.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Labelled retrieval check: hit@1/3/5 and MRR per search mode."""
+    from retrieval.evaluation import evaluate, load_questions
+
+    state: State = ctx.obj
+    if not questions.is_file():
+        raise HybridError(f"question file not found: {questions}")
+    labelled = load_questions(questions)
+    for m in mode or []:
+        QueryOptions(mode=m)  # validates the name
+    result = evaluate(
+        state.catalog.open(name), labelled, modes=mode or ("vector", "hybrid"), depth=depth
+    )
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        typer.echo(result.table())

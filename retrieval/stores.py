@@ -17,7 +17,11 @@ from retrieval.errors import StoreUnavailable, UnknownComponent
 StoreFactory = Callable[[Any], Any]
 _STORES: dict[str, StoreFactory] = {}
 
-_NO_TELEMETRY = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+
+def _settings() -> ChromaSettings:
+    # A fresh object per client: Chroma writes the client's API implementation into the settings
+    # it is given, so a shared object would turn the next embedded client into an HTTP one.
+    return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
 
 
 def register_store(mode: str) -> Callable[[StoreFactory], StoreFactory]:
@@ -51,7 +55,7 @@ def _embedded(config: EmbeddedStoreConfig) -> chromadb.api.ClientAPI:
     path = config.path.expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=_NO_TELEMETRY)
+        return chromadb.PersistentClient(path=str(path), settings=_settings())
     except Exception as exc:
         raise StoreUnavailable(
             f"cannot open {describe(config)} ({type(exc).__name__}: {exc}); "
@@ -67,7 +71,7 @@ def _server(config: ServerStoreConfig) -> chromadb.api.ClientAPI:
             port=config.port,
             ssl=config.ssl,
             headers=dict(config.headers),
-            settings=_NO_TELEMETRY,
+            settings=_settings(),
         )
         client.heartbeat()
         return client

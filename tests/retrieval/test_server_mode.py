@@ -59,3 +59,17 @@ def test_unreachable_server_is_one_clear_error(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.startswith("error: cannot reach Chroma server") and "chroma run" in err
     assert err.count("\n") == 1
+
+
+def test_embedded_and_server_clients_stay_apart(chroma_server, tmp_path):
+    from retrieval import EmbeddedStoreConfig
+
+    server = KnowledgeBaseCatalog(ServerStoreConfig(port=chroma_server.port))
+    server.create("only-on-server")
+    try:
+        embedded = KnowledgeBaseCatalog(EmbeddedStoreConfig(path=tmp_path / "emb"))
+        assert "only-on-server" not in embedded.names()
+        embedded.create("only-embedded")
+        assert "only-embedded" not in server.names()
+    finally:
+        server.delete("only-on-server")
