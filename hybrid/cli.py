@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from hybrid import cli_kb
+from finetune.errors import FinetuneError
+from hybrid import cli_kb, cli_train
 from hybrid.cli_state import State
 from hybrid.config import format_validation_error
 from hybrid.errors import HybridError
@@ -28,6 +29,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(cli_kb.app, name="kb")
+app.command("train")(cli_train.train)
+app.add_typer(cli_train.model_app, name="model")
 
 
 @app.callback()
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, standalone_mode=True)
     except SystemExit as exc:
         return int(exc.code or 0)
-    except (HybridError, RetrievalError) as exc:
+    except (HybridError, RetrievalError, FinetuneError) as exc:
         return _fail(str(exc), debug)
     except ValidationError as exc:
         return _fail(format_validation_error(exc, "options"), debug)

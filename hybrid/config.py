@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from finetune.config import TrainConfig
 from hybrid.errors import ConfigError
 from retrieval import EmbeddedStoreConfig, KnowledgeBaseSettings, StoreConfig
 
@@ -80,4 +81,52 @@ def _relative_to(config: HybridConfig, base: Path) -> HybridConfig:
     if isinstance(store, EmbeddedStoreConfig) and not store.path.expanduser().is_absolute():
         store = store.model_copy(update={"path": base / store.path})
         return config.model_copy(update={"store": store})
+    return config
+
+
+def _read_yaml_mapping(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" line {where.line + 1}" if where else ""
+        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    return raw
+
+
+def load_train_config(path: Path, overrides: dict | None = None) -> TrainConfig:
+    """Read a training config (`hybrid train CONFIG.yaml`). Paths in it are relative to the file.
+
+    Raises:
+        ConfigError: every problem of the file at once.
+    """
+    raw = {**_read_yaml_mapping(path), **(overrides or {})}
+    base = path.parent
+
+    def rel(value):
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else base / p
+
+    if isinstance(raw.get("data"), str | Path):
+        raw["data"] = [raw["data"]]
+    if isinstance(raw.get("data"), list):
+        raw["data"] = [rel(p) for p in raw["data"]]
+    if isinstance(raw.get("output_dir"), str):
+        raw["output_dir"] = rel(raw["output_dir"])
+    replay = raw.get("replay")
+    if isinstance(replay, dict) and isinstance(replay.get("paths"), list):
+        raw["replay"] = {**replay, "paths": [rel(p) for p in replay["paths"]]}
+    base_model = raw.get("base_model")
+    if isinstance(base_model, str) and base_model.startswith(("./", "../")):
+        raw["base_model"] = str(rel(base_model))
+    try:
+        config = TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from exc
+    if not config.data:
+        raise ConfigError(f"{path}: data: give at least one training file or folder")
     return config
