@@ -1,0 +1,262 @@
+"""Versioned adapters on disk.
+
+Layout under the registry root::
+
+    index.json                 {"adapters": {name: {"current": "v2", "versions": {"v1": {...}}}}}
+    store/<name>/<version>/    a checked copy of the adapter folder (the only paths ever served)
+    .lock                      serialises writers across processes (CLI and server)
+
+Every write is atomic: files are copied into a temporary folder inside the root and renamed;
+index.json is replaced with os.replace after fsync. A kill -9 at any point leaves the previous
+index readable, and a half-copied version is never listed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from serving.adapters.base import ServedBase
+from serving.adapters.checks import COPIED_FILES, MANIFEST_FILE, MANIFEST_FORMAT, check_adapter
+from serving.adapters.errors import AdapterNotFound, AdapterRejected, RegistryError
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}[a-z0-9]$|^[a-z0-9]$")
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class AdapterVersion:
+    name: str
+    version: str
+    path: Path
+    rank: int
+    registered_at: str
+    foreign: bool
+    current: bool
+
+    @property
+    def engine_name(self) -> str:
+        """The name the engine serves this version under (one per version, so the engine's
+        prefix cache, keyed by adapter name, can never serve another version's cache)."""
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class ResolvedAdapter:
+    requested: str
+    adapter: AdapterVersion
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class AdapterRegistry:
+    def __init__(self, root: Path, base: ServedBase, max_rank: int):
+        self.root = root.expanduser()
+        self.base = base
+        self.max_rank = max_rank
+        (self.root / "store").mkdir(parents=True, exist_ok=True)
+
+    # ---- reading ---------------------------------------------------------------------------
+    def _index(self) -> dict:
+        path = self.root / "index.json"
+        if not path.exists():
+            return {"adapters": {}}
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:  # cannot happen through os.replace; say so if edited by hand
+            raise RegistryError(
+                f"{path} is not valid JSON ({exc}); restore it from a backup"
+            ) from exc
+
+    def _version(self, name: str, version: str, entry: dict, current: str | None) -> AdapterVersion:
+        info = entry["versions"][version]
+        return AdapterVersion(
+            name=name,
+            version=version,
+            path=self.root / "store" / name / version,
+            rank=int(info["rank"]),
+            registered_at=info["registered_at"],
+            foreign=bool(info.get("foreign")),
+            current=version == current,
+        )
+
+    def list(self) -> list[AdapterVersion]:
+        out = []
+        for name, entry in sorted(self._index()["adapters"].items()):
+            for version in entry["versions"]:
+                out.append(self._version(name, version, entry, entry.get("current")))
+        return out
+
+    def names(self) -> list[str]:
+        return sorted(self._index()["adapters"])
+
+    def resolve(self, model: str) -> ResolvedAdapter:
+        """`name` -> its current version; `name@version` -> that version.
+
+        Raises:
+            AdapterNotFound: listing the adapters (or versions) that exist.
+        """
+        name, _, version = model.partition("@")
+        adapters = self._index()["adapters"]
+        if name not in adapters:
+            raise AdapterNotFound(
+                f"unknown adapter '{name}' (registered: {', '.join(sorted(adapters)) or 'none'})"
+            )
+        entry = adapters[name]
+        version = version or entry.get("current")
+        if not version or version not in entry["versions"]:
+            raise AdapterNotFound(
+                f"adapter '{name}' has no version '{version}' (versions: "
+                f"{', '.join(entry['versions'])})"
+            )
+        return ResolvedAdapter(model, self._version(name, version, entry, entry.get("current")))
+
+    # ---- writing ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self):
+        with open(self.root / ".lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _write_index(self, index: dict) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".index-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(index, fh, indent=2, sort_keys=True)
+                fh.write("\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.root / "index.json")
+            dir_fd = os.open(self.root, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def register(
+        self, source: Path, name: str, version: str | None = None, *, promote: bool = True
+    ) -> AdapterVersion:
+        """Check `source` against the served base, copy it in as `name@version`.
+
+        A folder without a Hybrid manifest (trained by another tool) is checked by its tensor
+        names and shapes, and a manifest is written for it.
+        Raises:
+            AdapterRejected: bad name, the folder cannot be served on this base, or it exists.
+        """
+        if not NAME.match(name):
+            raise AdapterRejected(
+                f"invalid adapter name '{name}': use 1-64 characters of a-z, 0-9, '.', '_', '-'"
+            )
+        if version is not None and not VERSION.match(version):
+            raise AdapterRejected(f"invalid version '{version}': use up to 32 of A-Z a-z 0-9 . _ -")
+        source = Path(source).expanduser()
+        facts = check_adapter(source, self.base, self.max_rank)
+        with self._locked():
+            index = self._index()
+            entry = index["adapters"].setdefault(name, {"current": None, "versions": {}})
+            if version is None:
+                numbers = [int(v[1:]) for v in entry["versions"] if re.fullmatch(r"v\d+", v)]
+                version = f"v{max(numbers, default=0) + 1}"
+            if version in entry["versions"]:
+                raise AdapterRejected(f"adapter '{name}@{version}' is already registered")
+            target = self.root / "store" / name / version
+            staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".staging-"))
+            try:
+                for file in COPIED_FILES:
+                    if (source / file).is_file():
+                        shutil.copy2(source / file, staging / file)
+                manifest = facts.manifest or self._foreign_manifest(name, facts)
+                manifest = {**manifest, "registered_as": f"{name}@{version}"}
+                (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+                check_adapter(staging, self.base, self.max_rank)  # the copy is what is served
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.exists():  # left by a run killed before its index update
+                    shutil.rmtree(target)
+                staging.rename(target)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            entry["versions"][version] = {
+                "rank": facts.rank,
+                "registered_at": _now(),
+                "foreign": facts.foreign,
+                "source": str(source),
+            }
+            if promote or entry["current"] is None:
+                entry["current"] = version
+            self._write_index(index)
+            return self._version(name, version, entry, entry["current"])
+
+    def _foreign_manifest(self, name: str, facts) -> dict:
+        return {
+            "format": MANIFEST_FORMAT,
+            "name": name,
+            "created_at": _now(),
+            "trained_by": "external (manifest written at registration)",
+            "base_model": {
+                "id": self.base.path.name,
+                "path": str(self.base.path),
+                "fingerprint": self.base.fingerprint,
+                "fingerprint_algorithm": "hybrid-base/1",
+            },
+            "lora": {
+                "rank": facts.rank,
+                "alpha": facts.alpha,
+                "target_modules": list(facts.target_modules),
+                "modules_to_save": [],
+            },
+        }
+
+    def promote(self, name: str, version: str) -> AdapterVersion:
+        """Make `version` the one `name` resolves to."""
+        with self._locked():
+            index = self._index()
+            self._resolve_in(index, name, version)
+            index["adapters"][name]["current"] = version
+            self._write_index(index)
+        return self._version(name, version, index["adapters"][name], version)
+
+    def remove(self, name: str, version: str) -> None:
+        """Forget a version (its files are deleted). The current version cannot be removed while
+        others exist: promote another first."""
+        with self._locked():
+            index = self._index()
+            self._resolve_in(index, name, version)
+            entry = index["adapters"][name]
+            if entry["current"] == version and len(entry["versions"]) > 1:
+                raise AdapterRejected(
+                    f"'{name}@{version}' is the current version; promote another version first"
+                )
+            del entry["versions"][version]
+            if not entry["versions"]:
+                del index["adapters"][name]
+            self._write_index(index)
+        shutil.rmtree(self.root / "store" / name / version, ignore_errors=True)
+
+    def _resolve_in(self, index: dict, name: str, version: str) -> None:
+        entry = index["adapters"].get(name)
+        if entry is None:
+            raise AdapterNotFound(
+                f"unknown adapter '{name}' (registered: {', '.join(sorted(index['adapters'])) or 'none'})"
+            )
+        if version not in entry["versions"]:
+            raise AdapterNotFound(
+                f"adapter '{name}' has no version '{version}' (versions: {', '.join(entry['versions'])})"
+            )
