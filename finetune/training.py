@@ -25,6 +25,10 @@ from finetune.reporting import plot_loss_curve
 
 log = logging.getLogger(__name__)
 
+SPLIT_FILE = "data_split.json"
+"""Origins (file:line) of the training and validation examples, so `hybrid eval` can tell
+seen from held-out prompts."""
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -235,6 +239,16 @@ def train(
             json.dumps({"final": metrics, "history": history}, indent=2) + "\n"
         )
         plot_loss_curve(history, partial / "loss_curve.png", title=output.name)
+        (partial / SPLIT_FILE).write_text(
+            json.dumps(
+                {
+                    "train": [e.origin for e in train_examples],
+                    "validation": [e.origin for e in val_examples],
+                },
+                indent=1,
+            )
+            + "\n"
+        )
         manifest = build_manifest(
             name=output.name,
             base=BaseModelInfo.of(config.base_model, base_dir),

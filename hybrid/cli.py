@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 
 from finetune.errors import FinetuneError
-from hybrid import cli_kb, cli_train
+from hybrid import cli_data, cli_finetune, cli_kb, cli_train
 from hybrid.cli_state import State
 from hybrid.config import format_validation_error
 from hybrid.errors import HybridError
@@ -29,8 +29,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(cli_kb.app, name="kb")
+app.add_typer(cli_data.app, name="data")
 app.command("train")(cli_train.train)
 app.add_typer(cli_train.model_app, name="model")
+app.command("eval")(cli_finetune.evaluate)
+app.add_typer(cli_finetune.adapter_app, name="adapter")
 
 
 @app.callback()

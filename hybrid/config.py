@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from finetune.config import TrainConfig
+from finetune.evaluation import EvalConfig
 from hybrid.errors import ConfigError
 from retrieval import EmbeddedStoreConfig, KnowledgeBaseSettings, StoreConfig
 
@@ -130,3 +131,27 @@ def load_train_config(path: Path, overrides: dict | None = None) -> TrainConfig:
     if not config.data:
         raise ConfigError(f"{path}: data: give at least one training file or folder")
     return config
+
+
+def load_eval_config(path: Path | None, overrides: dict) -> EvalConfig:
+    """Eval settings from an optional YAML (paths relative to it) plus command-line overrides."""
+    raw = _read_yaml_mapping(path) if path is not None else {}
+    base = path.parent if path is not None else Path.cwd()
+
+    def rel(value):
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else base / p
+
+    for key in ("data", "general", "prompts"):
+        if isinstance(raw.get(key), str):
+            raw[key] = [raw[key]]
+        if isinstance(raw.get(key), list):
+            raw[key] = [rel(p) for p in raw[key]]
+    for key in ("adapter", "output_dir"):
+        if isinstance(raw.get(key), str):
+            raw[key] = rel(raw[key])
+    raw.update(overrides)
+    try:
+        return EvalConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path or "options"))) from exc
