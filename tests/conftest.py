@@ -109,3 +109,44 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     from tests.helpers.tiny_llama import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "model")
+
+
+@pytest.fixture(scope="session")
+def lora_dir(tiny_llama_dir, tmp_path_factory) -> Path:
+    """A random (non-zero) rank-8 PEFT LoRA on q/k/v/o of the tiny model."""
+    from tests.helpers.adapters import random_lora
+
+    return random_lora(tiny_llama_dir, tmp_path_factory.mktemp("lora") / "style", rank=8)
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(tiny_llama_dir, tmp_path_factory):
+    """One supervised vLLM server on the tiny model for the whole test session (a start costs
+    ~60 s on a 2-core CPU), started only when a `vllm`-marked test asks for it. Tests that stop
+    or kill it are marked `engine_teardown` and run last (see pytest_collection_modifyitems)."""
+    from serving.engine import EngineConfig, EngineProcess, RestartPolicy
+
+    config = EngineConfig(
+        model=str(tiny_llama_dir),
+        served_model_name="tiny-llama",
+        max_loras=2,
+        max_lora_rank=8,
+        max_cpu_loras=4,
+        max_model_len=512,
+        dtype="float32",
+        kv_cache_gib=1,
+        log_file=tmp_path_factory.mktemp("vllm") / "vllm.log",
+        startup_timeout_s=400,
+        watch_interval_s=0.5,
+        restart=RestartPolicy(max_restarts=2, backoff_s=0.5),
+    )
+    engine = EngineProcess(config)
+    engine.start()
+    print(f"\nvLLM ready after {engine.last_ready_s:.1f} s (log: {engine.log_path})")
+    yield engine
+    engine.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that kill or stop the shared vLLM server run after every other test."""
+    items.sort(key=lambda item: item.get_closest_marker("engine_teardown") is not None)

@@ -1,0 +1,294 @@
+"""Adapters at run time: resolve a requested model to what the engine serves, load on demand,
+count requests in flight, and load / unload / promote without failing a request.
+
+Every registered version is served under its own engine name `name@version`, so vLLM's prefix
+cache (keyed by adapter name) never mixes versions. A request resolves `name` to the current
+version once, when it starts, and holds a `Lease` on that engine name until its last byte is
+sent. Promoting loads the new version first, then switches the registry's pointer (one atomic
+file rename), then unloads the old version once its leases are released: requests in flight
+finish on the old version, new ones get the new one, none fails.
+
+One `asyncio.Lock` per engine name orders a load against an unload of the same name: a request
+that arrives while its version drains for an unload waits, then loads it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving.adapters.errors import AdapterNotFound
+from serving.adapters.registry import AdapterRegistry, AdapterVersion
+from serving.engine.client import EngineSet, Replica
+from serving.errors import AdapterNotLoaded, EngineUnavailable, ServingError
+
+log = logging.getLogger("serving.adapters")
+
+
+class AdapterBusy(ServingError):
+    """An adapter still had requests in flight when its drain timeout ran out."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a requested model id resolves to."""
+
+    requested: str
+    engine_name: str
+    """The name the engine serves it under: the base model's name, or `name@version`."""
+    adapter: AdapterVersion | None = None
+
+    @property
+    def is_base(self) -> bool:
+        return self.adapter is None
+
+
+@dataclass
+class Lease:
+    """A request's hold on a served model; `release()` (idempotent) when its answer is sent."""
+
+    target: Target
+    replica: Replica
+    _manager: AdapterManager = field(repr=False)
+    _released: bool = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._manager._release(self.target.engine_name)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    name: str
+    previous: str | None
+    current: str
+    retiring: bool
+    """Whether the previous version is being unloaded once its requests in flight finish."""
+
+
+class AdapterManager:
+    """Registry + engines: the one object the gateway asks about adapters."""
+
+    def __init__(
+        self,
+        registry: AdapterRegistry,
+        engines: EngineSet,
+        base_name: str,
+        *,
+        drain_timeout_s: float = 300.0,
+        unload_previous: bool = True,
+    ):
+        self.registry = registry
+        self.engines = engines
+        self.base_name = base_name
+        self.drain_timeout_s = drain_timeout_s
+        self.unload_previous = unload_previous
+        self._in_flight: Counter[str] = Counter()
+        self._released = asyncio.Event()
+        self._gates: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task] = set()
+
+    # ---- resolution and leases ---------------------------------------------------------------
+
+    def resolve(self, model: str) -> Target:
+        """`base` -> the base model; `name` -> its current version; `name@v` -> that version.
+
+        Raises:
+            AdapterNotFound: no such adapter or version (the message lists what exists).
+        """
+        if model == self.base_name:
+            return Target(model, self.base_name)
+        try:
+            resolved = self.registry.resolve(model)
+        except AdapterNotFound as exc:
+            raise AdapterNotFound(
+                f"model '{model}' does not exist: {exc}; the base model is '{self.base_name}'"
+            ) from None
+        return Target(model, resolved.adapter.engine_name, resolved.adapter)
+
+    async def lease(self, model: str) -> Lease:
+        """Resolve `model`, make sure an engine serves it (loading it on demand), and count the
+        request in flight until the lease is released.
+
+        Raises:
+            AdapterNotFound: unknown model.
+            AdapterLoadError: the engine refused the adapter folder.
+            EngineUnavailable / NoHealthyEngine: no engine can take the request.
+        """
+        while True:
+            target = self.resolve(model)
+            if target.is_base:
+                replica = self.engines.pick(None)
+                self._in_flight[target.engine_name] += 1
+                return Lease(target, replica, self)
+            async with self._gate(target.engine_name):
+                if self.resolve(model).engine_name != target.engine_name:
+                    continue  # promoted while we waited: serve what is current now
+                assert target.adapter is not None
+                replica = await self.engines.ensure_adapter(target.engine_name, target.adapter.path)
+                self._in_flight[target.engine_name] += 1
+                return Lease(target, replica, self)
+
+    def in_flight(self, engine_name: str | None = None) -> int:
+        if engine_name is None:
+            return sum(self._in_flight.values())
+        return self._in_flight[engine_name]
+
+    def _release(self, engine_name: str) -> None:
+        self._in_flight[engine_name] -= 1
+        if self._in_flight[engine_name] <= 0:
+            del self._in_flight[engine_name]
+        self._released.set()
+
+    def _gate(self, engine_name: str) -> asyncio.Lock:
+        return self._gates.setdefault(engine_name, asyncio.Lock())
+
+    async def _drain(self, engine_name: str, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._in_flight[engine_name] > 0:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise AdapterBusy(
+                    f"adapter '{engine_name}' still has {self._in_flight[engine_name]} "
+                    f"request(s) in flight after {timeout_s:.0f} s; retry the unload later"
+                )
+            self._released.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), min(left, 1.0))
+
+    # ---- what is loaded ----------------------------------------------------------------------
+
+    def loaded(self) -> dict[str, list[str]]:
+        """Engine name -> URLs of the replicas that hold it (as last seen)."""
+        out: dict[str, list[str]] = {}
+        for replica in self.engines.replicas:
+            for name in replica.adapters:
+                out.setdefault(name, []).append(replica.url)
+        return out
+
+    def versions_of(self, ref: str) -> list[AdapterVersion]:
+        """`name` -> every registered version; `name@v` -> that one.
+
+        Raises:
+            AdapterNotFound: unknown name or version.
+        """
+        if "@" in ref:
+            return [self.registry.resolve(ref).adapter]
+        versions = [v for v in self.registry.list() if v.name == ref]
+        if not versions:
+            self.registry.resolve(ref)  # raises with the list of names
+        return versions
+
+    # ---- operations --------------------------------------------------------------------------
+
+    async def load(self, ref: str) -> tuple[AdapterVersion, list[str]]:
+        """Load `name` (its current version) or `name@version` now rather than on first use."""
+        target = self.resolve(ref)
+        if target.adapter is None:
+            raise AdapterNotFound(f"'{ref}' is the base model, which is always loaded")
+        async with self._gate(target.engine_name):
+            replica = await self.engines.ensure_adapter(target.engine_name, target.adapter.path)
+        return target.adapter, [replica.url]
+
+    async def unload(self, ref: str, *, timeout_s: float | None = None) -> list[str]:
+        """Unload every loaded version of `name` (or just `name@version`) once their requests in
+        flight are done; return the engine names unloaded. The adapter stays registered: a
+        later request loads it again.
+
+        Raises:
+            AdapterNotFound: unknown name or version.
+            AdapterNotLoaded: registered, but no engine holds it.
+            AdapterBusy: requests still in flight after the drain timeout.
+        """
+        loaded = self.loaded()
+        names = [v.engine_name for v in self.versions_of(ref) if v.engine_name in loaded]
+        if not names:
+            raise AdapterNotLoaded(
+                f"'{ref}' is registered but not loaded on any engine; nothing to unload",
+                url=", ".join(r.url for r in self.engines.replicas),
+                status_code=404,
+            )
+        for engine_name in names:
+            await self._unload_one(engine_name, timeout_s or self.drain_timeout_s)
+        return names
+
+    async def _unload_one(self, engine_name: str, timeout_s: float) -> None:
+        async with self._gate(engine_name):
+            await self._drain(engine_name, timeout_s)
+            with contextlib.suppress(AdapterNotLoaded):
+                await self.engines.unload_adapter(engine_name)
+
+    async def promote(self, name: str, version: str) -> Promotion:
+        """Make `name@version` what `name` resolves to, loaded before the switch.
+
+        Raises:
+            AdapterNotFound: unknown name or version.
+            AdapterLoadError / EngineUnavailable: the new version could not be loaded; nothing
+                was switched.
+        """
+        new = self.registry.resolve(f"{name}@{version}").adapter
+        try:
+            previous = self.registry.resolve(name).adapter
+        except AdapterNotFound:
+            previous = None
+        async with self._gate(new.engine_name):
+            await self.engines.ensure_adapter(new.engine_name, new.path)
+        await asyncio.to_thread(self.registry.promote, name, version)
+        retiring = (
+            self.unload_previous
+            and previous is not None
+            and previous.engine_name != new.engine_name
+            and previous.engine_name in self.loaded()
+        )
+        if retiring:
+            assert previous is not None
+            self._spawn(self._retire(previous.engine_name))
+        log.info("promoted %s: %s -> %s", name, previous and previous.version, version)
+        return Promotion(name, previous and previous.version, version, retiring)
+
+    async def register(
+        self, source: Path, name: str, version: str | None = None, *, promote: bool = True
+    ) -> AdapterVersion:
+        """Check and copy an adapter folder into the registry. With `promote`, it becomes the
+        current version; if an earlier version of `name` is loaded, the new one is loaded and
+        swapped in as by `promote`.
+
+        Raises:
+            AdapterRejected: the folder cannot be served on this base (the reason is given).
+        """
+        was_loaded = any(v.engine_name in self.loaded() for v in self._known_versions(name))
+        registered = await asyncio.to_thread(
+            self.registry.register, source, name, version, promote=False
+        )
+        first = len(self._known_versions(name)) == 1
+        if promote and (was_loaded and not first):
+            await self.promote(name, registered.version)
+        elif promote or first:
+            await asyncio.to_thread(self.registry.promote, name, registered.version)
+        return self.registry.resolve(f"{name}@{registered.version}").adapter
+
+    def _known_versions(self, name: str) -> list[AdapterVersion]:
+        return [v for v in self.registry.list() if v.name == name]
+
+    async def _retire(self, engine_name: str) -> None:
+        try:
+            await self._unload_one(engine_name, self.drain_timeout_s)
+            log.info("unloaded %s after its requests in flight finished", engine_name)
+        except (AdapterBusy, EngineUnavailable) as exc:
+            log.warning("previous version %s stays loaded: %s", engine_name, exc)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def settle(self) -> None:
+        """Wait for background unloads (after promotes) to finish; for shutdown and tests."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)

@@ -1,0 +1,24 @@
+"""The OpenAI-compatible gateway: FastAPI routes (`routes`, `app`) over handler classes that
+know nothing of HTTP (`handlers`, `admin`), with errors mapped to OpenAI's shape in one place
+(`errors`)."""
+
+from serving.gateway.app import create_app
+from serving.gateway.auth import KeyRing, Principal
+from serving.gateway.config import ApiKey, AuthConfig, GatewayConfig, hash_key
+from serving.gateway.handlers import ChatComposer, InferenceHandler, ModelInfo, PreparedChat
+from serving.gateway.state import GatewayState
+
+__all__ = [
+    "ApiKey",
+    "AuthConfig",
+    "ChatComposer",
+    "GatewayConfig",
+    "GatewayState",
+    "InferenceHandler",
+    "KeyRing",
+    "ModelInfo",
+    "PreparedChat",
+    "Principal",
+    "create_app",
+    "hash_key",
+]

@@ -1,0 +1,103 @@
+"""Typed, frozen settings of the gateway. `hybrid/config.py` places them in the YAML."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def hash_key(key: str) -> str:
+    """The sha256 hex digest under which a key is stored (keys themselves are never stored)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ApiKey(_Frozen):
+    """One client key, stored as its sha256 (make one with `hybrid keys new`)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    """Who holds the key; shown in logs and metrics instead of the key."""
+    sha256: str
+    """sha256 hex digest of the key."""
+    models: tuple[str, ...] | None = None
+    """Models (base, adapters, apps) this key may use; None: all of them."""
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _SHA256.match(value):
+            raise ValueError(
+                "sha256 must be 64 hex characters (the digest of the key, not the key itself); "
+                "make one with `hybrid keys new`"
+            )
+        return value
+
+
+class AuthConfig(_Frozen):
+    """Bearer API keys. With none configured, the gateway only listens on loopback."""
+
+    api_keys: tuple[ApiKey, ...] = ()
+    """Keys for the OpenAI routes (/v1/...)."""
+    admin_keys: tuple[ApiKey, ...] = ()
+    """Keys for the admin routes (/admin/...); an admin key may also use every model."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_keys or self.admin_keys)
+
+    @model_validator(mode="after")
+    def _unique(self) -> AuthConfig:
+        digests = [k.sha256 for k in (*self.api_keys, *self.admin_keys)]
+        if len(digests) != len(set(digests)):
+            raise ValueError("the same key is listed twice; give every client its own key")
+        return self
+
+
+class GatewayConfig(_Frozen):
+    """The OpenAI-compatible HTTP gateway in front of the engine(s)."""
+
+    host: str = "127.0.0.1"
+    """Interface to listen on. Anything but loopback requires API keys."""
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    """TCP port of the gateway."""
+    auth: AuthConfig = AuthConfig()
+    """API keys; none (the default) is only allowed on loopback."""
+    request_timeout_s: Annotated[float, Field(gt=0)] = 600.0
+    """How long one generation may take at the engine before the gateway gives up."""
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
+    """Larger request bodies are refused with 413."""
+    drain_timeout_s: Annotated[float, Field(gt=0)] = 300.0
+    """How long unloading an adapter waits for its requests in flight to finish."""
+    unload_previous_on_promote: bool = True
+    """After a promote, unload the previous version once its requests in flight are done."""
+    health_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    """How often the gateway re-checks engine health and their adapter lists."""
+
+    @model_validator(mode="after")
+    def _keys_off_loopback(self) -> GatewayConfig:
+        if not self.auth.enabled and not is_loopback(self.host):
+            raise ValueError(
+                f"gateway.host {self.host} is not loopback and no API keys are configured; "
+                "add gateway.auth.api_keys and admin_keys (`hybrid keys new`), or listen on "
+                "127.0.0.1"
+            )
+        return self

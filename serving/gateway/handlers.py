@@ -1,0 +1,364 @@
+"""What the OpenAI-compatible routes do, free of FastAPI: validate, authorise, resolve the model,
+lease it from the adapter manager, forward to the engine, and shape the answer.
+
+Streams are relayed chunk by chunk. The engine is always asked for usage (so token metrics
+exist); the usage chunk reaches the client only if it asked for it. Closing a stream early
+closes the engine connection, which makes vLLM abort the generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+
+from serving.adapters.errors import AdapterNotFound
+from serving.adapters.manager import AdapterManager, Lease
+from serving.errors import EngineUnavailable
+from serving.gateway.auth import Principal
+from serving.gateway.errors import InvalidRequest, ModelNotFound, to_answer
+from serving.gateway.metrics import GatewayMetrics
+from serving.gateway.schemas import ChatCompletionRequest, CompletionRequest, parse
+
+log = logging.getLogger("serving.gateway")
+
+CHAT_ROUTE = "/v1/chat/completions"
+COMPLETION_ROUTE = "/v1/completions"
+
+Annotate = Callable[[list[str]], "dict | Awaitable[dict]"]
+"""Given the answer text of each choice, extra fields for the response (e.g. citations)."""
+
+
+@dataclass(frozen=True)
+class PreparedChat:
+    """How a composed model (an app) turns a chat request into an engine request."""
+
+    target: str
+    """The model the gateway serves it with: the base model's name or an adapter reference."""
+    body: dict
+    """The request body to send (e.g. with retrieved passages in the messages)."""
+    response_model: str
+    """The `model` reported back to the client."""
+    annotate: Annotate | None = None
+    """Called with the answer texts; its fields are added to the response under `extra_key`."""
+    extra_key: str = "hybrid"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    parent: str | None = None
+    root: str | None = None
+    kind: str = "model"
+    extra: dict = field(default_factory=dict)
+
+
+class ChatComposer(Protocol):
+    """Model ids served by composition (apps, in `hybrid/`): listed in /v1/models and prepared
+    before the engine sees the request. The gateway knows nothing else about them."""
+
+    def models(self) -> Sequence[ModelInfo]: ...
+
+    def owns(self, model: str) -> bool: ...
+
+    async def prepare(self, request: ChatCompletionRequest, body: dict) -> PreparedChat: ...
+
+
+@dataclass
+class EventStream:
+    """An SSE body for the route to send; `aclose()` ends it early (client went away)."""
+
+    iterator: AsyncIterator[bytes]
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.iterator
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def sse(payload: dict | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
+
+
+class InferenceHandler:
+    def __init__(
+        self,
+        manager: AdapterManager,
+        metrics: GatewayMetrics,
+        *,
+        timeout_s: float = 600.0,
+        composers: Sequence[ChatComposer] = (),
+    ):
+        self.manager = manager
+        self.metrics = metrics
+        self.timeout_s = timeout_s
+        self.composers = list(composers)
+
+    # ---- models ------------------------------------------------------------------------------
+
+    def model_infos(self) -> list[ModelInfo]:
+        base = self.manager.base_name
+        infos = [ModelInfo(base, root=base, kind="base")]
+        loaded = self.manager.loaded()
+        current: dict[str, str] = {}
+        for version in self.manager.registry.list():
+            if version.current:
+                current[version.name] = version.engine_name
+            infos.append(
+                ModelInfo(
+                    version.engine_name,
+                    parent=base,
+                    root=version.engine_name,
+                    kind="adapter_version",
+                    extra={"loaded": version.engine_name in loaded, "current": version.current},
+                )
+            )
+        for name, engine_name in sorted(current.items()):
+            infos.append(ModelInfo(name, parent=base, root=engine_name, kind="adapter"))
+        for composer in self.composers:
+            infos.extend(composer.models())
+        return infos
+
+    def list_models(self, principal: Principal) -> dict:
+        cards = [_card(info) for info in self.model_infos() if principal.may_use(info.id)]
+        return {"object": "list", "data": cards}
+
+    def retrieve_model(self, model: str, principal: Principal) -> dict:
+        if principal.may_use(model):
+            for info in self.model_infos():
+                if info.id == model:
+                    return _card(info)
+        raise ModelNotFound(f"model '{model}' does not exist", param="model")
+
+    # ---- generation --------------------------------------------------------------------------
+
+    async def chat(self, body: object, principal: Principal) -> dict | EventStream:
+        request = parse(ChatCompletionRequest, body)
+        assert isinstance(body, dict) and isinstance(request, ChatCompletionRequest)
+        self._authorise(request.model, principal)
+        composer = next((c for c in self.composers if c.owns(request.model)), None)
+        if composer is not None:
+            prepared = await composer.prepare(request, body)
+        else:
+            prepared = PreparedChat(request.model, body, response_model="")
+        return await self._generate(CHAT_ROUTE, request.model, prepared, request)
+
+    async def completion(self, body: object, principal: Principal) -> dict | EventStream:
+        request = parse(CompletionRequest, body)
+        assert isinstance(body, dict)
+        self._authorise(request.model, principal)
+        if any(c.owns(request.model) for c in self.composers):
+            raise InvalidRequest(
+                f"'{request.model}' is a chat app; send it to /v1/chat/completions", param="model"
+            )
+        prepared = PreparedChat(request.model, body, response_model="")
+        return await self._generate(COMPLETION_ROUTE, request.model, prepared, request)
+
+    def _authorise(self, model: str, principal: Principal) -> None:
+        if not principal.may_use(model):  # 404, not 403: others' models are not even named
+            raise ModelNotFound(f"model '{model}' does not exist", param="model")
+
+    async def _lease(self, model: str) -> Lease:
+        try:
+            return await self.manager.lease(model)
+        except AdapterNotFound as exc:
+            raise ModelNotFound(str(exc), param="model") from None
+
+    async def _generate(
+        self,
+        route: str,
+        requested: str,
+        prepared: PreparedChat,
+        request: ChatCompletionRequest | CompletionRequest,
+    ) -> dict | EventStream:
+        started = time.perf_counter()
+        in_flight = self.metrics.in_flight.labels(requested)
+        in_flight.inc()
+        lease: Lease | None = None
+        handed_off = False  # a stream's relay releases the lease and the gauge itself
+        try:
+            lease = await self._lease(prepared.target)
+            served = lease.target.engine_name
+            payload = {**prepared.body, "model": served}
+            if request.stream:
+                payload["stream_options"] = {
+                    **(prepared.body.get("stream_options") or {}),
+                    "include_usage": True,
+                }
+                stream = await self._open_stream(lease, route, payload)
+                relay = self._relay(
+                    stream, lease, route, requested, prepared, request, started, in_flight
+                )
+                handed_off = True
+                return EventStream(relay)
+            answer = await self._post(lease, route, payload)
+            self.metrics.observe_usage(requested, served, answer.get("usage"))
+            if prepared.response_model:
+                answer["model"] = prepared.response_model
+            if prepared.annotate is not None:
+                texts = [_choice_text(choice) for choice in answer.get("choices") or []]
+                answer[prepared.extra_key] = await _call(prepared.annotate, texts)
+            self._done(route, requested, 200, started)
+            return answer
+        except BaseException as exc:
+            self._done(route, requested, to_answer(exc).status, started)
+            raise
+        finally:
+            if not handed_off:
+                if lease is not None:
+                    lease.release()
+                in_flight.dec()
+
+    def _done(self, route: str, model: str, status: int, started: float) -> None:
+        self.metrics.requests.labels(route, model, str(status)).inc()
+        self.metrics.latency.labels(route, model).observe(time.perf_counter() - started)
+
+    async def _post(self, lease: Lease, route: str, payload: dict) -> dict:
+        try:
+            return await lease.replica.client.generate(route, payload, timeout_s=self.timeout_s)
+        except EngineUnavailable:
+            self.manager.engines.mark_unhealthy(lease.replica.url)
+            raise
+
+    async def _open_stream(self, lease: Lease, route: str, payload: dict) -> httpx.Response:
+        try:
+            return await lease.replica.client.open_stream(route, payload, timeout_s=self.timeout_s)
+        except EngineUnavailable:
+            self.manager.engines.mark_unhealthy(lease.replica.url)
+            raise
+
+    async def _relay(
+        self,
+        upstream: httpx.Response,
+        lease: Lease,
+        route: str,
+        requested: str,
+        prepared: PreparedChat,
+        request: ChatCompletionRequest | CompletionRequest,
+        started: float,
+        in_flight,
+    ) -> AsyncIterator[bytes]:
+        served = lease.target.engine_name
+        wants_usage = bool(request.stream_options and request.stream_options.include_usage)
+        texts: dict[int, list[str]] = {}
+        first_token_seen = False
+        status = 200
+        finished = False
+        last_chunk: dict | None = None
+        try:
+            async for line in upstream.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    if prepared.annotate is not None:
+                        yield sse(await self._annotation_chunk(prepared, texts, last_chunk))
+                    yield sse("[DONE]")
+                    finished = True
+                    break
+                chunk = json.loads(data)
+                if "error" in chunk:  # vLLM reports a failure inside the stream
+                    status = 500
+                    yield sse(chunk)
+                    finished = True
+                    break
+                last_chunk = chunk
+                if prepared.response_model:
+                    chunk["model"] = prepared.response_model
+                choices = chunk.get("choices") or []
+                if chunk.get("usage") and not choices:
+                    self.metrics.observe_usage(requested, served, chunk["usage"])
+                    if not wants_usage:
+                        continue
+                for choice in choices:
+                    piece = _delta_text(choice)
+                    if piece:
+                        texts.setdefault(int(choice.get("index", 0)), []).append(piece)
+                        if not first_token_seen:
+                            first_token_seen = True
+                            self.metrics.first_token.labels(requested).observe(
+                                time.perf_counter() - started
+                            )
+                if not wants_usage:
+                    chunk.pop("usage", None)
+                yield sse(chunk)
+            if not finished:
+                raise httpx.RemoteProtocolError("the engine closed the stream before [DONE]")
+        except (httpx.TransportError, EngineUnavailable) as exc:
+            status = 503
+            self.manager.engines.mark_unhealthy(lease.replica.url)
+            log.warning("stream from %s broke off: %s", lease.replica.url, exc)
+            yield sse(to_answer(EngineUnavailable(str(exc), url=lease.replica.url)).body)
+        except (asyncio.CancelledError, GeneratorExit):
+            status = 499  # the client went away; closing upstream aborts the generation
+            self.metrics.client_disconnects.labels(requested).inc()
+            raise
+        except Exception as exc:
+            answer = to_answer(exc)
+            status = answer.status
+            yield sse(answer.body)
+        finally:
+            await upstream.aclose()
+            lease.release()
+            in_flight.dec()
+            self._done(route, requested, status, started)
+
+    async def _annotation_chunk(
+        self, prepared: PreparedChat, texts: dict[int, list[str]], last_chunk: dict | None
+    ) -> dict:
+        assert prepared.annotate is not None
+        ordered = ["".join(texts.get(i, [])) for i in range(max(texts, default=-1) + 1)]
+        fields = await _call(prepared.annotate, ordered)
+        base = last_chunk or {}
+        return {
+            "id": base.get("id", ""),
+            "object": base.get("object", "chat.completion.chunk"),
+            "created": base.get("created", int(time.time())),
+            "model": prepared.response_model or base.get("model", ""),
+            "choices": [],
+            prepared.extra_key: fields,
+        }
+
+
+def _card(info: ModelInfo) -> dict:
+    return {
+        "id": info.id,
+        "object": "model",
+        "created": 0,
+        "owned_by": "hybrid",
+        "root": info.root or info.id,
+        "parent": info.parent,
+        "hybrid": {"kind": info.kind, **info.extra},
+    }
+
+
+async def _call(function: Annotate, texts: list[str]) -> dict:
+    result = function(texts)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _choice_text(choice: dict) -> str:
+    message = choice.get("message")
+    if isinstance(message, dict):
+        return message.get("content") or ""
+    return choice.get("text") or ""
+
+
+def _delta_text(choice: dict) -> str:
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        return delta.get("content") or ""
+    return choice.get("text") or ""

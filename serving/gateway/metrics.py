@@ -1,0 +1,77 @@
+"""Prometheus metrics of the gateway, in a registry of its own (one per app instance, so tests
+and several gateways in one process never share counters). Label `model` is the model id the
+client asked for (base, adapter alias or version, app); `served` the engine name that answered.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 300)
+
+
+class GatewayMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "hybrid_requests",
+            "Requests answered, by route, requested model and HTTP status.",
+            ["route", "model", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "hybrid_request_seconds",
+            "Time from request to last byte, by route and requested model.",
+            ["route", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.first_token = Histogram(
+            "hybrid_time_to_first_token_seconds",
+            "Streamed requests: time from request to the first content chunk.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "hybrid_tokens",
+            "Tokens processed, by requested model, served engine name and kind.",
+            ["model", "served", "kind"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "hybrid_requests_in_flight", "Requests being answered now.", ["model"], registry=r
+        )
+        self.adapter_operations = Counter(
+            "hybrid_adapter_operations",
+            "Adapter operations through the admin API, by operation and outcome.",
+            ["operation", "outcome"],
+            registry=r,
+        )
+        self.client_disconnects = Counter(
+            "hybrid_client_disconnects",
+            "Streams the client closed before the end (the engine request was cancelled).",
+            ["model"],
+            registry=r,
+        )
+
+    def observe_usage(self, model: str, served: str, usage: dict | None) -> None:
+        if not isinstance(usage, dict):
+            return
+        for kind in ("prompt_tokens", "completion_tokens"):
+            value = usage.get(kind)
+            if isinstance(value, int) and value > 0:
+                self.tokens.labels(model, served, kind.removesuffix("_tokens")).inc(value)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

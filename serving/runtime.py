@@ -1,0 +1,136 @@
+"""Put the serving parts together: start (or attach to) the engines, open the adapter registry,
+and build the gateway. `hybrid serve` calls this; so can any Python program.
+
+Example::
+
+    runtime = ServingRuntime(engine=EngineConfig(model="models/smollm2"), registry_root=Path("reg"))
+    runtime.start()                     # blocks until vLLM is ready (~60-80 s on a CPU)
+    uvicorn.run(create_app(runtime.gateway_state()), port=8080)
+    runtime.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from serving.adapters import AdapterRegistry, describe_base
+from serving.adapters.manager import AdapterManager
+from serving.engine import EngineConfig, EngineProcess, EngineSet, RemoteEngineConfig
+from serving.engine.protocol import parse_models
+from serving.errors import EngineStartError, ServingError
+from serving.gateway import ChatComposer, GatewayConfig, GatewayState
+
+log = logging.getLogger("serving")
+
+
+class ServingRuntime:
+    def __init__(
+        self,
+        *,
+        registry_root: Path,
+        engine: EngineConfig | None = None,
+        remote: RemoteEngineConfig | None = None,
+        base_model: Path | None = None,
+        gateway: GatewayConfig | None = None,
+        preload: Sequence[str] = (),
+    ):
+        """
+        Args:
+            registry_root: folder of the adapter registry (created if missing).
+            engine: a vLLM server to start and supervise.
+            remote: vLLM servers that run already (alone or beside `engine`).
+            base_model: the base model folder adapters are checked against; default
+                `engine.model`. Required when only `remote` engines are given.
+            gateway: gateway settings.
+            preload: adapters (`name` or `name@version`) loaded at start, not on first use.
+        """
+        if engine is None and remote is None:
+            raise ValueError("configure an engine to start (engine) or to attach to (remote)")
+        base = base_model or (Path(engine.model) if engine is not None else None)
+        if base is None or not (base / "config.json").is_file():
+            raise ValueError(
+                f"base model folder {base} has no config.json; set base_model to the folder of "
+                "the model the engines serve (adapters are checked against it)"
+            )
+        self.engine_config = engine
+        self.remote = remote
+        self.base_model = base
+        self.registry_root = registry_root
+        self.gateway_config = gateway or GatewayConfig()
+        self.preload = tuple(preload)
+        self.process: EngineProcess | None = None
+        self.base_name: str | None = engine.base_model_name if engine is not None else None
+
+    def start(self) -> None:
+        """Start the supervised engine (blocking until ready) and check the remote ones.
+
+        Raises:
+            EngineStartError: vLLM failed to start (the message quotes its log).
+            ServingError: remote engines unreachable or serving another base model.
+        """
+        if self.engine_config is not None:
+            self.process = EngineProcess(self.engine_config).start()
+        if self.remote is not None:
+            self._check_remote()
+
+    def _check_remote(self) -> None:
+        assert self.remote is not None
+        headers = {"Authorization": f"Bearer {self.remote.api_key}"} if self.remote.api_key else {}
+        for url in self.remote.urls:
+            try:
+                response = httpx.get(f"{url}/v1/models", headers=headers, timeout=10)
+                response.raise_for_status()
+                bases = [c.id for c in parse_models(response.json()) if not c.is_adapter]
+            except (httpx.HTTPError, ValueError) as exc:
+                raise ServingError(
+                    f"engine {url} did not list its models ({exc}); check that the vLLM server "
+                    "runs there and that remote.api_key is right"
+                ) from None
+            if self.base_name is None and bases:
+                self.base_name = bases[0]
+            if self.base_name not in bases:
+                raise ServingError(
+                    f"engine {url} serves {bases}, not '{self.base_name}'; all engines must "
+                    "serve the same base model under the same name"
+                )
+
+    def gateway_state(self, composers: Sequence[ChatComposer] = ()) -> GatewayState:
+        """The gateway's state, over the started engines."""
+        if self.base_name is None:
+            raise EngineStartError("call start() before gateway_state()")
+        registry = AdapterRegistry(
+            self.registry_root,
+            describe_base(self.base_model),
+            self.engine_config.max_lora_rank if self.engine_config else 512,
+        )
+        engines = EngineSet.build(supervised=self.process, remote=self.remote)
+        manager = AdapterManager(
+            registry,
+            engines,
+            self.base_name,
+            drain_timeout_s=self.gateway_config.drain_timeout_s,
+            unload_previous=self.gateway_config.unload_previous_on_promote,
+        )
+        return GatewayState.build(
+            self.gateway_config, manager, composers=composers, preload=self.preload
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+def run_gateway(state: GatewayState) -> None:
+    """Serve the gateway with uvicorn until interrupted (Ctrl-C, SIGTERM)."""
+    import uvicorn
+
+    from serving.gateway import create_app
+
+    config = state.config
+    uvicorn.run(
+        create_app(state), host=config.host, port=config.port, log_level="warning", access_log=False
+    )

@@ -1,0 +1,177 @@
+"""The engine against a real vLLM server on the tiny model: one start for the whole session plus
+one restart (kill -9), so the tier stays at ~2-3 minutes on a 2-core CPU. The server is shared
+with every other `vllm` test; the kill and stop tests are marked `engine_teardown` and run last."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from serving.engine import EngineClient, EngineSet
+from serving.engine.procgroup import group_members
+from serving.errors import AdapterLoadError, AdapterNotLoaded
+
+pytestmark = pytest.mark.vllm
+
+PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
+NEW_TOKENS = 12
+
+
+def chat(engine, model: str):
+    """Greedy completion through the official OpenAI SDK; returns (prompt ids, output ids)."""
+    import openai
+
+    client = openai.OpenAI(base_url=engine.openai_base_url, api_key="unused", max_retries=0)
+    response = client.chat.completions.create(
+        model=model,
+        messages=PROMPT,
+        max_tokens=NEW_TOKENS,
+        temperature=0,
+        # vLLM extensions: token ids back, and no early stop so both runs have NEW_TOKENS tokens
+        extra_body={"return_token_ids": True, "min_tokens": NEW_TOKENS},
+    )
+    choice = response.choices[0]
+    assert response.model == model and choice.message.content
+    extra = response.model_extra or {}
+    return extra["prompt_token_ids"], (choice.model_extra or {})["token_ids"]
+
+
+def peft_greedy(base_dir, lora_dir, prompt_ids: list[int]) -> list[int]:
+    """The same greedy decode in-process with PEFT (the reference)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    model = PeftModel.from_pretrained(model, lora_dir).eval()
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=torch.tensor([prompt_ids]),
+            attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+            max_new_tokens=NEW_TOKENS,
+            min_new_tokens=NEW_TOKENS,
+            do_sample=False,
+        )
+    return out[0, len(prompt_ids) :].tolist()
+
+
+def test_ready_and_lists_the_base_model(vllm_engine):
+    assert vllm_engine.state == "ready"
+    assert vllm_engine.served_adapters() == {}
+
+    async def models():
+        async with EngineClient(vllm_engine.url) as client:
+            await client.health()
+            return await client.list_models()
+
+    cards = asyncio.run(models())
+    assert [(c.id, c.parent, c.max_model_len) for c in cards] == [("tiny-llama", None, 512)]
+
+
+def test_runtime_lora_changes_greedy_tokens_like_peft(vllm_engine, tiny_llama_dir, lora_dir):
+    prompt_ids, base_tokens = chat(vllm_engine, vllm_engine.config.base_model_name)
+    assert len(base_tokens) == NEW_TOKENS
+
+    async def load():
+        async with EngineClient(vllm_engine.url) as client:
+            await client.load_lora_adapter("style", lora_dir)
+            return await client.adapters()
+
+    assert asyncio.run(load()) == {"style": str(lora_dir)}
+    adapter_prompt_ids, adapter_tokens = chat(vllm_engine, "style")
+    assert adapter_prompt_ids == prompt_ids
+    assert adapter_tokens != base_tokens
+    assert adapter_tokens == peft_greedy(tiny_llama_dir, lora_dir, prompt_ids)
+
+
+def test_unload_then_the_adapter_is_gone(vllm_engine):
+    import openai
+
+    async def unload():
+        async with EngineClient(vllm_engine.url) as client:
+            await client.unload_lora_adapter("style")
+            assert await client.adapters() == {}
+            with pytest.raises(AdapterNotLoaded, match="adapter 'style' is not loaded"):
+                await client.unload_lora_adapter("style")
+
+    asyncio.run(unload())
+    with pytest.raises(openai.NotFoundError, match="The model `style` does not exist"):
+        chat(vllm_engine, "style")
+
+
+def test_bad_folders_raise_adapter_load_errors_with_vllms_reason(vllm_engine, tmp_path, lora_dir):
+    from tests.helpers.adapters import random_lora
+
+    missing = tmp_path / "no-such-adapter"
+    with pytest.raises(AdapterLoadError) as info:
+        vllm_engine.load_adapter("ghost", missing)
+    message = str(info.value)
+    assert f"could not load adapter 'ghost' from {missing}" in message
+    assert "404 NotFoundError: Loading lora ghost failed: No adapter found" in message
+    assert "adapter_config.json and adapter_model.safetensors" in message
+    assert "ghost" not in vllm_engine.adapters
+
+    too_big = random_lora(vllm_engine.config.model, tmp_path / "rank16", rank=16)
+
+    async def load_big():
+        async with EngineClient(vllm_engine.url) as client:
+            await client.load_lora_adapter("big", too_big)
+
+    with pytest.raises(AdapterLoadError) as info:
+        asyncio.run(load_big())
+    assert "LoRA rank 16 is greater than max_lora_rank 8" in str(info.value)
+    assert "larger max_lora_rank" in str(info.value)
+    assert vllm_engine.served_adapters() == {}
+
+
+def test_engine_set_loads_on_demand_into_the_supervised_server(vllm_engine, lora_dir):
+    async def scenario():
+        engines = EngineSet.build(supervised=vllm_engine)
+        await engines.refresh()
+        replica = await engines.ensure_adapter("voice", lora_dir)
+        assert replica.url == vllm_engine.url
+        assert await replica.client.adapters() == {"voice": str(lora_dir)}
+        await engines.aclose()
+
+    asyncio.run(scenario())
+    assert vllm_engine.adapters == {"voice": str(lora_dir)}  # the supervisor reloads it later
+
+
+@pytest.mark.engine_teardown
+def test_kill_9_of_the_group_is_noticed_restarted_and_adapters_come_back(vllm_engine, lora_dir):
+    vllm_engine.load_adapter("style", lora_dir)
+    _, before = chat(vllm_engine, "style")
+    url, group = vllm_engine.url, vllm_engine.pid
+    assert len(group_members(group)) >= 3  # API server, engine core, worker(s)
+
+    killed = time.monotonic()
+    os.killpg(group, signal.SIGKILL)
+    deadline = killed + 30
+    while vllm_engine.state == "ready" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert vllm_engine.state == "restarting", "the watchdog did not notice the death"
+    noticed = time.monotonic() - killed
+    vllm_engine.wait_ready(400)
+    print(
+        f"\nnoticed after {noticed:.1f} s, ready again {time.monotonic() - killed:.1f} s after kill"
+    )
+
+    assert vllm_engine.restarts == 1 and vllm_engine.url == url and vllm_engine.pid != group
+    assert group_members(group) == []
+    assert vllm_engine.served_adapters() == {"voice": str(lora_dir), "style": str(lora_dir)}
+    assert vllm_engine.lost_adapters == {}
+    assert chat(vllm_engine, "style")[1] == before
+
+
+@pytest.mark.engine_teardown
+def test_stop_leaves_no_process_behind(vllm_engine):
+    group = vllm_engine.pid
+    started = time.monotonic()
+    vllm_engine.stop()
+    print(f"\nstopped in {time.monotonic() - started:.1f} s")
+    assert vllm_engine.state == "stopped"
+    assert group_members(group) == []

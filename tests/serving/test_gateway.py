@@ -1,0 +1,317 @@
+"""The gateway's logic in seconds, over an in-process fake vLLM (tests/serving/fake_engine.py):
+routing by `model`, streaming relay, the composer hook, errors in OpenAI's shape, API keys,
+metrics, and promote/unload draining. The same paths run against the real vLLM in
+test_gateway_vllm.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.adapters import AdapterRegistry, describe_base
+from serving.adapters.manager import AdapterBusy, AdapterManager
+from serving.engine import EngineClient, EngineSet, Replica
+from serving.gateway import (
+    ApiKey,
+    AuthConfig,
+    GatewayConfig,
+    GatewayState,
+    ModelInfo,
+    PreparedChat,
+    create_app,
+    hash_key,
+)
+from tests.helpers.adapters import random_lora
+from tests.serving.fake_engine import FakeEngine
+
+MESSAGES = [{"role": "user", "content": "hello there"}]
+
+
+@pytest.fixture(scope="module")
+def adapter_dirs(tiny_llama_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapters")
+    return {n: random_lora(tiny_llama_dir, root / n, seed=s) for n, s in (("a", 1), ("b", 2))}
+
+
+@pytest.fixture
+def registry(tmp_path, tiny_llama_dir, adapter_dirs):
+    registry = AdapterRegistry(tmp_path / "registry", describe_base(tiny_llama_dir), max_rank=16)
+    registry.register(adapter_dirs["a"], "voice", "v1")
+    registry.register(adapter_dirs["b"], "voice", "v2", promote=False)
+    return registry
+
+
+def make_manager(registry, engine: FakeEngine, **kwargs) -> AdapterManager:
+    client = EngineClient("http://fake-engine", transport=httpx.ASGITransport(engine.app))
+    return AdapterManager(registry, EngineSet([Replica(client)]), engine.base, **kwargs)
+
+
+def make_client(registry, engine=None, config=None, composers=()) -> TestClient:
+    engine = engine or FakeEngine()
+    state = GatewayState.build(
+        config or GatewayConfig(), make_manager(registry, engine), composers=composers
+    )
+    return TestClient(create_app(state))
+
+
+def chat(client: TestClient, model: str, headers=None, **extra) -> httpx.Response:
+    body = {"model": model, "messages": MESSAGES, **extra}
+    return client.post("/v1/chat/completions", json=body, headers=headers or {})
+
+
+def sse_chunks(response: httpx.Response) -> list:
+    lines = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    return [line if line == "[DONE]" else json.loads(line) for line in lines]
+
+
+def test_model_field_routes_to_base_alias_and_version(registry):
+    with make_client(registry) as client:
+        assert (
+            chat(client, "base").json()["choices"][0]["message"]["content"].startswith("base says")
+        )
+        alias = chat(client, "voice").json()
+        assert alias["model"] == "voice@v1"
+        assert alias["choices"][0]["message"]["content"] == "voice@v1 says: hello there"
+        assert chat(client, "voice@v2").json()["model"] == "voice@v2"
+        models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+        assert set(models) == {"base", "voice", "voice@v1", "voice@v2"}
+        assert models["voice"]["parent"] == "base" and models["voice"]["root"] == "voice@v1"
+        assert models["voice@v1"]["hybrid"] == {
+            "kind": "adapter_version",
+            "loaded": True,
+            "current": True,
+        }
+        assert client.get("/v1/models/voice@v2").json()["id"] == "voice@v2"
+
+
+def test_stream_relays_chunks_and_usage_only_when_asked(registry):
+    with make_client(registry) as client:
+        plain = sse_chunks(chat(client, "voice", stream=True))
+        assert plain[-1] == "[DONE]"
+        text = "".join(c["choices"][0]["delta"]["content"] for c in plain[:-1])
+        assert text == "voice@v1 says: hello there"
+        assert all("usage" not in c for c in plain[:-1])
+        with_usage = sse_chunks(
+            chat(client, "voice", stream=True, stream_options={"include_usage": True})
+        )
+        assert with_usage[-2]["choices"] == [] and with_usage[-2]["usage"]["completion_tokens"] == 4
+        metrics = client.get("/metrics").text
+        assert (
+            'hybrid_tokens_total{kind="completion",model="voice",served="voice@v1"} 8.0' in metrics
+        )
+
+
+def test_completions_route(registry):
+    with make_client(registry) as client:
+        answer = client.post("/v1/completions", json={"model": "voice", "prompt": "hi"}).json()
+        assert answer["choices"][0]["text"] == "voice@v1 says: hi"
+
+
+class EchoComposer:
+    """A composed model: rewrites the request to the adapter and annotates the answer."""
+
+    def models(self):
+        return [ModelInfo("helpdesk", parent="base", kind="app")]
+
+    def owns(self, model: str) -> bool:
+        return model == "helpdesk"
+
+    async def prepare(self, request, body):
+        messages = [{"role": "system", "content": "be brief"}, *body["messages"]]
+
+        def annotate(texts: list[str]) -> dict:
+            return {"lengths": [len(t) for t in texts]}
+
+        return PreparedChat("voice", {**body, "messages": messages}, "helpdesk", annotate)
+
+
+def test_composer_rewrites_the_request_and_annotates_answers(registry):
+    engine = FakeEngine()
+    with make_client(registry, engine, composers=[EchoComposer()]) as client:
+        assert "helpdesk" in {m["id"] for m in client.get("/v1/models").json()["data"]}
+        answer = chat(client, "helpdesk").json()
+        assert answer["model"] == "helpdesk"
+        assert answer["hybrid"] == {"lengths": [len("voice@v1 says: hello there")]}
+        assert engine.requests[-1]["messages"][0] == {"role": "system", "content": "be brief"}
+        chunks = sse_chunks(chat(client, "helpdesk", stream=True))
+        assert chunks[-1] == "[DONE]" and chunks[-2]["choices"] == []
+        assert chunks[-2]["hybrid"] == {"lengths": [len("voice@v1 says: hello there")]}
+        assert {c["model"] for c in chunks[:-1]} == {"helpdesk"}
+        refused = client.post("/v1/completions", json={"model": "helpdesk", "prompt": "x"})
+        assert refused.status_code == 400 and "chat app" in refused.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param", "words"),
+    [
+        ({"model": "voice"}, 400, "messages", "'messages' is a required property"),
+        ({"model": "voice", "messages": []}, 400, "messages", "at least 1"),
+        ({"model": "voice", "messages": [{"role": "robot"}]}, 400, "messages.0.role", "Input"),
+        ({"model": "voice", "messages": MESSAGES, "temperature": 3}, 400, "temperature", "2"),
+        ({"model": "voice", "messages": MESSAGES, "n": 0}, 400, "n", "greater"),
+        ({"model": "voice", "messages": MESSAGES, "stream_options": {}}, 400, None, "stream"),
+        ({"model": "nope", "messages": MESSAGES}, 404, "model", "registered: voice"),
+        ({"model": "voice@v7", "messages": MESSAGES}, 404, "model", "versions: v1, v2"),
+        ({"model": "voice", "messages": MESSAGES, "max_tokens": 5000}, 400, None, "context"),
+        ([1, 2], 400, None, "JSON object"),
+    ],
+)
+def test_bad_requests_get_openai_errors(registry, body, status, param, words):
+    with make_client(registry) as client:
+        response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
+    assert words in error["message"]
+    if param:
+        assert error["param"] == param
+
+
+def test_transport_level_mistakes(registry):
+    config = GatewayConfig(max_body_bytes=2048)
+    with make_client(registry, config=config) as client:
+        bad_json = client.post("/v1/chat/completions", content=b"{oops")
+        assert bad_json.status_code == 400 and "not valid JSON" in bad_json.text
+        huge = client.post(
+            "/v1/chat/completions",
+            json={"model": "voice", "messages": [{"role": "user", "content": "x" * 5000}]},
+        )
+        assert huge.status_code == 413 and huge.json()["error"]["code"] == "request_too_large"
+        assert client.get("/v1/nothing").json()["error"]["code"] == "not_found"
+        assert client.get("/v1/chat/completions").status_code == 405
+
+
+def test_engine_down_is_503_with_retry_after(registry):
+    def refuse(request):
+        raise httpx.ConnectError("connection refused")
+
+    state = GatewayState.build(
+        GatewayConfig(),
+        AdapterManager(
+            registry,
+            EngineSet(
+                [Replica(EngineClient("http://down", transport=httpx.MockTransport(refuse)))]
+            ),
+            "base",
+        ),
+    )
+    with TestClient(create_app(state)) as client:
+        response = chat(client, "base")
+        assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+        assert response.json()["error"]["code"] == "engine_unavailable"
+        assert "Traceback" not in response.text
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and ready.json()["ready"] is False
+
+
+def test_api_keys_scopes_and_admin(registry):
+    auth = AuthConfig(
+        api_keys=(
+            ApiKey(name="acme", sha256=hash_key("k-acme"), models=("voice",)),
+            ApiKey(name="all", sha256=hash_key("k-all")),
+        ),
+        admin_keys=(ApiKey(name="ops", sha256=hash_key("k-admin")),),
+    )
+    with make_client(registry, config=GatewayConfig(auth=auth)) as client:
+        assert chat(client, "voice").status_code == 401
+        assert chat(client, "voice", {"Authorization": "Bearer wrong"}).status_code == 401
+        acme = {"Authorization": "Bearer k-acme"}
+        assert chat(client, "voice", acme).status_code == 200
+        assert chat(client, "voice@v2", acme).status_code == 200
+        denied = chat(client, "base", acme)
+        assert denied.status_code == 404 and denied.json()["error"]["code"] == "model_not_found"
+        seen = {m["id"] for m in client.get("/v1/models", headers=acme).json()["data"]}
+        assert seen == {"voice", "voice@v1", "voice@v2"}
+        assert client.get("/admin/adapters", headers=acme).status_code == 403
+        assert client.get("/metrics", headers={"Authorization": "Bearer k-all"}).status_code == 403
+        admin = {"Authorization": "Bearer k-admin"}
+        assert client.get("/admin/adapters", headers=admin).status_code == 200
+        assert client.get("/metrics", headers=admin).status_code == 200
+
+
+def test_keys_are_required_off_loopback():
+    with pytest.raises(ValueError, match="not loopback and no API keys"):
+        GatewayConfig(host="0.0.0.0")
+    with pytest.raises(ValueError, match="64 hex characters"):
+        ApiKey(name="x", sha256="plain-key")
+    GatewayConfig(host="0.0.0.0", auth=AuthConfig(api_keys=(ApiKey(name="x", sha256="a" * 64),)))
+
+
+def test_admin_register_load_promote_unload(registry, adapter_dirs):
+    engine = FakeEngine()
+    with make_client(registry, engine) as client:
+        created = client.post(
+            "/admin/adapters", json={"path": str(adapter_dirs["b"]), "name": "brand"}
+        )
+        assert created.status_code == 201 and created.json()["id"] == "brand@v1"
+        assert client.post("/admin/adapters/brand/load").json()["id"] == "brand@v1"
+        assert "brand@v1" in engine.adapters
+        promoted = client.post("/admin/adapters/voice/promote", json={"version": "v2"}).json()
+        assert promoted == {
+            "name": "voice",
+            "previous": "v1",
+            "current": "v2",
+            "previous_unloading": False,  # v1 was never loaded
+        }
+        assert chat(client, "voice").json()["model"] == "voice@v2"
+        assert client.post("/admin/adapters/brand/unload").json() == {"unloaded": ["brand@v1"]}
+        assert "brand@v1" not in engine.adapters
+        again = client.post("/admin/adapters/brand/unload")
+        assert again.status_code == 404 and "not loaded" in again.json()["error"]["message"]
+        wrong = client.post("/admin/adapters/brand/explode")
+        assert wrong.status_code == 404
+        missing = client.post("/admin/adapters", json={"path": "/nowhere", "name": "x"})
+        assert missing.status_code == 422 and "not found" in missing.json()["error"]["message"]
+        typo = client.post("/admin/adapters/voice/promote", json={"versoin": "v1"})
+        assert typo.status_code == 400
+        operations = client.get("/metrics").text
+        assert 'hybrid_adapter_operations_total{operation="promote",outcome="ok"} 1.0' in operations
+
+
+def test_promote_keeps_in_flight_requests_on_the_old_version(registry):
+    engine = FakeEngine()
+    manager = make_manager(registry, engine)
+
+    async def scenario():
+        old = await manager.lease("voice")
+        assert old.target.engine_name == "voice@v1" and "voice@v1" in engine.adapters
+        promotion = await manager.promote("voice", "v2")
+        assert promotion.retiring
+        new = await manager.lease("voice")
+        assert new.target.engine_name == "voice@v2"
+        await asyncio.sleep(0.2)
+        assert "voice@v1" in engine.adapters  # still draining: the old lease holds it
+        old.release()
+        await manager.settle()
+        assert "voice@v1" not in engine.adapters and "voice@v2" in engine.adapters
+        new.release()
+        await manager.engines.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_unload_waits_for_requests_and_times_out_busy(registry):
+    engine = FakeEngine()
+    manager = make_manager(registry, engine)
+
+    async def scenario():
+        lease = await manager.lease("voice")
+        with pytest.raises(AdapterBusy, match="1 request"):
+            await manager.unload("voice", timeout_s=0.3)
+        assert "voice@v1" in engine.adapters
+        unload = asyncio.create_task(manager.unload("voice", timeout_s=10))
+        await asyncio.sleep(0.2)
+        assert not unload.done()
+        lease.release()
+        assert await unload == ["voice@v1"]
+        relet = await manager.lease("voice")  # loads it again on demand
+        assert "voice@v1" in engine.adapters
+        relet.release()
+        await manager.engines.aclose()
+
+    asyncio.run(scenario())

@@ -1,0 +1,284 @@
+"""The gateway against the real vLLM server (tiny model, CPU), driven by the official `openai`
+client: chat and completions, streamed and not, model listing, errors, PEFT parity through the
+gateway, and promote/unload under concurrent load with zero failed requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from serving.adapters import AdapterRegistry, describe_base
+from serving.adapters.manager import AdapterManager
+from serving.engine import EngineSet
+from serving.gateway import GatewayConfig, GatewayState, create_app
+from tests.helpers.adapters import peft_greedy, random_lora
+from tests.helpers.gateway import ServerThread
+
+pytestmark = pytest.mark.vllm
+
+PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
+NEW_TOKENS = 8
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_llama_dir, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("gateway-adapters")
+    # alpha 128 on rank 8: the adapter dominates the logits, so greedy tokens have wide margins
+    # and stay the same whatever else is in the engine's batch.
+    return {
+        name: random_lora(tiny_llama_dir, root / name, rank=8, seed=seed, alpha=128)
+        for name, seed in (("v1", 11), ("v2", 12), ("brand", 13))
+    }
+
+
+@pytest.fixture(scope="module")
+def gateway(vllm_engine, tiny_llama_dir, adapters, tmp_path_factory):
+    registry = AdapterRegistry(
+        tmp_path_factory.mktemp("registry"), describe_base(tiny_llama_dir), max_rank=8
+    )
+    registry.register(adapters["v1"], "voice", "v1")
+    registry.register(adapters["v2"], "voice", "v2", promote=False)
+    registry.register(adapters["brand"], "brand")
+    manager = AdapterManager(
+        registry, EngineSet.build(supervised=vllm_engine), vllm_engine.config.base_model_name
+    )
+    state = GatewayState.build(GatewayConfig(), manager)
+    with ServerThread(create_app(state)) as server:
+        server.state = state
+        yield server
+
+
+def client(gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
+
+
+def greedy(gateway, model: str, **extra) -> openai.types.chat.ChatCompletion:
+    return client(gateway).chat.completions.create(
+        model=model,
+        messages=PROMPT,
+        max_tokens=NEW_TOKENS,
+        temperature=0,
+        extra_body={"min_tokens": NEW_TOKENS, **extra},
+    )
+
+
+def test_models_lists_base_adapters_and_versions_with_parent(gateway):
+    models = {m.id: m for m in client(gateway).models.list().data}
+    assert set(models) == {"tiny-llama", "voice", "voice@v1", "voice@v2", "brand", "brand@v1"}
+    assert models["tiny-llama"].model_extra["parent"] is None
+    for name in ("voice", "voice@v1", "voice@v2", "brand"):
+        assert models[name].model_extra["parent"] == "tiny-llama"
+    assert models["voice"].model_extra["root"] == "voice@v1"  # the current version
+    assert client(gateway).models.retrieve("voice@v2").id == "voice@v2"
+
+
+def test_adapter_answer_through_the_gateway_equals_peft_greedy(gateway, tiny_llama_dir, adapters):
+    base = greedy(gateway, "tiny-llama", return_token_ids=True)
+    answer = greedy(gateway, "voice", return_token_ids=True)
+    assert answer.model == "voice@v1"  # the alias resolves to the current version
+    prompt_ids = answer.model_extra["prompt_token_ids"]
+    tokens = answer.choices[0].model_extra["token_ids"]
+    assert len(tokens) == NEW_TOKENS
+    assert tokens != base.choices[0].model_extra["token_ids"]
+    assert tokens == peft_greedy(tiny_llama_dir, adapters["v1"], prompt_ids, NEW_TOKENS)
+    pinned = greedy(gateway, "voice@v2", return_token_ids=True)
+    assert pinned.model == "voice@v2"
+    assert pinned.choices[0].model_extra["token_ids"] == peft_greedy(
+        tiny_llama_dir, adapters["v2"], prompt_ids, NEW_TOKENS
+    )
+    assert answer.usage.completion_tokens == NEW_TOKENS
+
+
+def test_streaming_matches_non_streaming_and_usage_only_when_asked(gateway):
+    full = greedy(gateway, "brand").choices[0].message.content
+    chunks = list(
+        client(gateway).chat.completions.create(
+            model="brand",
+            messages=PROMPT,
+            max_tokens=NEW_TOKENS,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"min_tokens": NEW_TOKENS},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == full
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == NEW_TOKENS
+    assert {c.model for c in chunks} == {"brand@v1"}
+
+    plain = list(
+        client(gateway).chat.completions.create(
+            model="brand", messages=PROMPT, max_tokens=4, temperature=0, stream=True
+        )
+    )
+    assert all(c.usage is None for c in plain) and all(c.choices for c in plain)
+
+
+def test_sampling_options_reach_the_engine(gateway):
+    c = client(gateway)
+    two = c.chat.completions.create(
+        model="voice", messages=PROMPT, max_completion_tokens=5, n=2, temperature=1.0, seed=7
+    )
+    assert len(two.choices) == 2 and two.usage.completion_tokens <= 10
+    again = c.chat.completions.create(
+        model="voice", messages=PROMPT, max_completion_tokens=5, n=2, temperature=1.0, seed=7
+    )
+    assert [ch.message.content for ch in again.choices] == [
+        ch.message.content for ch in two.choices
+    ]
+    with_logprobs = c.chat.completions.create(
+        model="voice", messages=PROMPT, max_tokens=3, logprobs=True, top_logprobs=2
+    )
+    content = with_logprobs.choices[0].logprobs.content
+    assert len(content) == 3 and all(len(t.top_logprobs) == 2 for t in content)
+    full = greedy(gateway, "voice").choices[0].message.content
+    stop_word = full.split()[1] if len(full.split()) > 1 else full[2:4]
+    stopped = c.chat.completions.create(
+        model="voice", messages=PROMPT, max_tokens=NEW_TOKENS, temperature=0, stop=[stop_word]
+    )
+    assert stop_word not in stopped.choices[0].message.content
+    assert stopped.choices[0].finish_reason == "stop"
+
+
+def test_completions_route_streams_and_not(gateway):
+    c = client(gateway)
+    done = c.completions.create(model="voice", prompt="Once upon a time", max_tokens=5)
+    assert done.model == "voice@v1" and done.choices[0].text
+    streamed = list(
+        c.completions.create(
+            model="voice", prompt="Once upon a time", max_tokens=5, temperature=0, stream=True
+        )
+    )
+    greedy_done = c.completions.create(
+        model="voice", prompt="Once upon a time", max_tokens=5, temperature=0
+    )
+    assert "".join(s.choices[0].text for s in streamed if s.choices) == greedy_done.choices[0].text
+
+
+def test_errors_come_in_openai_shape(gateway):
+    c = client(gateway)
+    with pytest.raises(openai.NotFoundError) as info:
+        c.chat.completions.create(model="nope", messages=PROMPT)
+    assert info.value.code == "model_not_found"
+    assert "registered: brand, voice" in info.value.message
+    with pytest.raises(openai.NotFoundError):
+        c.chat.completions.create(model="voice@v9", messages=PROMPT)
+    with pytest.raises(openai.BadRequestError) as info:
+        c.chat.completions.create(model="voice", messages=[])
+    assert info.value.body["param"] == "messages"
+    with pytest.raises(openai.BadRequestError) as info:
+        c.chat.completions.create(model="voice", messages=PROMPT, temperature=5)
+    assert info.value.body["param"] == "temperature"
+    long_prompt = [{"role": "user", "content": "report " * 700}]  # beyond max_model_len 512
+    with pytest.raises(openai.BadRequestError) as info:
+        c.chat.completions.create(model="voice", messages=long_prompt, max_tokens=4)
+    assert "maximum context length" in info.value.message or "512" in info.value.message
+
+    raw = httpx.post(gateway.url + "/v1/chat/completions", content=b"{not json", timeout=10)
+    assert raw.status_code == 400 and raw.json()["error"]["type"] == "invalid_request_error"
+    raw = httpx.get(gateway.url + "/v1/nothing-here", timeout=10)
+    assert raw.status_code == 404 and "error" in raw.json()
+
+
+def test_health_ready_and_metrics(gateway):
+    assert httpx.get(gateway.url + "/health").json() == {"status": "ok"}
+    ready = httpx.get(gateway.url + "/ready", timeout=10)
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    text = httpx.get(gateway.url + "/metrics").text
+    assert 'hybrid_requests_total{model="voice",route="/v1/chat/completions",status="200"}' in text
+    assert 'hybrid_tokens_total{kind="completion",model="voice",served="voice@v1"}' in text
+    assert 'status="404"' in text
+
+
+def _admin(gateway, method: str, path: str, body: dict | None = None) -> httpx.Response:
+    return httpx.request(method, gateway.url + "/admin" + path, json=body, timeout=120)
+
+
+def test_admin_refuses_bad_adapters_with_the_reason(gateway, tmp_path, adapters):
+    bad = tmp_path / "pickled"
+    bad.mkdir()
+    for file in ("adapter_config.json", "adapter_model.safetensors"):
+        (bad / file).write_bytes((adapters["v1"] / file).read_bytes())
+    (bad / "adapter_model.bin").write_bytes(b"\x80\x04pickle")
+    response = _admin(gateway, "POST", "/adapters", {"path": str(bad), "name": "evil"})
+    assert response.status_code == 422
+    assert "pickle-based checkpoint" in response.json()["error"]["message"]
+    response = _admin(gateway, "POST", "/adapters/ghost/promote", {"version": "v1"})
+    assert response.status_code == 404 and "unknown adapter 'ghost'" in response.text
+    listing = _admin(gateway, "GET", "/adapters").json()
+    assert "evil" not in {a["name"] for a in listing["adapters"]}
+
+
+def test_promote_and_unload_under_load_fail_no_request(gateway):
+    """Clients hammer `voice` (streamed and not) while it is promoted back and forth and
+    unloaded; every request succeeds and each answer is the one of the version it names."""
+    expected = {v: greedy(gateway, f"voice@{v}").choices[0].message.content for v in ("v1", "v2")}
+    assert expected["v1"] != expected["v2"]
+    expected = {f"voice@{v}": text for v, text in expected.items()}
+
+    results: list[tuple[str, str]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    async def one_client(index: int) -> None:
+        c = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
+        kwargs = dict(
+            model="voice",
+            messages=PROMPT,
+            max_tokens=NEW_TOKENS,
+            temperature=0,
+            extra_body={"min_tokens": NEW_TOKENS},
+        )
+        while not stop.is_set():
+            try:
+                if index % 2:
+                    stream = await c.chat.completions.create(stream=True, **kwargs)
+                    parts, model = [], None
+                    async for chunk in stream:
+                        model = chunk.model
+                        parts.extend(ch.delta.content or "" for ch in chunk.choices)
+                    results.append((model, "".join(parts)))
+                else:
+                    answer = await c.chat.completions.create(**kwargs)
+                    results.append((answer.model, answer.choices[0].message.content))
+            except Exception as exc:  # counted, not raised: the test reports all of them
+                failures.append(f"{type(exc).__name__}: {exc}")
+        await c.close()
+
+    async def clients() -> None:
+        await asyncio.gather(*(one_client(i) for i in range(4)))
+
+    runner = threading.Thread(target=asyncio.run, args=(clients(),))
+    runner.start()
+    swaps = []
+    try:
+        for step, body in enumerate(["v2", "v1", None, "v2", None, "v1"]):
+            time.sleep(1.5)
+            if body is None:
+                response = _admin(gateway, "POST", "/adapters/voice/unload")
+            else:
+                response = _admin(gateway, "POST", "/adapters/voice/promote", {"version": body})
+            swaps.append((step, body, response.status_code))
+            assert response.status_code == 200, response.text
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        runner.join(timeout=120)
+
+    served = {model for model, _ in results}
+    print(f"\n{len(results)} requests during {len(swaps)} swaps; served by {sorted(served)}")
+    assert failures == []
+    assert len(results) >= 20 and served == {"voice@v1", "voice@v2"}
+    wrong = [(model, text) for model, text in results if expected.get(model) != text]
+    assert wrong == []
+    current = json.loads(_admin(gateway, "GET", "/adapters").text)["adapters"]
+    assert [a["version"] for a in current if a["name"] == "voice" and a["current"]] == ["v1"]
+    assert all(a["in_flight"] == 0 for a in current)
