@@ -15,11 +15,13 @@ import typer
 from pydantic import ValidationError
 
 from finetune.errors import FinetuneError
-from hybrid import cli_data, cli_finetune, cli_kb, cli_train
+from hybrid import cli_adapter, cli_data, cli_finetune, cli_kb, cli_serve, cli_train
 from hybrid.cli_state import State
 from hybrid.config import format_validation_error
 from hybrid.errors import HybridError
 from retrieval import RetrievalError
+from serving.adapters import RegistryError
+from serving.errors import EngineStartError, ServingError
 
 app = typer.Typer(
     name="hybrid",
@@ -34,6 +36,16 @@ app.command("train")(cli_train.train)
 app.add_typer(cli_train.model_app, name="model")
 app.command("eval")(cli_finetune.evaluate)
 app.add_typer(cli_finetune.adapter_app, name="adapter")
+for _name, _command in {
+    "list": cli_adapter.list_adapters,
+    "register": cli_adapter.register,
+    "load": cli_adapter.load,
+    "unload": cli_adapter.unload,
+    "promote": cli_adapter.promote,
+}.items():
+    cli_finetune.adapter_app.command(_name)(_command)
+app.command("serve")(cli_serve.serve)
+app.add_typer(cli_serve.keys_app, name="keys")
 
 
 @app.callback()
@@ -63,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, standalone_mode=True)
     except SystemExit as exc:
         return int(exc.code or 0)
-    except (HybridError, RetrievalError, FinetuneError) as exc:
+    except EngineStartError as exc:  # the first line says what failed; the rest is vLLM's log
+        return _fail(str(exc), debug)
+    except (HybridError, RetrievalError, FinetuneError, ServingError, RegistryError) as exc:
         return _fail(str(exc), debug)
     except ValidationError as exc:
         return _fail(format_validation_error(exc, "options"), debug)

@@ -11,7 +11,8 @@ import typer
 from hybrid.config import load_eval_config
 
 adapter_app = typer.Typer(
-    help="Adapters: merge (serving commands arrive with the gateway).", no_args_is_help=True
+    help="Adapters: register, load, unload, promote, list (through the gateway), merge.",
+    no_args_is_help=True,
 )
 
 

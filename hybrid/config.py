@@ -1,6 +1,6 @@
 """The one place that knows the shape of Hybrid's YAML config.
 
-Example `hybrid.yaml`::
+Example `hybrid.yaml` (every section is optional)::
 
     store:                     # where knowledge bases live
       mode: embedded           # or: server (a `chroma run` server)
@@ -8,6 +8,16 @@ Example `hybrid.yaml`::
     knowledge_base_defaults:   # settings for knowledge bases created without options
       chunking: {chunk_size: 200, chunk_overlap: 40}
       embedder: {model: all-MiniLM-L6-v2}
+    engine:                    # a vLLM server that `hybrid serve` starts and supervises
+      model: SmolLM2-135M-Instruct   # a folder, or the embedded default's name
+      max_loras: 4
+      max_lora_rank: 16
+    remote_engines:            # ... and/or vLLM servers that run already
+      urls: [http://10.0.0.5:8000]
+    adapters:
+      registry: .hybrid/adapters
+      preload: [support-voice]
+    gateway: {host: 127.0.0.1, port: 8080}
 """
 
 from __future__ import annotations
@@ -21,8 +31,21 @@ from finetune.config import TrainConfig
 from finetune.evaluation import EvalConfig
 from hybrid.errors import ConfigError
 from retrieval import EmbeddedStoreConfig, KnowledgeBaseSettings, StoreConfig
+from serving.engine import EngineConfig, RemoteEngineConfig
+from serving.gateway import GatewayConfig
 
 DEFAULT_CONFIG_FILE = Path("hybrid.yaml")
+
+
+class AdapterSettings(BaseModel):
+    """Where versioned adapters live, and which are loaded when the server starts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    registry: Path = Path(".hybrid/adapters")
+    """Folder of the adapter registry (index.json + checked copies of each version)."""
+    preload: tuple[str, ...] = ()
+    """Adapters (`name` or `name@version`) loaded at start instead of on first use."""
 
 
 class HybridConfig(BaseModel):
@@ -34,6 +57,18 @@ class HybridConfig(BaseModel):
     """Vector store holding the knowledge bases (embedded Chroma or a Chroma server)."""
     knowledge_base_defaults: KnowledgeBaseSettings = KnowledgeBaseSettings()
     """Chunking and embedder used by `hybrid kb create` unless options say otherwise."""
+    engine: EngineConfig | None = None
+    """A vLLM server `hybrid serve` starts and supervises (default when neither this nor
+    remote_engines is set: the embedded SmolLM2-135M-Instruct)."""
+    remote_engines: RemoteEngineConfig | None = None
+    """vLLM servers that run already; `hybrid serve` attaches to them."""
+    base_model: Path | None = None
+    """Folder of the base model the engines serve, for adapter checks; default engine.model.
+    Required with remote_engines alone."""
+    adapters: AdapterSettings = AdapterSettings()
+    """The adapter registry and what is loaded at start."""
+    gateway: GatewayConfig = GatewayConfig()
+    """The OpenAI-compatible gateway."""
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
@@ -78,11 +113,30 @@ def load_config(path: Path | None) -> HybridConfig:
 
 
 def _relative_to(config: HybridConfig, base: Path) -> HybridConfig:
+    """Paths in a config file are relative to the file's folder."""
+
+    def rel(path: Path) -> Path:
+        path = path.expanduser()
+        return path if path.is_absolute() else base / path
+
+    update: dict = {}
     store = config.store
-    if isinstance(store, EmbeddedStoreConfig) and not store.path.expanduser().is_absolute():
-        store = store.model_copy(update={"path": base / store.path})
-        return config.model_copy(update={"store": store})
-    return config
+    if isinstance(store, EmbeddedStoreConfig):
+        update["store"] = store.model_copy(update={"path": rel(store.path)})
+    update["adapters"] = config.adapters.model_copy(
+        update={"registry": rel(config.adapters.registry)}
+    )
+    if config.base_model is not None:
+        update["base_model"] = rel(config.base_model)
+    engine = config.engine
+    if engine is not None:
+        changes: dict = {}
+        if engine.model.startswith(("./", "../")) or (base / engine.model).is_dir():
+            changes["model"] = str(rel(Path(engine.model)))
+        if engine.log_file is not None:
+            changes["log_file"] = rel(engine.log_file)
+        update["engine"] = engine.model_copy(update=changes)
+    return config.model_copy(update=update)
 
 
 def _read_yaml_mapping(path: Path) -> dict:

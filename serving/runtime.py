@@ -11,11 +11,14 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+import uvicorn
 
 from serving.adapters import AdapterRegistry, describe_base
 from serving.adapters.manager import AdapterManager
@@ -125,12 +128,32 @@ class ServingRuntime:
 
 
 def run_gateway(state: GatewayState) -> None:
-    """Serve the gateway with uvicorn until interrupted (Ctrl-C, SIGTERM)."""
-    import uvicorn
-
+    """Serve the gateway with uvicorn until SIGINT or SIGTERM, then return normally (after a
+    graceful shutdown), so the caller can stop the engine it started."""
     from serving.gateway import create_app
 
     config = state.config
-    uvicorn.run(
-        create_app(state), host=config.host, port=config.port, log_level="warning", access_log=False
-    )
+    GracefulServer(
+        uvicorn.Config(
+            create_app(state),
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            access_log=False,
+        )
+    ).run()
+
+
+class GracefulServer(uvicorn.Server):
+    """A uvicorn server that does not re-raise the stop signal after its graceful shutdown
+    (plain uvicorn does, which would kill the process before it could stop vLLM)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        stops = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in stops}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -188,21 +188,38 @@ class InferenceHandler:
         lease: Lease | None = None
         handed_off = False  # a stream's relay releases the lease and the gauge itself
         try:
-            lease = await self._lease(prepared.target)
-            served = lease.target.engine_name
-            payload = {**prepared.body, "model": served}
+            stream_payload = None
             if request.stream:
-                payload["stream_options"] = {
+                stream_payload = {
                     **(prepared.body.get("stream_options") or {}),
                     "include_usage": True,
                 }
-                stream = await self._open_stream(lease, route, payload)
+            # A replica that does not answer is marked unhealthy; the request then goes to the
+            # next healthy one (nothing was generated yet, so a retry is safe).
+            for attempt in range(len(self.manager.engines.replicas)):
+                lease = await self._lease(prepared.target)
+                served = lease.target.engine_name
+                payload = {**prepared.body, "model": served}
+                if stream_payload is not None:
+                    payload["stream_options"] = stream_payload
+                try:
+                    if request.stream:
+                        upstream = await self._open_stream(lease, route, payload)
+                    else:
+                        answer = await self._post(lease, route, payload)
+                    break
+                except EngineUnavailable:
+                    lease.release()
+                    lease = None
+                    if attempt == len(self.manager.engines.replicas) - 1:
+                        raise
+            assert lease is not None
+            if request.stream:
                 relay = self._relay(
-                    stream, lease, route, requested, prepared, request, started, in_flight
+                    upstream, lease, route, requested, prepared, request, started, in_flight
                 )
                 handed_off = True
                 return EventStream(relay)
-            answer = await self._post(lease, route, payload)
             self.metrics.observe_usage(requested, served, answer.get("usage"))
             if prepared.response_model:
                 answer["model"] = prepared.response_model

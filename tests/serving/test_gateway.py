@@ -315,3 +315,43 @@ def test_unload_waits_for_requests_and_times_out_busy(registry):
         await manager.engines.aclose()
 
     asyncio.run(scenario())
+
+
+class SwitchableTransport(httpx.AsyncBaseTransport):
+    """The fake engine's ASGI app, or a refused connection while `engine.down` is set."""
+
+    def __init__(self, engine: FakeEngine):
+        self.engine = engine
+        self.inner = httpx.ASGITransport(engine.app)
+
+    async def handle_async_request(self, request):
+        if getattr(self.engine, "down", False):
+            raise httpx.ConnectError("connection refused")
+        return await self.inner.handle_async_request(request)
+
+
+def test_replicas_route_to_the_holder_and_load_elsewhere_when_it_is_down(registry):
+    first, second = FakeEngine(), FakeEngine()
+    replicas = [
+        Replica(EngineClient(f"http://engine-{i}", transport=SwitchableTransport(engine)))
+        for i, engine in enumerate((first, second))
+    ]
+    second.adapters["voice@v1"] = "/already/there"  # loaded by someone before we started
+    state = GatewayState.build(
+        GatewayConfig(), AdapterManager(registry, EngineSet(replicas), "base")
+    )
+    with TestClient(create_app(state)) as client:
+        assert chat(client, "voice").status_code == 200
+        assert len(second.requests) == 1 and first.requests == []  # the holder served it
+        assert chat(client, "voice@v2").status_code == 200  # not held: the emptier replica loads
+        assert "voice@v2" in first.adapters and len(first.requests) == 1
+        second.down = True
+        answer = chat(client, "voice")  # refused: retried on the healthy one, loaded there
+        assert answer.status_code == 200 and "voice@v1" in first.adapters
+        assert len(second.requests) == 1
+        first.down = True
+        down = chat(client, "voice")
+        assert down.status_code == 503 and down.json()["error"]["code"] == "engine_unavailable"
+        first.down = False
+        second.down = False
+        assert client.get("/ready").json()["engines"][1]["healthy"] is True

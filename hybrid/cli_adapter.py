@@ -1,0 +1,177 @@
+"""`hybrid adapter list | register | load | unload | promote`.
+
+They call a running gateway's admin API (`--url`, default from the config), so the running
+server switches at once. `list`, `register` and `promote` also work `--offline`, straight on
+the registry folder, e.g. before the first `hybrid serve`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from hybrid.cli_state import State
+from hybrid.errors import HybridError
+
+UrlOption = Annotated[
+    str | None, typer.Option("--url", help="Gateway URL (default: the config's gateway).")
+]
+KeyOption = Annotated[
+    str | None,
+    typer.Option("--admin-key", envvar="HYBRID_ADMIN_KEY", help="Admin key, if keys are on."),
+]
+OfflineOption = Annotated[
+    bool, typer.Option("--offline", help="Work on the registry folder; no server needed.")
+]
+
+
+def _gateway_url(state: State, url: str | None) -> str:
+    if url:
+        return url.rstrip("/")
+    gateway = state.config.gateway
+    host = "127.0.0.1" if gateway.host in ("0.0.0.0", "::") else gateway.host
+    return f"http://{host}:{gateway.port}"
+
+
+def _call(state: State, url: str | None, key: str | None, method: str, path: str, body=None):
+    base = _gateway_url(state, url)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.request(method, base + path, json=body, headers=headers, timeout=300)
+    except httpx.TransportError as exc:
+        raise HybridError(
+            f"no gateway answers at {base} ({type(exc).__name__}); start it with `hybrid serve`, "
+            "pass --url, or use --offline"
+        ) from None
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {}
+    if response.status_code >= 400:
+        error = payload.get("error") if isinstance(payload, dict) else None
+        message = error.get("message") if isinstance(error, dict) else response.text[:300]
+        raise HybridError(f"{response.status_code}: {message}")
+    return payload
+
+
+def _offline_registry(state: State):
+    from hybrid.runtime import base_model_folder, engine_config
+    from serving.adapters import AdapterRegistry, describe_base
+
+    config = state.config
+    engine = engine_config(config)
+    rank = engine.max_lora_rank if engine is not None else 512
+    return AdapterRegistry(
+        config.adapters.registry, describe_base(base_model_folder(config, engine)), rank
+    )
+
+
+def list_adapters(
+    ctx: typer.Context,
+    url: UrlOption = None,
+    admin_key: KeyOption = None,
+    offline: OfflineOption = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Registered adapters: versions, which is current, where each is loaded."""
+    state: State = ctx.obj
+    if offline:
+        from serving.gateway.admin import describe
+
+        rows = [describe(v, {}, 0) for v in _offline_registry(state).list()]
+    else:
+        rows = _call(state, url, admin_key, "GET", "/admin/adapters")["adapters"]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no adapters registered; add one with `hybrid adapter register PATH --name N`")
+    for row in rows:
+        mark = "*" if row["current"] else " "
+        where = f"loaded on {', '.join(row['loaded_on'])}" if row["loaded_on"] else "not loaded"
+        typer.echo(f"{mark} {row['id']:32s} rank {row['rank']:<3d} {where}")
+
+
+def register(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="PEFT adapter folder (ours or another tool's).")],
+    name: Annotated[str, typer.Option(help="Adapter name clients use as `model`.")],
+    version: Annotated[str | None, typer.Option(help="Version (default: next vN).")] = None,
+    promote: Annotated[bool, typer.Option(help="Make it the current version.")] = True,
+    url: UrlOption = None,
+    admin_key: KeyOption = None,
+    offline: OfflineOption = False,
+) -> None:
+    """Check an adapter against the served base model and add it as `name@version`."""
+    state: State = ctx.obj
+    folder = path.expanduser().resolve()
+    if offline:
+        added = _offline_registry(state).register(folder, name, version, promote=promote)
+        typer.echo(f"registered {added.engine_name}{' (current)' if added.current else ''}")
+        return
+    body = {"path": str(folder), "name": name, "version": version, "promote": promote}
+    added = _call(state, url, admin_key, "POST", "/admin/adapters", body)
+    typer.echo(f"registered {added['id']}{' (current)' if added['current'] else ''}")
+
+
+def load(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="`name` (current version) or `name@version`.")],
+    url: UrlOption = None,
+    admin_key: KeyOption = None,
+) -> None:
+    """Load an adapter into the engine now instead of on its first request."""
+    base, _, version = name.partition("@")
+    result = _call(
+        ctx.obj,
+        url,
+        admin_key,
+        "POST",
+        f"/admin/adapters/{base}/load",
+        {"version": version or None},
+    )
+    typer.echo(f"loaded {result['id']} on {', '.join(result['loaded_on'])}")
+
+
+def unload(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="`name` (all its versions) or `name@version`.")],
+    url: UrlOption = None,
+    admin_key: KeyOption = None,
+) -> None:
+    """Unload once its requests in flight are done (it stays registered)."""
+    base, _, version = name.partition("@")
+    result = _call(
+        ctx.obj,
+        url,
+        admin_key,
+        "POST",
+        f"/admin/adapters/{base}/unload",
+        {"version": version or None},
+    )
+    typer.echo(f"unloaded {', '.join(result['unloaded'])}")
+
+
+def promote(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="`name@version` to make current.")],
+    url: UrlOption = None,
+    admin_key: KeyOption = None,
+    offline: OfflineOption = False,
+) -> None:
+    """Switch `name` to another version: loaded first, then switched; no request fails."""
+    name, _, version = ref.partition("@")
+    if not version:
+        raise HybridError(f"'{ref}' names no version; write it as name@version, e.g. {ref}@v2")
+    if offline:
+        _offline_registry(ctx.obj).promote(name, version)
+        typer.echo(f"{name} -> {version}")
+        return
+    result = _call(
+        ctx.obj, url, admin_key, "POST", f"/admin/adapters/{name}/promote", {"version": version}
+    )
+    typer.echo(f"{name}: {result['previous']} -> {result['current']}")

