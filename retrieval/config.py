@@ -92,6 +92,8 @@ class QueryOptions(_Frozen):
     """Equality filters on chunk metadata, e.g. {"file_name": "report.pdf", "page": 3}."""
     min_score: float | None = None
     """Drop hits below this score (cosine similarity in vector mode, RRF score in hybrid)."""
+    min_similarity: Annotated[float, Field(ge=-1, le=1)] | None = None
+    """Drop hits whose cosine similarity to the query is below this, in either mode."""
 
 
 def check_kb_name(name: str) -> str:

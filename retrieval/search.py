@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import numpy as np
 from llama_index.core import VectorStoreIndex
 from llama_index.core.llms import MockLLM
 from llama_index.core.retrievers import QueryFusionRetriever
@@ -48,9 +50,12 @@ class Hit:
 
     id: str
     score: float
+    """The ranking score: cosine similarity (vector mode) or the fused RRF score (hybrid)."""
     text: str
     citation: Citation
     metadata: dict
+    similarity: float = 0.0
+    """Cosine similarity of the passage to the query in both modes: how relevant it is."""
 
 
 def check_query(text: str) -> str:
@@ -78,7 +83,7 @@ def search(
         results = index.as_retriever(similarity_top_k=options.top_k, filters=filters).retrieve(
             query
         )
-        hits = [_hit(r, _cosine(r.score)) for r in results]
+        hits = [_hit(r, _cosine(r.score), similarity=_cosine(r.score)) for r in results]
     else:
         depth = options.top_k * _FUSION_DEPTH
         vector = index.as_retriever(similarity_top_k=depth, filters=filters)
@@ -94,9 +99,28 @@ def search(
             use_async=False,
         )
         hits = [_hit(r, float(r.score or 0.0)) for r in fusion.retrieve(query)]
+        hits = _with_similarity(collection, embedder, query, hits)
     if options.min_score is not None:
         hits = [h for h in hits if h.score >= options.min_score]
+    if options.min_similarity is not None:
+        hits = [h for h in hits if h.similarity >= options.min_similarity]
     return hits
+
+
+def _with_similarity(collection, embedder: Embedder, query: str, hits: list[Hit]) -> list[Hit]:
+    """Fill in the cosine similarity of fused hits (RRF scores say nothing about relevance)."""
+    if not hits:
+        return hits
+    stored = collection.get(ids=[h.id for h in hits], include=["embeddings"])
+    vectors = dict(zip(stored["ids"], stored["embeddings"], strict=True))
+    q = np.asarray(embedder.model.get_query_embedding(query), dtype=np.float64)
+    q_norm = float(np.linalg.norm(q)) or 1.0
+    out = []
+    for hit in hits:
+        v = np.asarray(vectors[hit.id], dtype=np.float64)
+        cosine = float(q @ v) / (q_norm * (float(np.linalg.norm(v)) or 1.0))
+        out.append(dataclasses.replace(hit, similarity=round(cosine, 6)))
+    return out
 
 
 def _cosine(similarity: float | None) -> float:
@@ -168,7 +192,7 @@ def _bm25(collection, revision: str, filters: tuple, depth: int) -> BM25Retrieve
     return retriever
 
 
-def _hit(result: NodeWithScore, score: float) -> Hit:
+def _hit(result: NodeWithScore, score: float, similarity: float = 0.0) -> Hit:
     node = result.node
     meta = dict(node.metadata)
     page = int(meta.get("page") or 0) or None
@@ -184,4 +208,5 @@ def _hit(result: NodeWithScore, score: float) -> Hit:
             end_char=int(meta.get("end_char", 0)),
         ),
         metadata=meta,
+        similarity=round(similarity, 6),
     )

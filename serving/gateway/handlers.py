@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -49,6 +50,8 @@ class PreparedChat:
     annotate: Annotate | None = None
     """Called with the answer texts; its fields are added to the response under `extra_key`."""
     extra_key: str = "hybrid"
+    fixed_answer: str | None = None
+    """Answer with this text without asking the engine (e.g. "not in the sources")."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,56 @@ class InferenceHandler:
             prepared = await composer.prepare(request, body)
         else:
             prepared = PreparedChat(request.model, body, response_model="")
+        if prepared.fixed_answer is not None:
+            return await self._fixed(request.model, prepared, request)
         return await self._generate(CHAT_ROUTE, request.model, prepared, request)
+
+    async def _fixed(
+        self, requested: str, prepared: PreparedChat, request: ChatCompletionRequest
+    ) -> dict | EventStream:
+        """A chat answer the composer wrote itself, in the engine's response shape."""
+        text = prepared.fixed_answer or ""
+        fields = await _call(prepared.annotate, [text] * request.n) if prepared.annotate else {}
+        head = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "created": int(time.time()),
+            "model": prepared.response_model or requested,
+        }
+        usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        self._done(CHAT_ROUTE, requested, 200, time.perf_counter())
+        if not request.stream:
+            choices = [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+                for i in range(request.n)
+            ]
+            answer = {**head, "object": "chat.completion", "choices": choices, "usage": usage}
+            if fields:
+                answer[prepared.extra_key] = fields
+            return answer
+        wants_usage = bool(request.stream_options and request.stream_options.include_usage)
+
+        async def events() -> AsyncIterator[bytes]:
+            chunk = {**head, "object": "chat.completion.chunk"}
+            for i in range(request.n):
+                delta = {"role": "assistant", "content": text}
+                yield sse(
+                    {**chunk, "choices": [{"index": i, "delta": delta, "finish_reason": None}]}
+                )
+                yield sse(
+                    {**chunk, "choices": [{"index": i, "delta": {}, "finish_reason": "stop"}]}
+                )
+            if fields:
+                yield sse({**chunk, "choices": [], prepared.extra_key: fields})
+            if wants_usage:
+                yield sse({**chunk, "choices": [], "usage": usage})
+            yield sse("[DONE]")
+
+        return EventStream(events())
 
     async def completion(self, body: object, principal: Principal) -> dict | EventStream:
         request = parse(CompletionRequest, body)

@@ -207,3 +207,21 @@ def test_embedder_mismatch_is_refused(catalog, tmp_path):
         EmbedderMismatch, match="was built with sentence-transformers:all-MiniLM-L6-v2"
     ):
         catalog.open("mismatch", embedder=EmbedderConfig(model=str(copy)))
+
+
+def test_hybrid_hits_carry_cosine_similarity_like_vector_hits(catalog, tmp_path):
+    from retrieval import QueryOptions
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "refunds.md").write_text("Refunds are accepted within thirty days of delivery.")
+    (docs / "volcano.md").write_text("Basalt lava flows cool into columnar joints over time.")
+    kb = catalog.create("similarity-kb")
+    kb.ingest([docs])
+    question = "How many days do I have to ask for a refund?"
+    vector = {h.id: h for h in kb.query(question, QueryOptions(mode="vector", top_k=2))}
+    hybrid = kb.query(question, QueryOptions(mode="hybrid", top_k=2))
+    assert hybrid and all(abs(h.similarity - vector[h.id].similarity) < 1e-4 for h in hybrid)
+    assert all(h.similarity == h.score for h in vector.values())
+    relevant = kb.query(question, QueryOptions(mode="hybrid", top_k=2, min_similarity=0.3))
+    assert [h.citation.file_name for h in relevant] == ["refunds.md"]
