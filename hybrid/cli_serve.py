@@ -28,7 +28,10 @@ def serve(
     """Start (or attach to) vLLM and serve the OpenAI-compatible gateway until Ctrl-C."""
     from rich.console import Console
 
+    from hybrid.apps.loading import app_composer
     from hybrid.runtime import build_runtime
+    from retrieval import KnowledgeBaseCatalog
+    from serving.gateway import GatewayMetrics
     from serving.runtime import run_gateway
 
     state: State = ctx.obj
@@ -41,6 +44,19 @@ def serve(
     signal.signal(signal.SIGTERM, _interrupt)  # stop vLLM too, also while it starts
     with console.status("preparing the base model ..."):
         runtime = build_runtime(settings)
+    metrics = GatewayMetrics()
+
+    def apps() -> list:
+        if not settings.apps:
+            return []
+        assert runtime.base_name is not None
+        catalog = KnowledgeBaseCatalog(settings.store)
+        registry = runtime.registry()
+        return [app_composer(settings.apps, catalog, registry, runtime.base_name, metrics)]
+
+    # Apps are checked before a supervised engine starts (a minute), so a typo fails at once;
+    # with remote engines only, the served base model's name is known after attaching.
+    composers = apps() if runtime.base_name is not None else None
     try:
         engine = runtime.engine_config
         what = f"vLLM for {engine.base_model_name}" if engine else "the remote engines"
@@ -48,9 +64,12 @@ def serve(
         with console.status(f"starting {what} (a CPU needs about a minute) ..."):
             runtime.start()
         console.print(f"engine ready after {time.monotonic() - started:.0f} s")
-        gateway_state = runtime.gateway_state(composers=_composers(settings))
+        if composers is None:
+            composers = apps()
+        gateway_state = runtime.gateway_state(composers=composers, metrics=metrics)
         url = f"http://{settings.gateway.host}:{settings.gateway.port}"
-        console.print(f"gateway at {url} (OpenAI base URL {url}/v1); Ctrl-C stops")
+        names = ", ".join(p for c in composers for p in c.pipelines) or "none"
+        console.print(f"gateway at {url} (OpenAI base URL {url}/v1), apps: {names}; Ctrl-C stops")
         run_gateway(gateway_state)
     finally:
         runtime.stop()
@@ -58,11 +77,6 @@ def serve(
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
-
-
-def _composers(settings) -> list:
-    """Apps (issue 5) plug in here; the plain gateway serves base and adapters only."""
-    return []
 
 
 @keys_app.command("new")

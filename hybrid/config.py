@@ -69,6 +69,8 @@ class HybridConfig(BaseModel):
     """The adapter registry and what is loaded at start."""
     gateway: GatewayConfig = GatewayConfig()
     """The OpenAI-compatible gateway."""
+    apps: tuple[Path, ...] = ()
+    """App spec files (or folders of *.yaml app files) served by `hybrid serve`."""
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
@@ -128,6 +130,7 @@ def _relative_to(config: HybridConfig, base: Path) -> HybridConfig:
     )
     if config.base_model is not None:
         update["base_model"] = rel(config.base_model)
+    update["apps"] = tuple(rel(path) for path in config.apps)
     engine = config.engine
     if engine is not None:
         changes: dict = {}

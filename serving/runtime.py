@@ -26,6 +26,7 @@ from serving.engine import EngineConfig, EngineProcess, EngineSet, RemoteEngineC
 from serving.engine.protocol import parse_models
 from serving.errors import EngineStartError, ServingError
 from serving.gateway import ChatComposer, GatewayConfig, GatewayState
+from serving.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("serving")
 
@@ -67,6 +68,7 @@ class ServingRuntime:
         self.preload = tuple(preload)
         self.process: EngineProcess | None = None
         self.base_name: str | None = engine.base_model_name if engine is not None else None
+        self._registry: AdapterRegistry | None = None
 
     def start(self) -> None:
         """Start the supervised engine (blocking until ready) and check the remote ones.
@@ -101,15 +103,23 @@ class ServingRuntime:
                     "serve the same base model under the same name"
                 )
 
-    def gateway_state(self, composers: Sequence[ChatComposer] = ()) -> GatewayState:
+    def registry(self) -> AdapterRegistry:
+        """The adapter registry, checking against the served base and the engine's max rank."""
+        if self._registry is None:
+            self._registry = AdapterRegistry(
+                self.registry_root,
+                describe_base(self.base_model),
+                self.engine_config.max_lora_rank if self.engine_config else 512,
+            )
+        return self._registry
+
+    def gateway_state(
+        self, composers: Sequence[ChatComposer] = (), metrics: GatewayMetrics | None = None
+    ) -> GatewayState:
         """The gateway's state, over the started engines."""
         if self.base_name is None:
             raise EngineStartError("call start() before gateway_state()")
-        registry = AdapterRegistry(
-            self.registry_root,
-            describe_base(self.base_model),
-            self.engine_config.max_lora_rank if self.engine_config else 512,
-        )
+        registry = self.registry()
         engines = EngineSet.build(supervised=self.process, remote=self.remote)
         manager = AdapterManager(
             registry,
@@ -119,7 +129,7 @@ class ServingRuntime:
             unload_previous=self.gateway_config.unload_previous_on_promote,
         )
         return GatewayState.build(
-            self.gateway_config, manager, composers=composers, preload=self.preload
+            self.gateway_config, manager, composers=composers, preload=self.preload, metrics=metrics
         )
 
     def stop(self) -> None:

@@ -6,6 +6,7 @@ from serving.gateway.app import create_app
 from serving.gateway.auth import KeyRing, Principal
 from serving.gateway.config import ApiKey, AuthConfig, GatewayConfig, hash_key
 from serving.gateway.handlers import ChatComposer, InferenceHandler, ModelInfo, PreparedChat
+from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.state import GatewayState
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "AuthConfig",
     "ChatComposer",
     "GatewayConfig",
+    "GatewayMetrics",
     "GatewayState",
     "InferenceHandler",
     "KeyRing",

@@ -277,7 +277,8 @@ class InferenceHandler:
                 answer["model"] = prepared.response_model
             if prepared.annotate is not None:
                 texts = [_choice_text(choice) for choice in answer.get("choices") or []]
-                answer[prepared.extra_key] = await _call(prepared.annotate, texts)
+                fields = await _call(prepared.annotate, texts)
+                answer[prepared.extra_key] = {"served_by": served, **fields}
             self._done(route, requested, 200, started)
             return answer
         except BaseException as exc:
@@ -332,7 +333,7 @@ class InferenceHandler:
                 data = line[5:].strip()
                 if data == "[DONE]":
                     if prepared.annotate is not None:
-                        yield sse(await self._annotation_chunk(prepared, texts, last_chunk))
+                        yield sse(await self._annotation_chunk(prepared, texts, last_chunk, served))
                     yield sse("[DONE]")
                     finished = True
                     break
@@ -384,7 +385,11 @@ class InferenceHandler:
             self._done(route, requested, status, started)
 
     async def _annotation_chunk(
-        self, prepared: PreparedChat, texts: dict[int, list[str]], last_chunk: dict | None
+        self,
+        prepared: PreparedChat,
+        texts: dict[int, list[str]],
+        last_chunk: dict | None,
+        served: str,
     ) -> dict:
         assert prepared.annotate is not None
         ordered = ["".join(texts.get(i, [])) for i in range(max(texts, default=-1) + 1)]
@@ -396,7 +401,7 @@ class InferenceHandler:
             "created": base.get("created", int(time.time())),
             "model": prepared.response_model or base.get("model", ""),
             "choices": [],
-            prepared.extra_key: fields,
+            prepared.extra_key: {"served_by": served, **fields},
         }
 
 

@@ -37,8 +37,9 @@ class GatewayState:
         *,
         composers: Sequence[ChatComposer] = (),
         preload: Sequence[str] = (),
+        metrics: GatewayMetrics | None = None,
     ) -> GatewayState:
-        metrics = GatewayMetrics()
+        metrics = metrics or GatewayMetrics()
         return cls(
             config=config,
             manager=manager,

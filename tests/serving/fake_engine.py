@@ -28,6 +28,8 @@ class FakeEngine:
         self.adapters: dict[str, str] = {}
         self.delay_s = delay_s
         self.requests: list[dict] = []
+        self.reply: str | None = None
+        """If set, every answer is this text (else `<model> says: <prompt>`)."""
         self.app = self._build()
 
     def _build(self) -> FastAPI:
@@ -86,7 +88,7 @@ class FakeEngine:
             return vllm_error(400, "This model's maximum context length is 1024 tokens.")
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        words = f"{model} says: {prompt}".split(" ")
+        words = (self.reply or f"{model} says: {prompt}").split(" ")
         usage = {
             "prompt_tokens": len(prompt.split()),
             "completion_tokens": len(words),

@@ -135,11 +135,15 @@ def test_composer_rewrites_the_request_and_annotates_answers(registry):
         assert "helpdesk" in {m["id"] for m in client.get("/v1/models").json()["data"]}
         answer = chat(client, "helpdesk").json()
         assert answer["model"] == "helpdesk"
-        assert answer["hybrid"] == {"lengths": [len("voice@v1 says: hello there")]}
+        assert answer["hybrid"] == {
+            "served_by": "voice@v1",
+            "lengths": [len("voice@v1 says: hello there")],
+        }
         assert engine.requests[-1]["messages"][0] == {"role": "system", "content": "be brief"}
         chunks = sse_chunks(chat(client, "helpdesk", stream=True))
         assert chunks[-1] == "[DONE]" and chunks[-2]["choices"] == []
-        assert chunks[-2]["hybrid"] == {"lengths": [len("voice@v1 says: hello there")]}
+        assert chunks[-2]["hybrid"]["lengths"] == [len("voice@v1 says: hello there")]
+        assert chunks[-2]["hybrid"]["served_by"] == "voice@v1"
         assert {c["model"] for c in chunks[:-1]} == {"helpdesk"}
         refused = client.post("/v1/completions", json={"model": "helpdesk", "prompt": "x"})
         assert refused.status_code == 400 and "chat app" in refused.json()["error"]["message"]

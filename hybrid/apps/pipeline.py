@@ -1,0 +1,83 @@
+"""One app's request flow, without I/O of its own beyond retrieval: question -> passages ->
+engine request body -> (after generation) citations and grounding. The gateway composer and
+the in-process `App.chat` both run it, so they answer the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hybrid.apps.grounding import check_grounding, citations
+from hybrid.apps.prompt import Passage, build_messages, number_hits
+from hybrid.apps.spec import AppSpec
+from retrieval import KnowledgeBase, QueryOptions
+
+# What a client may not override in an app request: the app decides these.
+_APP_OWNED = ("model", "messages")
+
+
+@dataclass(frozen=True)
+class AnswerNotes:
+    """What an app adds to each answer (the `hybrid` field of the response)."""
+
+    app: str
+    knowledge_base: str
+    sources: list[dict]
+    citations: list[dict]
+    grounding: dict
+    no_context: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "app": self.app,
+            "knowledge_base": self.knowledge_base,
+            "citations": self.citations,
+            "sources": self.sources,
+            "grounding": self.grounding,
+            "no_context": self.no_context,
+        }
+
+
+class AppPipeline:
+    def __init__(self, spec: AppSpec, knowledge_base: KnowledgeBase):
+        self.spec = spec
+        self.knowledge_base = knowledge_base
+
+    def retrieve(self, question: str) -> list[Passage]:
+        """The relevant passages for `question` (none below the app's min_similarity).
+
+        Raises:
+            InvalidQuery: empty question. StoreUnavailable: the vector store is down.
+        """
+        r = self.spec.retrieval
+        options = QueryOptions(
+            top_k=r.top_k, mode=r.mode, filters=r.filters, min_similarity=r.min_similarity
+        )
+        return number_hits(self.knowledge_base.query(question, options))
+
+    def answers_without_generation(self, passages: Sequence[Passage]) -> bool:
+        return not passages and self.spec.no_context.mode == "message"
+
+    def engine_body(self, body: dict, passages: Sequence[Passage]) -> dict:
+        """The request for the engine: the app's generation defaults under the client's own
+        sampling values, and the app's prompt around the client's conversation."""
+        client = {k: v for k, v in body.items() if k not in _APP_OWNED}
+        if "max_completion_tokens" in client:
+            client.setdefault("max_tokens", client.pop("max_completion_tokens"))
+        return {
+            **self.spec.generation.as_body(),
+            **client,
+            "messages": build_messages(self.spec, passages, body.get("messages") or []),
+        }
+
+    def notes(self, answer: str, passages: Sequence[Passage], question: str) -> AnswerNotes:
+        cited, _ = citations(answer, passages)
+        grounding = check_grounding(answer, passages, question=question, persona=self.spec.persona)
+        return AnswerNotes(
+            app=self.spec.name,
+            knowledge_base=self.spec.knowledge_base,
+            sources=[p.citation() for p in passages],
+            citations=cited,
+            grounding=grounding.to_dict(),
+            no_context=not passages,
+        )

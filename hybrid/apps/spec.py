@@ -1,0 +1,200 @@
+"""The app spec: one YAML file binds a knowledge base, an adapter and a persona.
+
+Example (`examples/branded-chatbot/apps/brewbird.yaml`)::
+
+    name: brewbird-support
+    adapter: brewbird-voice            # `name` (current version) or `name@v2`; omit: base model
+    knowledge_base: brewbird
+    persona: You are Pip, the support assistant for BrewBird home coffee machines.
+    retrieval: {top_k: 4, mode: hybrid, min_similarity: 0.25}
+    generation: {max_tokens: 200, temperature: 0.2}
+    no_context:
+      message: I couldn't find that in BrewBird's guides. Happy brewing!
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hybrid.errors import ConfigError
+
+APP_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}[a-z0-9]$")
+
+DEFAULT_TEMPLATE = """{persona}
+
+Answer the user's question using only the numbered passages below. Cite each passage you use \
+with its number in square brackets, like [1]. If the passages do not answer the question, say \
+that the sources do not cover it.
+
+Passages:
+{context}"""
+"""The system message of every app request. `hybrid train` with `context_from` renders training
+prompts with the same template, so what is trained is what is served."""
+
+TEMPLATE_FIELDS = {"persona", "context"}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RetrievalSettings(_Frozen):
+    top_k: Annotated[int, Field(ge=1, le=20)] = 4
+    """Passages put into the prompt (at most)."""
+    mode: Literal["vector", "hybrid"] = "hybrid"
+    """`hybrid` fuses BM25 keyword and vector rankings (better for names and figures)."""
+    filters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Equality filters on chunk metadata, e.g. {file_name: report.pdf}."""
+    min_similarity: Annotated[float, Field(ge=-1, le=1)] = 0.25
+    """Minimum relevance (cosine similarity to the question); weaker passages are dropped, and
+    with none left the app takes its `no_context` path instead of inventing an answer."""
+
+
+class GenerationDefaults(_Frozen):
+    """Sampling defaults; a client's own values in the request win."""
+
+    max_tokens: Annotated[int, Field(ge=1)] | None = 256
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = 0.3
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    stop: tuple[str, ...] | None = None
+    repetition_penalty: Annotated[float, Field(gt=0)] | None = None
+    """vLLM's repetition penalty (1.0 = off); small models ramble less with 1.1."""
+
+    def as_body(self) -> dict:
+        body = self.model_dump(exclude_none=True)
+        if "stop" in body:
+            body["stop"] = list(body["stop"])
+        return body
+
+
+class NoContext(_Frozen):
+    """What the app does when retrieval finds nothing relevant."""
+
+    mode: Literal["message", "generate"] = "message"
+    """`message`: answer with `message` (no generation, nothing invented); `generate`: let the
+    model answer with an empty context, told to say that the sources do not cover it."""
+    message: str = "I could not find that in the sources I have."
+    """The answer, in the app's voice, when nothing relevant is found."""
+
+
+class Branding(_Frozen):
+    """How the playground and the chat widget show the app."""
+
+    title: str | None = None
+    color: Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")] = "#2f6fed"
+    greeting: str | None = None
+
+
+class AppSpec(_Frozen):
+    """One app: knowledge from `knowledge_base`, voice from `adapter`, served as `name`."""
+
+    name: str
+    """The `model` clients send to use this app."""
+    description: str = ""
+    knowledge_base: str
+    """The knowledge base answers are grounded in (`hybrid kb create/ingest`)."""
+    adapter: str | None = None
+    """Style adapter, `name` or `name@version` from the registry; None: the base model."""
+    base_model: str | None = None
+    """If set, the served base model's name must equal it (a guard against wrong deployments)."""
+    persona: str
+    """Who answers: the first line of the system message."""
+    prompt_template: str = DEFAULT_TEMPLATE
+    """System message layout with {persona} and {context} (the numbered passages)."""
+    retrieval: RetrievalSettings = RetrievalSettings()
+    generation: GenerationDefaults = GenerationDefaults()
+    no_context: NoContext = NoContext()
+    branding: Branding = Branding()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not APP_NAME.match(value):
+            raise ValueError(
+                "use 2-64 characters of a-z, 0-9, '.', '_' or '-', starting and ending with a "
+                "letter or digit (e.g. acme-support)"
+            )
+        if "@" in value:
+            raise ValueError("'@' is reserved for adapter versions")
+        return value
+
+    @field_validator("persona")
+    @classmethod
+    def _persona(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("persona is empty; say who answers, e.g. 'You are Pip, ...'")
+        return value.strip()
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(value) if name}
+        except ValueError as exc:
+            raise ValueError(f"prompt_template is not a valid format string ({exc})") from None
+        unknown = fields - TEMPLATE_FIELDS
+        if unknown:
+            raise ValueError(
+                f"prompt_template uses unknown field(s) {sorted(unknown)}; only {{persona}} and "
+                "{context} exist (write literal braces as {{ and }})"
+            )
+        if "context" not in fields:
+            raise ValueError("prompt_template has no {context}: the passages would never be shown")
+        return value
+
+    @property
+    def title(self) -> str:
+        return self.branding.title or self.name
+
+
+def load_app_spec(path: Path) -> AppSpec:
+    """Read and validate one app file.
+
+    Raises:
+        ConfigError: missing file, bad YAML, or every validation problem at once.
+    """
+    from hybrid.config import format_validation_error
+
+    if not path.is_file():
+        raise ConfigError(f"app file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" line {where.line + 1}" if where else ""
+        raise ConfigError(
+            f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of app settings")
+    try:
+        return AppSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from None
+
+
+def load_app_specs(paths: list[Path]) -> list[AppSpec]:
+    """Several app files; names must be unique. Every file's problems are reported together."""
+    specs, problems = [], []
+    for path in paths:
+        try:
+            specs.append(load_app_spec(path))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    seen: dict[str, int] = {}
+    for spec in specs:
+        seen[spec.name] = seen.get(spec.name, 0) + 1
+    problems += [
+        f"app name '{n}' is used by {c} files; names must be unique"
+        for n, c in seen.items()
+        if c > 1
+    ]
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return specs
