@@ -14,6 +14,9 @@ import yaml
 from hybrid.cli_state import State
 from hybrid.config import load_config
 
+DEFAULT_CONTEXT = 2048
+"""Context window assumed until the engine reports its own."""
+
 keys_app = typer.Typer(help="API keys for the gateway.", no_args_is_help=True)
 
 
@@ -28,6 +31,7 @@ def serve(
     """Start (or attach to) vLLM and serve the OpenAI-compatible gateway until Ctrl-C."""
     from rich.console import Console
 
+    from hybrid.apps.budget import PromptBudget
     from hybrid.apps.loading import app_composer
     from hybrid.runtime import build_runtime
     from retrieval import KnowledgeBaseCatalog
@@ -45,6 +49,7 @@ def serve(
     with console.status("preparing the base model ..."):
         runtime = build_runtime(settings)
     metrics = GatewayMetrics()
+    budget = PromptBudget(runtime.base_model, DEFAULT_CONTEXT)
 
     def apps() -> list:
         if not settings.apps:
@@ -52,7 +57,7 @@ def serve(
         assert runtime.base_name is not None
         catalog = KnowledgeBaseCatalog(settings.store)
         registry = runtime.registry()
-        return [app_composer(settings.apps, catalog, registry, runtime.base_name, metrics)]
+        return [app_composer(settings.apps, catalog, registry, runtime.base_name, metrics, budget)]
 
     # Apps are checked before a supervised engine starts (a minute), so a typo fails at once;
     # with remote engines only, the served base model's name is known after attaching.
@@ -64,6 +69,7 @@ def serve(
         with console.status(f"starting {what} (a CPU needs about a minute) ..."):
             runtime.start()
         console.print(f"engine ready after {time.monotonic() - started:.0f} s")
+        budget.max_model_len = runtime.max_model_len() or DEFAULT_CONTEXT
         if composers is None:
             composers = apps()
         gateway_state = runtime.gateway_state(composers=composers, metrics=metrics)

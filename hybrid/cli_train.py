@@ -8,26 +8,69 @@ from typing import Annotated
 
 import typer
 
-from hybrid.config import load_train_config
+from hybrid.cli_state import State
+from hybrid.config import load_context_training, load_train_config
 
 model_app = typer.Typer(help="Base models.", no_args_is_help=True)
 
 
 def train(
+    ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="Training config YAML (see examples/).")],
     resume: Annotated[
         bool, typer.Option(help="Continue an interrupted run from its checkpoint.")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing adapter folder.")] = False,
     max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Adapter folder (overrides output_dir).")
+    ] = None,
+    base_model: Annotated[
+        str | None, typer.Option(help="Base model folder or name (overrides base_model).")
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Tokens per example (overrides max_length).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Train an adapter; writes the adapter, metrics.json, loss_curve.png and a manifest."""
+    """Train an adapter; writes the adapter, metrics.json, loss_curve.png and a manifest.
+
+    With a `context: {app: APP.yaml}` section, each chat example is first laid out as that app
+    serves it (persona, template, passages retrieved from its knowledge base)."""
+    from finetune.training import load_training_examples
     from finetune.training import train as run_training
 
-    overrides = {"max_steps": max_steps} if max_steps is not None else None
+    overrides = {
+        key: value
+        for key, value in {
+            "max_steps": max_steps,
+            "output_dir": output_dir,
+            "base_model": base_model,
+            "max_length": max_length,
+        }.items()
+        if value is not None
+    }
     settings = load_train_config(config, overrides)
-    result = run_training(settings, resume=resume, overwrite=overwrite, progress=not quiet)
+    context = load_context_training(config)
+    examples = None
+    if context is not None:
+        from hybrid.apps.app import open_pipeline
+        from hybrid.apps.context_training import with_app_context
+        from hybrid.apps.spec import load_app_spec
+
+        state: State = ctx.obj
+        pipeline = open_pipeline(load_app_spec(context.app), state.catalog)
+        examples, changed = with_app_context(
+            load_training_examples(settings), pipeline, share=context.share, seed=context.seed
+        )
+        if not quiet:
+            typer.echo(
+                f"{changed} of {len(examples)} examples laid out as app "
+                f"'{pipeline.spec.name}' serves them (knowledge base {pipeline.spec.knowledge_base})"
+            )
+    result = run_training(
+        settings, resume=resume, overwrite=overwrite, progress=not quiet, examples=examples
+    )
     m = result.metrics
     val = f", validation loss {m['validation_loss']:.4f}" if "validation_loss" in m else ""
     typer.echo(

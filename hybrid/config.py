@@ -156,13 +156,50 @@ def _read_yaml_mapping(path: Path) -> dict:
     return raw
 
 
+class ContextTraining(BaseModel):
+    """`context:` in a training config: train on prompts laid out as an app serves them (its
+    persona and template, with passages retrieved from its knowledge base for each example's
+    question), so what is trained is what is served (the RAFT recipe)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    app: Path
+    """The app spec whose prompt layout, knowledge base and retrieval settings are used."""
+    share: float = Field(default=1.0, ge=0, le=1)
+    """Share of the chat examples that get retrieved context; the rest keep their own prompt."""
+    seed: int = 0
+
+
+def load_context_training(path: Path) -> ContextTraining | None:
+    """The `context:` section of a training config, if any (paths relative to the file).
+
+    Raises:
+        ConfigError: the section is invalid.
+    """
+    raw = _read_yaml_mapping(path).get("context")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: context: expected a mapping like {{app: app.yaml}}")
+    if isinstance(raw.get("app"), str):
+        app = Path(raw["app"]).expanduser()
+        raw = {**raw, "app": app if app.is_absolute() else path.parent / app}
+    try:
+        return ContextTraining.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, f"{path} (context)")) from exc
+
+
 def load_train_config(path: Path, overrides: dict | None = None) -> TrainConfig:
-    """Read a training config (`hybrid train CONFIG.yaml`). Paths in it are relative to the file.
+    """Read a training config (`hybrid train CONFIG.yaml`). Paths in it are relative to the file;
+    paths in `overrides` (command-line options) are taken as given. The `context:` section is
+    Hybrid's, read by `load_context_training`.
 
     Raises:
         ConfigError: every problem of the file at once.
     """
     raw = {**_read_yaml_mapping(path), **(overrides or {})}
+    raw.pop("context", None)
     base = path.parent
 
     def rel(value):

@@ -103,6 +103,23 @@ class ServingRuntime:
                     "serve the same base model under the same name"
                 )
 
+    def max_model_len(self) -> int | None:
+        """The context window the engine reports for the base model (after start)."""
+        url = self.process.url if self.process is not None else None
+        if url is None and self.remote is not None:
+            url = self.remote.urls[0]
+        if url is None:
+            return None
+        key = self.engine_config.api_key if self.engine_config else None
+        key = key or (self.remote.api_key if self.remote else None)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        try:
+            response = httpx.get(f"{url}/v1/models", headers=headers, timeout=10)
+            cards = parse_models(response.json())
+        except (httpx.HTTPError, ValueError):
+            return None
+        return next((c.max_model_len for c in cards if c.id == self.base_name), None)
+
     def registry(self) -> AdapterRegistry:
         """The adapter registry, checking against the served base and the engine's max rank."""
         if self._registry is None:

@@ -132,7 +132,7 @@ def vllm_engine(tiny_llama_dir, tmp_path_factory):
         max_loras=2,
         max_lora_rank=8,
         max_cpu_loras=4,
-        max_model_len=512,
+        max_model_len=1024,
         dtype="float32",
         kv_cache_gib=1,
         log_file=tmp_path_factory.mktemp("vllm") / "vllm.log",

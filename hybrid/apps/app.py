@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hybrid.apps.budget import PromptBudget
 from hybrid.apps.generators import Generator, LocalGenerator
 from hybrid.apps.pipeline import AnswerNotes, AppPipeline
 from hybrid.apps.spec import AppSpec, load_app_spec
@@ -37,7 +38,9 @@ class AppAnswer:
         return bool(self.notes.grounding["grounded"])
 
 
-def open_pipeline(spec: AppSpec, catalog: KnowledgeBaseCatalog) -> AppPipeline:
+def open_pipeline(
+    spec: AppSpec, catalog: KnowledgeBaseCatalog, budget: PromptBudget | None = None
+) -> AppPipeline:
     """The app's pipeline over its knowledge base.
 
     Raises:
@@ -50,7 +53,7 @@ def open_pipeline(spec: AppSpec, catalog: KnowledgeBaseCatalog) -> AppPipeline:
             f"app '{spec.name}' uses knowledge base '{spec.knowledge_base}': {exc}; create it "
             f"with `hybrid kb create {spec.knowledge_base}` and `hybrid kb ingest`"
         ) from None
-    return AppPipeline(spec, kb)
+    return AppPipeline(spec, kb, budget)
 
 
 class App:
@@ -109,6 +112,7 @@ class App:
             (m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), ""
         )
         passages = self.pipeline.retrieve(question)
+        passages = self.pipeline.fit(passages, {"messages": messages, **sampling})
         if self.pipeline.answers_without_generation(passages):
             text = self.spec.no_context.message
         else:

@@ -91,6 +91,7 @@ class AppComposer:
             )
         try:
             passages = await asyncio.to_thread(pipeline.retrieve, question)
+            passages = await asyncio.to_thread(pipeline.fit, passages, body)
         except StoreUnavailable as exc:
             raise KnowledgeBaseUnavailable(
                 f"the knowledge base '{spec.knowledge_base}' of app '{spec.name}' is unavailable "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hybrid.apps.app import open_pipeline
+from hybrid.apps.budget import PromptBudget
 from hybrid.apps.composer import AppComposer
 from hybrid.apps.pipeline import AppPipeline
 from hybrid.apps.spec import load_app_specs
@@ -27,7 +28,11 @@ def app_files(paths: tuple[Path, ...] | list[Path]) -> list[Path]:
 
 
 def load_pipelines(
-    paths, catalog: KnowledgeBaseCatalog, registry: AdapterRegistry, base_name: str
+    paths,
+    catalog: KnowledgeBaseCatalog,
+    registry: AdapterRegistry,
+    base_name: str,
+    budget: PromptBudget | None = None,
 ) -> list[AppPipeline]:
     """Every app, checked; all problems of all apps are reported at once.
 
@@ -51,7 +56,7 @@ def load_pipelines(
                     "`hybrid adapter register PATH --name NAME --offline`"
                 )
         try:
-            pipelines.append(open_pipeline(spec, catalog))
+            pipelines.append(open_pipeline(spec, catalog, budget))
         except ConfigError as exc:
             problems.append(str(exc))
     if problems:
@@ -60,8 +65,12 @@ def load_pipelines(
 
 
 def app_composer(
-    paths, catalog: KnowledgeBaseCatalog, registry: AdapterRegistry, base_name: str,
+    paths,
+    catalog: KnowledgeBaseCatalog,
+    registry: AdapterRegistry,
+    base_name: str,
     metrics: GatewayMetrics | None = None,
-) -> AppComposer:  # fmt: skip
-    pipelines = load_pipelines(paths, catalog, registry, base_name)
+    budget: PromptBudget | None = None,
+) -> AppComposer:
+    pipelines = load_pipelines(paths, catalog, registry, base_name, budget)
     return AppComposer(pipelines, base_name, metrics.registry if metrics else None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hybrid.apps.budget import PromptBudget
 from hybrid.apps.grounding import check_grounding, citations
 from hybrid.apps.prompt import Passage, build_messages, number_hits
 from hybrid.apps.spec import AppSpec
@@ -39,9 +40,13 @@ class AnswerNotes:
 
 
 class AppPipeline:
-    def __init__(self, spec: AppSpec, knowledge_base: KnowledgeBase):
+    def __init__(
+        self, spec: AppSpec, knowledge_base: KnowledgeBase, budget: PromptBudget | None = None
+    ):
         self.spec = spec
         self.knowledge_base = knowledge_base
+        self.budget = budget
+        """Fits passages into the engine's context window; None: no fitting."""
 
     def retrieve(self, question: str) -> list[Passage]:
         """The relevant passages for `question` (none below the app's min_similarity).
@@ -54,6 +59,18 @@ class AppPipeline:
             top_k=r.top_k, mode=r.mode, filters=r.filters, min_similarity=r.min_similarity
         )
         return number_hits(self.knowledge_base.query(question, options))
+
+    def fit(self, passages: Sequence[Passage], body: dict) -> list[Passage]:
+        """Drop the lowest-ranked passages that would not fit the engine's context window."""
+        if self.budget is None or not passages:
+            return list(passages)
+        max_tokens = (
+            body.get("max_tokens")
+            or body.get("max_completion_tokens")
+            or self.spec.generation.max_tokens
+            or 256
+        )
+        return self.budget.fit(self.spec, passages, body.get("messages") or [], int(max_tokens))
 
     def answers_without_generation(self, passages: Sequence[Passage]) -> bool:
         return not passages and self.spec.no_context.mode == "message"

@@ -124,3 +124,19 @@ def test_citations_by_marker_and_by_matching_figures():
     assert [(c["index"], c["how"]) for c in cited] == [(1, "match"), (2, "marker")]
     assert cited[1]["page"] == 9 and cited[1]["snippet"] == "Headcount was 1,450 people."
     assert unknown == [7]
+
+
+def test_budget_drops_lowest_ranked_passages_to_fit_the_context(tiny_llama_dir):
+    from hybrid.apps.budget import PromptBudget
+
+    spec = AppSpec(name="acme", knowledge_base="kb1", persona="You are Pip.")
+    passages = [passage(i, f"Passage {i}: " + "refund policy details " * 20) for i in (1, 2, 3)]
+    question = [{"role": "user", "content": "What is the refund policy?"}]
+    budget = PromptBudget(tiny_llama_dir, max_model_len=100_000)
+    full = budget.count(build_messages(spec, passages, question))
+    one = budget.count(build_messages(spec, passages[:1], question))
+    assert budget.fit(spec, passages, question, max_tokens=50) == passages
+    budget.max_model_len = one + 50
+    assert budget.fit(spec, passages, question, max_tokens=50) == passages[:1]
+    assert budget.fit(spec, passages, question, max_tokens=51) == []
+    assert full > one

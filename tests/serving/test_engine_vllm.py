@@ -69,7 +69,7 @@ def test_ready_and_lists_the_base_model(vllm_engine):
             return await client.list_models()
 
     cards = asyncio.run(models())
-    assert [(c.id, c.parent, c.max_model_len) for c in cards] == [("tiny-llama", None, 512)]
+    assert [(c.id, c.parent, c.max_model_len) for c in cards] == [("tiny-llama", None, 1024)]
 
 
 def test_runtime_lora_changes_greedy_tokens_like_peft(vllm_engine, tiny_llama_dir, lora_dir):

@@ -177,10 +177,10 @@ def test_errors_come_in_openai_shape(gateway):
     with pytest.raises(openai.BadRequestError) as info:
         c.chat.completions.create(model="voice", messages=PROMPT, temperature=5)
     assert info.value.body["param"] == "temperature"
-    long_prompt = [{"role": "user", "content": "report " * 700}]  # beyond max_model_len 512
+    long_prompt = [{"role": "user", "content": "report " * 1400}]  # beyond max_model_len 1024
     with pytest.raises(openai.BadRequestError) as info:
         c.chat.completions.create(model="voice", messages=long_prompt, max_tokens=4)
-    assert "maximum context length" in info.value.message or "512" in info.value.message
+    assert "maximum context length" in info.value.message or "1024" in info.value.message
 
     raw = httpx.post(gateway.url + "/v1/chat/completions", content=b"{not json", timeout=10)
     assert raw.status_code == 400 and raw.json()["error"]["type"] == "invalid_request_error"

@@ -1,0 +1,42 @@
+"""Two brands on one base model, end to end:
+
+    .venv/bin/python examples/branded-chatbot/run.py [--quick] [--model FOLDER]
+
+BrewBird (playful, US) and Kettle & Co (formal, UK) each get a knowledge base and a voice
+adapter; one vLLM engine serves both adapters at once (multi-LoRA) behind two apps. The same
+question goes to both apps: different facts (their own knowledge base) in different voices.
+"""
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from examples.runner import Adapter, Demo, Question, run  # noqa: E402
+
+BOTH = ("brewbird-support", "kettleandco-support")
+
+DEMO = Demo(
+    name="branded-chatbot",
+    folder=HERE,
+    knowledge_bases={
+        "brewbird": [Path("brands/brewbird/kb")],
+        "kettleandco": [Path("brands/kettleandco/kb")],
+    },
+    adapters=[
+        Adapter("brewbird-voice", Path("brands/brewbird/train.yaml")),
+        Adapter("kettleandco-voice", Path("brands/kettleandco/train.yaml")),
+    ],
+    apps=[Path("apps/brewbird.yaml"), Path("apps/kettleandco.yaml")],
+    questions=[
+        Question("How long is the warranty on your machines?", BOTH),
+        Question("How often should I descale my machine?", BOTH),
+        Question("Do you offer free shipping?", BOTH),
+        Question("Can you recommend a good hiking trail in Patagonia?", BOTH),
+    ],
+    train_overrides={"max_steps": 30, "max_length": 384},
+)
+
+if __name__ == "__main__":
+    run(DEMO)

@@ -1,0 +1,36 @@
+"""The CEO report example, end to end (what `make demo` runs with --quick):
+
+    .venv/bin/python examples/ceo-report-qa/run.py [--quick] [--model FOLDER]
+
+Knowledge base from the 2025 annual report (PDF, page citations), a voice adapter trained on
+Margaret Okafor's letters and replies, both served as the app `northwind-ceo`; the same
+questions go to `northwind-base` (same retrieval, no adapter) for comparison.
+"""
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from examples.runner import Adapter, Demo, Question, run  # noqa: E402
+
+APPS = ("northwind-ceo", "northwind-base")
+
+DEMO = Demo(
+    name="ceo-report-qa",
+    folder=HERE,
+    knowledge_bases={"northwind-report": [Path("docs")]},
+    adapters=[Adapter("ceo-voice", Path("train.yaml"))],
+    apps=[Path("apps/northwind-ceo.yaml"), Path("apps/northwind-base.yaml")],
+    questions=[
+        Question("How much revenue did Northwind make in 2025, and how did it grow?", APPS),
+        Question("What gross margin did the company achieve in 2025?", APPS),
+        Question("How much cash did Northwind hold at the end of the year?", APPS),
+        Question("What is the capital of Mongolia's national football stadium made of?", APPS),
+    ],
+    train_overrides={"max_steps": 40, "max_length": 384},
+)
+
+if __name__ == "__main__":
+    run(DEMO)

@@ -1,0 +1,215 @@
+"""Run an example end to end, the way a user would with the `hybrid` CLI: build the knowledge
+bases, train the style adapters, register them, serve everything with `hybrid serve`, and ask
+questions through the official `openai` client, each answer beside the base model's.
+
+Each example's `run.py` describes its parts as a `Demo` and calls `run(demo)`. Everything it
+writes goes under `artifacts/<example>/` (git-ignored); a second run reuses what is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+HYBRID = [sys.executable, "-m", "hybrid.cli"]
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    train_config: Path
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    apps: tuple[str, ...]
+    """The apps that answer it, shown side by side (e.g. the adapter's app and the base's)."""
+
+
+@dataclass(frozen=True)
+class Demo:
+    name: str
+    folder: Path
+    knowledge_bases: dict[str, list[Path]]
+    adapters: list[Adapter]
+    apps: list[Path]
+    questions: list[Question]
+    train_overrides: dict = field(default_factory=dict)
+    """Settings for the quick run (`make demo`): fewer steps, shorter examples."""
+
+
+def step(message: str) -> None:
+    print(f"\n==> {message}", flush=True)
+
+
+def hybrid(config: Path, *args: str, capture: bool = False) -> str:
+    result = subprocess.run(
+        [*HYBRID, "--config", str(config), *args],
+        text=True,
+        capture_output=capture,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
+    if result.returncode != 0:
+        detail = result.stderr if capture else ""
+        raise SystemExit(f"`hybrid {' '.join(args)}` failed (exit {result.returncode}) {detail}")
+    return result.stdout if capture else ""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(demo: Demo, work: Path, model: str, port: int) -> Path:
+    config = {
+        "store": {"mode": "embedded", "path": str(work / "chroma")},
+        "adapters": {"registry": str(work / "registry")},
+        "engine": {
+            "model": model,
+            "max_model_len": 2048,
+            "max_lora_rank": 16,
+            "max_loras": 2,
+            "kv_cache_gib": 1,
+            "log_file": str(work / "logs" / "vllm.log"),
+        },
+        "gateway": {"host": "127.0.0.1", "port": port},
+        "apps": [str(demo.folder / app) for app in demo.apps],
+    }
+    path = work / "hybrid.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def train_and_register(demo: Demo, config: Path, work: Path, model: str, quick: bool) -> None:
+    registered = hybrid(config, "adapter", "list", "--offline", "--json", capture=True)
+    names = {row["name"] for row in yaml.safe_load(registered) or []}
+    for adapter in demo.adapters:
+        if adapter.name in names:
+            print(f"adapter {adapter.name} is registered already (delete {work} to retrain)")
+            continue
+        out = work / "adapters" / adapter.name
+        args = ["train", str(demo.folder / adapter.train_config), "--overwrite"]
+        args += ["--output-dir", str(out), "--base-model", model]
+        if quick:
+            for key, value in demo.train_overrides.items():
+                args += [f"--{key.replace('_', '-')}", str(value)]
+        step(f"training the {adapter.name} adapter (loss per step below)")
+        hybrid(config, *args)
+        hybrid(config, "adapter", "register", str(out), "--name", adapter.name, "--offline")
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 600) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if proc.poll() is not None:
+            raise SystemExit(f"hybrid serve stopped:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/ready", timeout=5).status_code == 200:
+                print(f"ready after {time.monotonic() - started:.0f} s")
+                return
+        except httpx.TransportError:
+            pass
+        print(".", end="", flush=True)
+        time.sleep(2)
+    raise SystemExit(f"hybrid serve not ready after {timeout_s:.0f} s; log: {log}")
+
+
+def show(question: Question, answers: dict[str, object]) -> None:
+    width = 100
+    print("\n" + "=" * width)
+    print(textwrap.fill(f"Q: {question.text}", width))
+    for app, answer in answers.items():
+        notes = answer.model_extra.get("hybrid", {})
+        print("-" * width)
+        print(f"[{app}] (served by {notes.get('served_by', 'a fixed no-context answer')})")
+        print(textwrap.fill(answer.choices[0].message.content.strip(), width))
+        for c in notes.get("citations") or notes.get("sources", [])[:2]:
+            page = f" p.{c['page']}" if c.get("page") else ""
+            snippet = " ".join(c["snippet"].split())[:70]
+            print(f"    [{c['index']}] {c['file_name']}{page}: {snippet}...")
+        flagged = [u["text"] for u in notes.get("grounding", {}).get("ungrounded", [])]
+        if flagged:
+            print(f"    not found in the sources: {', '.join(flagged)}")
+
+
+def ask(url: str, demo: Demo) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=600)
+    models = [m.id for m in client.models.list().data]
+    print(f"models served: {', '.join(models)}")
+    for question in demo.questions:
+        answers = {
+            app: client.chat.completions.create(
+                model=app,
+                messages=[{"role": "user", "content": question.text}],
+                temperature=0,
+                max_tokens=160,
+                extra_body={"repetition_penalty": 1.1},
+            )
+            for app in question.apps
+        }
+        show(question, answers)
+
+
+def run(demo: Demo, argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=f"Run the {demo.name} example end to end.")
+    parser.add_argument("--quick", action="store_true", help="short training (make demo)")
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("MODEL") or "SmolLM2-135M-Instruct",
+        help="base model: a folder, or the embedded default (env MODEL)",
+    )
+    parser.add_argument("--work-dir", type=Path, default=REPO / "artifacts" / demo.name)
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    work = args.work_dir.resolve()
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = write_config(demo, work, args.model, port)
+
+    step(f"base model {args.model}")
+    print(hybrid(config, "model", "prepare", capture=True).strip())
+    for kb, sources in demo.knowledge_bases.items():
+        step(f"knowledge base {kb}")
+        existing = hybrid(config, "kb", "list", capture=True)
+        if kb not in existing.split():
+            hybrid(config, "kb", "create", kb)
+        hybrid(config, "kb", "ingest", kb, *[str(demo.folder / s) for s in sources])
+    train_and_register(demo, config, work, args.model, args.quick)
+
+    step("serving: vLLM with the adapters behind the gateway (about a minute to start)")
+    log = work / "logs" / "serve.log"
+    proc = subprocess.Popen(
+        [*HYBRID, "serve", str(config)],
+        stdout=open(log, "wb"),  # noqa: SIM115 - closed when the process ends
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc, log)
+        step("asking through the official openai client: the app (adapter) beside the base")
+        ask(url, demo)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    print(f"\ndone in {time.monotonic() - started:.0f} s; artifacts in {work}")

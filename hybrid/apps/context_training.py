@@ -1,0 +1,34 @@
+"""Context-aware training data (the RAFT recipe, composed here; `finetune/` only sees plain
+examples): each chat example's prompt is laid out as the app will serve it, the app's persona
+and template with the passages its knowledge base returns for that example's question, so the
+adapter learns to keep its voice with retrieved context in front of it."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from finetune.data.schema import Example, Message
+from hybrid.apps.pipeline import AppPipeline
+from hybrid.apps.prompt import system_prompt
+
+
+def with_app_context(
+    examples: Sequence[Example], pipeline: AppPipeline, *, share: float = 1.0, seed: int = 0
+) -> tuple[list[Example], int]:
+    """(examples, how many got context). Raw-text examples and those without a user turn stay
+    as they are; the example's own system message is replaced by the app's."""
+    rng = random.Random(seed)
+    out: list[Example] = []
+    changed = 0
+    for example in examples:
+        users = [m for m in example.messages if m.role == "user"]
+        if not example.is_chat or not users or rng.random() >= share:
+            out.append(example)
+            continue
+        passages = pipeline.retrieve(users[-1].content)
+        system = Message("system", system_prompt(pipeline.spec, passages))
+        turns = tuple(m for m in example.messages if m.role != "system")
+        out.append(Example(origin=example.origin, messages=(system, *turns)))
+        changed += 1
+    return out, changed

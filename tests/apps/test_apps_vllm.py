@@ -1,0 +1,101 @@
+"""Two apps on one real vLLM engine (tiny model), through the real gateway and the official
+openai client: each answers from its own knowledge base with its own adapter (checked by PEFT
+parity on the exact prompt the app built), sources are the passages really retrieved, and an
+unrelated question takes the no-context path."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from hybrid.apps.app import open_pipeline
+from hybrid.apps.budget import PromptBudget
+from hybrid.apps.composer import AppComposer
+from hybrid.apps.spec import AppSpec
+from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
+from serving.adapters import AdapterRegistry, describe_base
+from serving.adapters.manager import AdapterManager
+from serving.engine import EngineSet
+from serving.gateway import GatewayConfig, GatewayMetrics, GatewayState, create_app
+from tests.conftest import EXAMPLES
+from tests.helpers.adapters import peft_greedy, random_lora
+from tests.helpers.gateway import ServerThread
+
+pytestmark = pytest.mark.vllm
+
+BRANDS = EXAMPLES / "branded-chatbot" / "brands"
+NEW_TOKENS = 8
+
+
+@pytest.fixture(scope="module")
+def two_apps(vllm_engine, tiny_llama_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("two-apps")
+    catalog = KnowledgeBaseCatalog(EmbeddedStoreConfig(path=root / "chroma"))
+    registry = AdapterRegistry(root / "registry", describe_base(tiny_llama_dir), max_rank=8)
+    adapters, pipelines = {}, []
+    for seed, brand in enumerate(("brewbird", "kettleandco"), start=21):
+        catalog.create(f"{brand}-kb").ingest([BRANDS / brand / "kb"])
+        adapters[brand] = random_lora(tiny_llama_dir, root / brand, seed=seed, alpha=128)
+        registry.register(adapters[brand], f"{brand}-voice")
+        spec = AppSpec(
+            name=f"{brand}-support",
+            knowledge_base=f"{brand}-kb",
+            adapter=f"{brand}-voice",
+            persona=f"You are the support assistant of {brand}.",
+            retrieval={"top_k": 2},
+            no_context={"message": f"{brand} has nothing on that."},
+        )
+        budget = PromptBudget(tiny_llama_dir, vllm_engine.config.max_model_len)
+        pipelines.append(open_pipeline(spec, catalog, budget))
+    metrics = GatewayMetrics()
+    manager = AdapterManager(
+        registry, EngineSet.build(supervised=vllm_engine), vllm_engine.config.base_model_name
+    )
+    composer = AppComposer(pipelines, manager.base_name, metrics.registry)
+    state = GatewayState.build(GatewayConfig(), manager, composers=[composer], metrics=metrics)
+    with ServerThread(create_app(state)) as server:
+        yield server, {p.spec.name: p for p in pipelines}, adapters
+
+
+def test_two_apps_each_answer_with_their_own_adapter_and_knowledge(two_apps, tiny_llama_dir):
+    server, pipelines, adapters = two_apps
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0)
+    question = "How long is the warranty on the espresso machine?"
+    listed = {m.id for m in client.models.list().data}
+    assert {"brewbird-support", "kettleandco-support"} <= listed
+    for brand in ("brewbird", "kettleandco"):
+        app = f"{brand}-support"
+        answer = client.chat.completions.create(
+            model=app,
+            messages=[{"role": "user", "content": question}],
+            max_tokens=NEW_TOKENS,
+            temperature=0,
+            extra_body={"min_tokens": NEW_TOKENS, "return_token_ids": True},
+        )
+        notes = answer.model_extra["hybrid"]
+        assert answer.model == app and notes["served_by"] == f"{brand}-voice@v1"
+        retrieved = pipelines[app].retrieve(question)
+        shown = len(notes["sources"])  # what fits the tiny model's 1024-token window
+        assert 1 <= shown <= len(retrieved)
+        expected = retrieved[:shown]
+        assert [s["file_name"] for s in notes["sources"]] == [p.file_name for p in expected]
+        assert all(s["source"].startswith(str(BRANDS / brand / "kb")) for s in notes["sources"])
+        assert notes["sources"][0]["snippet"] in expected[0].text or expected[0].text.startswith(
+            notes["sources"][0]["snippet"].rstrip("…")
+        )
+        prompt_ids = answer.model_extra["prompt_token_ids"]
+        tokens = answer.choices[0].model_extra["token_ids"]
+        assert tokens == peft_greedy(tiny_llama_dir, adapters[brand], prompt_ids, NEW_TOKENS)
+        other = "kettleandco" if brand == "brewbird" else "brewbird"
+        assert tokens != peft_greedy(tiny_llama_dir, adapters[other], prompt_ids, NEW_TOKENS)
+
+
+def test_unrelated_question_is_not_answered_from_nothing(two_apps):
+    server, _, _ = two_apps
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0)
+    answer = client.chat.completions.create(
+        model="kettleandco-support",
+        messages=[{"role": "user", "content": "Who won the 1954 chess olympiad in Amsterdam?"}],
+    )
+    assert answer.choices[0].message.content == "kettleandco has nothing on that."
+    assert answer.model_extra["hybrid"]["no_context"] is True
