@@ -57,9 +57,9 @@ style: install
 bench: install
 	$(BIN)/python -m bench.retrieval_bench
 
+# The CEO report example with a short training run; MODEL=<folder> runs it on another base.
 demo: install
-	@echo "The end-to-end demo arrives with the apps layer (issue 5); for now: the retrieval demo."
-	$(BIN)/python -m examples.retrieval_demo
+	$(BIN)/python examples/ceo-report-qa/run.py --quick $(if $(MODEL),--model $(MODEL))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

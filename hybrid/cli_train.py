@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 
 from hybrid.cli_state import State
 from hybrid.config import load_context_training, load_train_config
+from hybrid.errors import ConfigError
 
 model_app = typer.Typer(help="Base models.", no_args_is_help=True)
 
@@ -31,6 +33,15 @@ def train(
     max_length: Annotated[
         int | None, typer.Option(help="Tokens per example (overrides max_length).")
     ] = None,
+    settings_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Any training setting as key=value (YAML value), e.g. --set epochs=1."
+        ),
+    ] = None,
+    no_context: Annotated[
+        bool, typer.Option("--no-context", help="Ignore the config's context: section.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train an adapter; writes the adapter, metrics.json, loss_curve.png and a manifest.
@@ -50,8 +61,13 @@ def train(
         }.items()
         if value is not None
     }
+    for item in settings_ or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set epochs=1")
+        overrides[key.strip()] = yaml.safe_load(value)
     settings = load_train_config(config, overrides)
-    context = load_context_training(config)
+    context = None if no_context else load_context_training(config)
     examples = None
     if context is not None:
         from hybrid.apps.app import open_pipeline
@@ -60,8 +76,16 @@ def train(
 
         state: State = ctx.obj
         pipeline = open_pipeline(load_app_spec(context.app), state.catalog)
+        from finetune.base_models import resolve_base_model
+        from hybrid.apps.budget import PromptBudget
+
+        budget = PromptBudget(resolve_base_model(settings.base_model), settings.max_length)
         examples, changed = with_app_context(
-            load_training_examples(settings), pipeline, share=context.share, seed=context.seed
+            load_training_examples(settings),
+            pipeline,
+            share=context.share,
+            seed=context.seed,
+            budget=budget,
         )
         if not quiet:
             typer.echo(

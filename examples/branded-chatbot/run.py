@@ -35,7 +35,14 @@ DEMO = Demo(
         Question("Do you offer free shipping?", BOTH),
         Question("Can you recommend a good hiking trail in Patagonia?", BOTH),
     ],
-    train_overrides={"max_steps": 30, "max_length": 384},
+    quick_train={
+        "max_steps": 25,
+        "max_length": 256,
+        "batch_size": 4,
+        "gradient_accumulation": 1,
+        "learning_rate": 1e-3,
+        "logging_steps": 10,
+    },
 )
 
 if __name__ == "__main__":

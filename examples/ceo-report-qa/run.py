@@ -29,7 +29,15 @@ DEMO = Demo(
         Question("How much cash did Northwind hold at the end of the year?", APPS),
         Question("What is the capital of Mongolia's national football stadium made of?", APPS),
     ],
-    train_overrides={"max_steps": 40, "max_length": 384},
+    quick_train={
+        "data": f"[{HERE / 'style' / 'qa.jsonl'}]",
+        "max_steps": 30,
+        "max_length": 256,
+        "batch_size": 4,
+        "gradient_accumulation": 1,
+        "learning_rate": 1e-3,
+        "logging_steps": 10,
+    },
 )
 
 if __name__ == "__main__":

@@ -9,15 +9,23 @@ import random
 from collections.abc import Sequence
 
 from finetune.data.schema import Example, Message
+from hybrid.apps.budget import PromptBudget
 from hybrid.apps.pipeline import AppPipeline
 from hybrid.apps.prompt import system_prompt
 
 
 def with_app_context(
-    examples: Sequence[Example], pipeline: AppPipeline, *, share: float = 1.0, seed: int = 0
+    examples: Sequence[Example],
+    pipeline: AppPipeline,
+    *,
+    share: float = 1.0,
+    seed: int = 0,
+    budget: PromptBudget | None = None,
 ) -> tuple[list[Example], int]:
     """(examples, how many got context). Raw-text examples and those without a user turn stay
-    as they are; the example's own system message is replaced by the app's."""
+    as they are; the example's own system message is replaced by the app's. With `budget`
+    (the base tokenizer and the training max_length), the lowest-ranked passages are dropped
+    until the whole example fits, so no answer is truncated away."""
     rng = random.Random(seed)
     out: list[Example] = []
     changed = 0
@@ -27,8 +35,12 @@ def with_app_context(
             out.append(example)
             continue
         passages = pipeline.retrieve(users[-1].content)
-        system = Message("system", system_prompt(pipeline.spec, passages))
         turns = tuple(m for m in example.messages if m.role != "system")
+        if budget is not None and passages and turns[-1].role == "assistant":
+            before = [{"role": m.role, "content": m.content} for m in turns[:-1]]
+            answer = budget.count([{"role": "assistant", "content": turns[-1].content}])
+            passages = budget.fit(pipeline.spec, passages, before, answer)
+        system = Message("system", system_prompt(pipeline.spec, passages))
         out.append(Example(origin=example.origin, messages=(system, *turns)))
         changed += 1
     return out, changed
