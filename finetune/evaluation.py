@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from finetune.data.schema import Example, Message
 from finetune.encoding import Collator, encode_examples
@@ -35,6 +35,28 @@ class StyleRule(BaseModel):
     kind: Literal["regex", "required_phrase", "forbidden_phrase", "json_schema"]
     value: str | dict
     name: str | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_kind(self) -> StyleRule:
+        if self.kind == "json_schema":
+            import jsonschema
+
+            if not isinstance(self.value, dict):
+                raise ValueError("a json_schema rule's value must be a JSON schema object")
+            try:
+                jsonschema.validators.validator_for(self.value).check_schema(self.value)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"invalid JSON schema ({exc.message}); fix the value") from None
+        elif not isinstance(self.value, str) or not self.value:
+            raise ValueError(f"a {self.kind} rule's value must be non-empty text")
+        elif self.kind == "regex":
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise ValueError(
+                    f"regex {self.value!r} does not compile ({exc}); fix the pattern"
+                ) from None
+        return self
 
     def label(self) -> str:
         return self.name or f"{self.kind}:{str(self.value)[:40]}"
@@ -80,6 +102,14 @@ class EvalConfig(BaseModel):
     max_new_tokens: Annotated[int, Field(ge=1, le=4096)] = 96
     min_adherence: Annotated[float, Field(ge=0, le=1)] | None = None
     """If set, the adapter's rule adherence rate must reach this."""
+
+    @model_validator(mode="after")
+    def _prompts_and_rules_together(self) -> EvalConfig:
+        if self.prompts and not self.rules:
+            raise ValueError("prompts are given but no rules to check their answers; add rules")
+        if (self.rules or self.min_adherence is not None) and not self.prompts:
+            raise ValueError("rules need prompts to generate answers for; add prompts")
+        return self
 
 
 @dataclass
@@ -214,15 +244,16 @@ def _loss(model, tokenizer, examples: list[Example], config: EvalConfig) -> tupl
 
 
 def _prompts(paths: tuple[Path, ...]) -> list[list[dict]]:
+    """Conversations to answer: each ends with a user turn (trailing replies are dropped, so a
+    training file works as a prompt set too)."""
     from finetune.data import load_dataset
 
     prompts = []
-    for example in load_dataset(list(paths), format="auto"):
+    for example in load_dataset(list(paths), format="auto", prompts=True):
         messages = list(example.messages)
-        while messages and messages[-1].role == "assistant":
+        while messages[-1].role == "assistant":
             messages.pop()
-        if messages:
-            prompts.append([{"role": m.role, "content": m.content} for m in messages])
+        prompts.append([{"role": m.role, "content": m.content} for m in messages])
     return prompts
 
 
@@ -250,9 +281,15 @@ def evaluate_adapter(config: EvalConfig, *, progress: bool = True) -> EvalReport
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from finetune.base_models import resolve_base_model
+    from finetune.data import load_dataset
 
     adapter = config.adapter.expanduser()
     manifest = read_manifest(adapter)
+    # every data problem surfaces before a model is loaded
+    seen, held = _split_sets(config, manifest, adapter)
+    general = load_dataset(list(config.general), format="auto")
+    prompts = _prompts(config.prompts)[: config.max_examples] if config.prompts else []
+
     base_name = config.base_model or manifest["base_model"]["path"]
     base_dir = resolve_base_model(base_name)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -262,10 +299,6 @@ def evaluate_adapter(config: EvalConfig, *, progress: bool = True) -> EvalReport
     model = PeftModel.from_pretrained(model, adapter)
     model.eval()
 
-    from finetune.data import load_dataset
-
-    seen, held = _split_sets(config, manifest, adapter)
-    general = load_dataset(list(config.general), format="auto")
     sets = [("in-domain seen", seen), ("in-domain held-out", held), ("general guard", general)]
     scores = []
     for name, examples in tqdm(sets, desc="eval", unit="set", disable=not progress):
@@ -280,8 +313,7 @@ def evaluate_adapter(config: EvalConfig, *, progress: bool = True) -> EvalReport
         )
 
     adherence = None
-    if config.prompts and config.rules:
-        prompts = _prompts(config.prompts)[: config.max_examples]
+    if prompts:
         per_rule = {r.label(): {"base": 0, "adapter": 0} for r in config.rules}
         passed = {"base": 0, "adapter": 0}
         samples = []

@@ -89,10 +89,14 @@ def linear_module_names(model) -> list[str]:
 
 
 def last_checkpoint(checkpoint_dir: Path) -> Path | None:
-    found = sorted(
-        checkpoint_dir.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1])
-    )
-    return found[-1] if found else None
+    """The newest complete checkpoint. transformers writes `trainer_state.json` last, so a run
+    killed while saving leaves a folder without it; resuming from that one would fail."""
+    found = [
+        p
+        for p in checkpoint_dir.glob("checkpoint-*")
+        if p.name.rsplit("-", 1)[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
+    return max(found, key=lambda p: int(p.name.rsplit("-", 1)[-1]), default=None)
 
 
 def load_training_examples(config: TrainConfig) -> list[Example]:

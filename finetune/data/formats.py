@@ -113,11 +113,35 @@ def _turns(record: Mapping[str, Any], key: str, problems: list[str]) -> list[Any
 
 
 def _conversation(messages: list[Message], problems: list[str]) -> tuple[Message, ...]:
-    """Rules every chat example must meet, whatever its file format. Skipped when a turn was
-    already unreadable: its role is unknown, so the shape would be misjudged."""
+    """The parsed turns, or every problem found reading them. How the conversation must end
+    depends on its use (training or prompting), so `conversation_problems` checks that later."""
     if problems:
         raise RecordProblems(problems)
-    if messages and messages[-1].role != "assistant":
+    return tuple(messages)
+
+
+def conversation_problems(messages: tuple[Message, ...], *, prompt: bool = False) -> list[str]:
+    """Rules every chat example must meet, whatever its file format.
+
+    A training conversation ends with the assistant's reply and trains on at least one reply.
+    A prompt (`prompt=True`, for generation) may end with the user turn to answer; trailing
+    replies are dropped when it is used, so it needs a user turn before them.
+    """
+    if not messages:
+        return []
+    if prompt:
+        turns = list(messages)
+        while turns and turns[-1].role == "assistant":
+            turns.pop()
+        if not turns or turns[-1].role != "user":
+            ended = turns[-1].role if turns else "assistant"
+            return [
+                f"prompt has no user turn to answer (it ends with a {ended} turn); "
+                "end it with the user's message"
+            ]
+        return []
+    problems = []
+    if messages[-1].role != "assistant":
         problems.append(
             f"conversation ends with a {messages[-1].role} turn; end it with the assistant's "
             "reply (or drop the trailing turn)"
@@ -128,9 +152,7 @@ def _conversation(messages: list[Message], problems: list[str]) -> tuple[Message
             "every assistant message has weight 0, so nothing would be trained; "
             "set weight 1 on the replies to learn"
         )
-    if problems:
-        raise RecordProblems(problems)
-    return tuple(messages)
+    return problems
 
 
 # --- formats (detection order = registration order) ------------------------------------------

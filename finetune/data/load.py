@@ -10,6 +10,7 @@ from finetune.data.formats import (
     AUTO,
     DataFormat,
     RecordProblems,
+    conversation_problems,
     describe_formats,
     detect_format,
     get_format,
@@ -21,18 +22,24 @@ from finetune.errors import DatasetError
 MAX_LISTED_PROBLEMS = 20
 
 
-def load_dataset(paths: str | Path | Sequence[str | Path], format: str = AUTO) -> list[Example]:
+def load_dataset(
+    paths: str | Path | Sequence[str | Path], format: str = AUTO, *, prompts: bool = False
+) -> list[Example]:
     """Read training (or evaluation) data into examples.
 
     Args:
         paths: files (.jsonl, .json, .txt, .md) and folders (read recursively).
         format: `auto` (each file's format told from its first record; .txt/.md files are raw
             text), or one of `available_formats()`: alpaca, sharegpt, openai, raw.
+        prompts: read a prompt set for generation instead of training data: conversations may
+            end with the user turn to answer, assistant weights are not checked, raw text is
+            refused.
 
     Raises:
         DatasetError: unknown format, or every problem of every file (malformed JSON, missing
             or empty fields, unknown roles, bad weights, conversations not ending with the
-            assistant), each as `file:line: problem`; `.problems` holds the full list.
+            assistant, or for prompts with the user), each as `file:line: problem`;
+            `.problems` holds the full list.
     """
     forced = None if format == AUTO else get_format(format)
     given = [paths] if isinstance(paths, str | Path) else list(paths)
@@ -42,7 +49,7 @@ def load_dataset(paths: str | Path | Sequence[str | Path], format: str = AUTO) -
     examples: list[Example] = []
     for path in files:
         found = read_records(path)
-        examples += _parse_file(found, forced)
+        examples += _parse_file(found, forced, prompts)
         problems += [message for _, message in sorted(found.problems, key=lambda p: p[0])]
     if problems:
         raise DatasetError.from_problems(problems, "data", MAX_LISTED_PROBLEMS)
@@ -52,7 +59,7 @@ def load_dataset(paths: str | Path | Sequence[str | Path], format: str = AUTO) -
     return examples
 
 
-def _parse_file(found: FileRecords, forced: DataFormat | None) -> list[Example]:
+def _parse_file(found: FileRecords, forced: DataFormat | None, prompts: bool) -> list[Example]:
     """Examples of one file; its problems are added to `found.problems`."""
     if not found.records:
         return []
@@ -81,6 +88,16 @@ def _parse_file(found: FileRecords, forced: DataFormat | None) -> list[Example]:
             found.problems += [(record.position, f"{record.origin}: {p}") for p in exc.problems]
             continue
         if isinstance(parsed, str):
+            shape = (
+                ["raw text is not a prompt; give chat records ending with the user's message"]
+                if prompts
+                else []
+            )
+        else:
+            shape = conversation_problems(parsed, prompt=prompts)
+        if shape:
+            found.problems += [(record.position, f"{record.origin}: {p}") for p in shape]
+        elif isinstance(parsed, str):
             examples.append(Example(record.origin, text=parsed))
         else:
             examples.append(Example(record.origin, messages=parsed))

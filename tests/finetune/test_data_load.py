@@ -270,3 +270,48 @@ def test_invalid_utf8_line_is_named(tmp_path):
     assert problems_of(path) == [
         f"{path}:2: not UTF-8 text (byte 0xff at offset 17); re-save the file as UTF-8"
     ]
+
+
+def test_prompt_sets_may_end_with_the_user_turn_but_training_data_may_not(tmp_path):
+    path = write_jsonl(
+        tmp_path / "prompts.jsonl",
+        [
+            {"messages": [{"role": "user", "content": "Tell me about safety."}]},
+            {"messages": [{"role": "system", "content": "Be brief."}]},
+            {
+                "messages": [
+                    {"role": "user", "content": "Q"},
+                    {"role": "assistant", "content": "A", "weight": 0},
+                ]
+            },
+        ],
+    )
+    assert problems_of(path) == [
+        f"{path}:1: conversation ends with a user turn; end it with the assistant's reply "
+        "(or drop the trailing turn)",
+        f"{path}:2: conversation ends with a system turn; end it with the assistant's reply "
+        "(or drop the trailing turn)",
+        f"{path}:3: every assistant message has weight 0, so nothing would be trained; "
+        "set weight 1 on the replies to learn",
+    ]
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path, prompts=True)
+    assert info.value.problems == [
+        f"{path}:2: prompt has no user turn to answer (it ends with a system turn); "
+        "end it with the user's message"
+    ]
+    (path.parent / "ok.jsonl").write_text(path.read_text().splitlines()[0] + "\n")
+    (prompt,) = load_dataset(path.parent / "ok.jsonl", prompts=True)
+    assert prompt.messages == (Message("user", "Tell me about safety."),)
+
+
+def test_a_training_file_is_a_prompt_set_but_raw_text_is_not(tmp_path):
+    chats = write_jsonl(tmp_path / "style.jsonl", [{"instruction": "Q", "output": "A"}])
+    assert [e.messages[-1].role for e in load_dataset(chats, prompts=True)] == ["assistant"]
+    (tmp_path / "letter.txt").write_text("Dear fellow owners,", encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_dataset(tmp_path / "letter.txt", prompts=True)
+    assert info.value.problems == [
+        f"{tmp_path / 'letter.txt'}: raw text is not a prompt; give chat records ending with the "
+        "user's message"
+    ]

@@ -12,7 +12,7 @@ from finetune.config import LoraSettings, TrainConfig
 from finetune.data.schema import Example, Message
 from finetune.errors import TrainingError
 from finetune.manifest import base_fingerprint, read_manifest
-from finetune.training import split_examples, train
+from finetune.training import last_checkpoint, split_examples, train
 
 VOICE = [
     "Ahoy, fellow owners! {x} sails on a steady keel.",
@@ -128,6 +128,73 @@ def test_same_seed_same_adapter(tiny_llama_dir, tmp_path):
     assert a.metrics["train_loss"] == b.metrics["train_loss"]
 
 
+def test_gradient_accumulation_sets_the_steps_and_the_bar_shows_live_loss(
+    tiny_llama_dir, tmp_path, capsys
+):
+    # 24 examples, batch 4 x accumulation 3 = 12 per optimizer step: 2 steps an epoch
+    cfg = config(
+        tiny_llama_dir,
+        tmp_path / "acc",
+        epochs=2,
+        batch_size=4,
+        gradient_accumulation=3,
+        validation_share=0,
+        logging_steps=1,
+    )
+    result = train(cfg, examples=style_examples(24), progress=True)
+    assert result.metrics["steps"] == 4 and result.metrics["epochs"] == 2
+    bar = capsys.readouterr().err
+    assert "train: 100%" in bar and "4/4" in bar and "loss=" in bar and "lr=" in bar
+
+
+def test_failure_mid_training_leaves_nothing_and_says_why(tiny_llama_dir, tmp_path, monkeypatch):
+    from finetune import training
+
+    def broken_plot(*args, **kwargs):  # fails after the adapter files were written to .partial
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(training, "plot_loss_curve", broken_plot)
+    out = tmp_path / "adapter"
+    with pytest.raises(TrainingError) as info:
+        train(config(tiny_llama_dir, out, epochs=1), examples=style_examples(12), progress=False)
+    assert str(info.value).startswith(
+        "training failed (OSError: [Errno 28] No space left on device); nothing was written to "
+    )
+    assert not out.exists() and not (tmp_path / "adapter.partial").exists()
+
+
+def test_base_model_is_a_folder_or_a_hub_id_in_the_local_cache(
+    tiny_llama_dir, tmp_path, monkeypatch
+):
+    import shutil
+
+    import huggingface_hub.constants
+
+    from finetune.base_models import resolve_base_model
+    from finetune.errors import BaseModelError
+
+    assert resolve_base_model(str(tiny_llama_dir)) == tiny_llama_dir
+    # the layout `huggingface-cli download` leaves in the hub cache
+    repo = tmp_path / "hub" / "models--acme--tiny-chat"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_llama_dir, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve_base_model("acme/tiny-chat") == snapshot
+
+    with pytest.raises(BaseModelError) as info:
+        resolve_base_model("acme/not-downloaded")
+    assert str(info.value) == (
+        "base model 'acme/not-downloaded' is neither a local folder nor in the local Hugging Face "
+        "cache; download it first (huggingface-cli download acme/not-downloaded) or use "
+        "'SmolLM2-135M-Instruct'"
+    )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BaseModelError, match=r"base model folder .*empty has no config.json"):
+        resolve_base_model(str(tmp_path / "empty"))
+
+
 def test_interrupted_training_leaves_no_output_and_resumes(tiny_llama_dir, tmp_path, monkeypatch):
     from finetune import progress
 
@@ -142,14 +209,21 @@ def test_interrupted_training_leaves_no_output_and_resumes(tiny_llama_dir, tmp_p
 
     monkeypatch.setattr(progress.LiveLossBar, "on_step_end", interrupt_at_step_5)
     with pytest.raises(TrainingError) as info:
-        train(config(tiny_llama_dir, out), examples=examples, progress=False)
+        train(config(tiny_llama_dir, out, epochs=3), examples=examples, progress=False)
     message = str(info.value)
     assert "interrupted" in message and "--resume" in message
     assert not out.exists() and not (tmp_path / "adapter.partial").exists()
     assert (tmp_path / ".adapter.checkpoints" / "checkpoint-4").is_dir()
+    # a run killed while saving leaves a checkpoint without trainer_state.json: skipped
+    half_saved = tmp_path / ".adapter.checkpoints" / "checkpoint-8"
+    half_saved.mkdir()
+    (half_saved / "adapter_model.safetensors").write_bytes(b"")
+    assert last_checkpoint(tmp_path / ".adapter.checkpoints").name == "checkpoint-4"
 
     monkeypatch.setattr(progress.LiveLossBar, "on_step_end", original)
-    resumed = train(config(tiny_llama_dir, out), examples=examples, progress=False, resume=True)
+    resumed = train(
+        config(tiny_llama_dir, out, epochs=3), examples=examples, progress=False, resume=True
+    )
     assert out.is_dir() and resumed.metrics["steps"] > 5
 
 
@@ -170,3 +244,78 @@ def test_modules_to_save_is_allowed_with_a_warning(tiny_llama_dir, tmp_path, cap
     )
     train(cfg, examples=style_examples(12), progress=False)
     assert "vLLM may refuse" in caplog.text
+
+
+def _wait_for(condition, proc, timeout_s: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited ({proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no {what} after {timeout_s}s")
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_real_sigint_and_sigkill_leave_no_output_and_resume_finishes(tiny_llama_dir, tmp_path):
+    """`hybrid train` in a child process, interrupted for real: Ctrl-C (SIGINT) mid-run, then
+    SIGKILL of the resumed run; the output folder never appears until a run finishes."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "style.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps(
+                {"messages": [{"role": m.role, "content": m.content} for m in example.messages]}
+            )
+            + "\n"
+            for example in style_examples()
+        )
+    )
+    (tmp_path / "train.yaml").write_text(
+        f"base_model: {tiny_llama_dir}\ndata: [style.jsonl]\noutput_dir: adapters/voice\n"
+        "max_steps: 400\nbatch_size: 8\ngradient_accumulation: 1\nlearning_rate: 0.01\n"
+        "max_length: 96\nvalidation_share: 0\nlogging_steps: 5\nsave_steps: 5\n"
+    )
+    out = tmp_path / "adapters" / "voice"
+    checkpoints = tmp_path / "adapters" / ".voice.checkpoints"
+    hybrid = [str(Path(sys.executable).parent / "hybrid"), "train", str(tmp_path / "train.yaml")]
+
+    def saved_after(step: int):
+        def check() -> bool:
+            found = last_checkpoint(checkpoints) if checkpoints.is_dir() else None
+            return found is not None and int(found.name.rsplit("-", 1)[-1]) > step
+
+        return check
+
+    def leftovers() -> list[str]:
+        return sorted(p.name for p in out.parent.iterdir() if not p.name.startswith(".voice."))
+
+    first = subprocess.Popen([*hybrid, "-q"], stderr=subprocess.PIPE, text=True)
+    _wait_for(saved_after(0), first, 180, "checkpoint")
+    first.send_signal(signal.SIGINT)
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 1, stderr
+    (line,) = [x for x in stderr.splitlines() if x.startswith("error: ")]
+    assert line.startswith("error: training failed (interrupted); nothing was written to ")
+    assert line.endswith(f"; checkpoints kept in {checkpoints}, continue with --resume")
+    assert leftovers() == []
+    interrupted_at = int(last_checkpoint(checkpoints).name.rsplit("-", 1)[-1])
+
+    second = subprocess.Popen([*hybrid, "-q", "--resume"], stderr=subprocess.PIPE, text=True)
+    _wait_for(saved_after(interrupted_at), second, 180, "checkpoint after resuming")
+    second.kill()  # no handler runs: only the write-then-rename keeps the output clean
+    second.communicate(timeout=60)
+    assert leftovers() == []
+
+    done = subprocess.run([*hybrid, "-q", "--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"adapter written to {out} (400 steps" in done.stdout
+    assert leftovers() == ["voice"] and not checkpoints.exists()
+    assert json.loads((out / "metrics.json").read_text())["final"]["steps"] == 400
