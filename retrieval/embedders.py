@@ -98,7 +98,20 @@ def sentence_transformers_embedder(config: EmbedderConfig) -> Embedder:
     tokenizer = st_model.tokenizer
     dimension = int(st_model.get_embedding_dimension())
 
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # a copy: the model's own must keep truncating to its window
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_str(backend.to_str())
+        backend.no_truncation()
+        backend.no_padding()
+
     def tokenize(text: str) -> list[int]:
+        # Chunking counts the tokens of whole pages; the fast tokenizer's backend does that
+        # without transformers' "longer than the maximum sequence length" warning, which is
+        # about feeding the model and does not apply here.
+        if backend is not None:
+            return backend.encode(text, add_special_tokens=False).ids
         return tokenizer.encode(text, add_special_tokens=False)
 
     return Embedder(

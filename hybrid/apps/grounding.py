@@ -23,6 +23,7 @@ _NUMBER = re.compile(r"(?<![\w.])[$€£]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.]
 _NAME = re.compile(
     r"\b[A-Z][a-z]+(?:[-'][A-Za-z]+)?(?:\s+(?:&\s+)?[A-Z][a-z]+(?:[-'][A-Za-z]+)?)+\b"
 )
+_YEAR = re.compile(r"^(19|20)\d\d$")
 _LEADING_WORDS = {
     "The", "A", "An", "Our", "We", "In", "On", "At", "This", "That", "These", "Those", "Dear",
     "Yes", "No", "Hello", "Hi", "Thanks", "Thank", "Please", "Kind", "Best", "If", "When", "For",
@@ -47,7 +48,7 @@ def citations(answer: str, passages: Sequence[Passage]) -> tuple[list[dict], lis
     by_number = {p.number: p for p in passages}
     marked = cited_numbers(answer)
     out = [{**by_number[n].citation(), "how": "marker"} for n in marked if n in by_number]
-    claims_numbers = numbers_in(answer)
+    claims_numbers = {n for n in numbers_in(answer) if not _YEAR.match(n)}  # years are weak
     claims_names = {n.lower() for n in names_in(_MARKER.sub(" ", answer))}
     for passage in passages:
         if passage.number in marked:

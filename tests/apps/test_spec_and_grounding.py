@@ -120,7 +120,10 @@ def test_citations_by_marker_and_by_matching_figures():
         passage(2, "Headcount was 1,450 people.", page=9),
         passage(3, "Nothing relevant."),
     ]
-    cited, unknown = citations("We held $138.9 million [2] and 1,450 staff. See [7].", passages)
+    cited, unknown = citations(
+        "In 2025 we held $138.9 million [2] and 1,450 staff. See [7].",
+        [*passages[:2], passage(3, "Nothing relevant happened in 2025.")],
+    )
     assert [(c["index"], c["how"]) for c in cited] == [(1, "match"), (2, "marker")]
     assert cited[1]["page"] == 9 and cited[1]["snippet"] == "Headcount was 1,450 people."
     assert unknown == [7]
