@@ -85,6 +85,9 @@ class GatewayConfig(_Frozen):
     """How long one generation may take at the engine before the gateway gives up."""
     max_body_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
     """Larger request bodies are refused with 413."""
+    max_pending_requests: Annotated[int, Field(ge=1)] | None = 256
+    """Generation requests held at once (running in the engine or waiting for it); past it the
+    gateway answers 429 with Retry-After instead of piling up. None: no limit."""
     drain_timeout_s: Annotated[float, Field(gt=0)] = 300.0
     """How long unloading an adapter waits for its requests in flight to finish."""
     unload_previous_on_promote: bool = True

@@ -84,6 +84,14 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class TooManyRequests(GatewayError):
+    """The gateway holds as many requests as it may (`gateway.max_pending_requests`)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "too_many_requests"
+
+
 class Busy(GatewayError):
     """An adapter still has requests in flight, or the gateway is over its queue limit."""
 

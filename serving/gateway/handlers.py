@@ -24,12 +24,13 @@ from serving.adapters.errors import AdapterNotFound
 from serving.adapters.manager import AdapterManager, Lease
 from serving.errors import EngineUnavailable
 from serving.gateway.auth import Principal
-from serving.gateway.errors import InvalidRequest, ModelNotFound, to_answer
+from serving.gateway.errors import InvalidRequest, ModelNotFound, TooManyRequests, to_answer
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.schemas import ChatCompletionRequest, CompletionRequest, parse
 
 log = logging.getLogger("serving.gateway")
 
+RETRY_AFTER_BUSY_S = 1
 CHAT_ROUTE = "/v1/chat/completions"
 COMPLETION_ROUTE = "/v1/completions"
 
@@ -102,11 +103,33 @@ class InferenceHandler:
         *,
         timeout_s: float = 600.0,
         composers: Sequence[ChatComposer] = (),
+        max_pending: int | None = None,
     ):
         self.manager = manager
         self.metrics = metrics
         self.timeout_s = timeout_s
         self.composers = list(composers)
+        self.max_pending = max_pending
+        """Generation requests the gateway holds at once; past it, 429 with Retry-After."""
+        self.active = 0
+
+    def _admit(self, requested: str):
+        """Count a generation request in, or refuse it when the gateway is full."""
+        if self.max_pending is not None and self.active >= self.max_pending:
+            self.metrics.requests.labels("admission", requested, "429").inc()
+            raise TooManyRequests(
+                f"the gateway is at its limit of {self.max_pending} requests in progress; "
+                f"retry in {RETRY_AFTER_BUSY_S} s",
+                headers={"Retry-After": str(RETRY_AFTER_BUSY_S)},
+            )
+        self.active += 1
+        gauge = self.metrics.in_flight.labels(requested)
+        gauge.inc()
+        return gauge
+
+    def _leave(self, gauge) -> None:
+        self.active -= 1
+        gauge.dec()
 
     # ---- models ------------------------------------------------------------------------------
 
@@ -235,8 +258,7 @@ class InferenceHandler:
         request: ChatCompletionRequest | CompletionRequest,
     ) -> dict | EventStream:
         started = time.perf_counter()
-        in_flight = self.metrics.in_flight.labels(requested)
-        in_flight.inc()
+        in_flight = self._admit(requested)
         lease: Lease | None = None
         handed_off = False  # a stream's relay releases the lease and the gauge itself
         try:
@@ -288,7 +310,7 @@ class InferenceHandler:
             if not handed_off:
                 if lease is not None:
                     lease.release()
-                in_flight.dec()
+                self._leave(in_flight)
 
     def _done(self, route: str, model: str, status: int, started: float) -> None:
         self.metrics.requests.labels(route, model, str(status)).inc()
@@ -381,7 +403,7 @@ class InferenceHandler:
         finally:
             await upstream.aclose()
             lease.release()
-            in_flight.dec()
+            self._leave(in_flight)
             self._done(route, requested, status, started)
 
     async def _annotation_chunk(

@@ -46,7 +46,11 @@ class GatewayState:
             keys=KeyRing(config.auth),
             metrics=metrics,
             inference=InferenceHandler(
-                manager, metrics, timeout_s=config.request_timeout_s, composers=composers
+                manager,
+                metrics,
+                timeout_s=config.request_timeout_s,
+                composers=composers,
+                max_pending=config.max_pending_requests,
             ),
             admin=AdminHandler(manager, metrics),
             preload=tuple(preload),

@@ -359,3 +359,29 @@ def test_replicas_route_to_the_holder_and_load_elsewhere_when_it_is_down(registr
         first.down = False
         second.down = False
         assert client.get("/ready").json()["engines"][1]["healthy"] is True
+
+
+def test_backpressure_answers_429_past_the_limit_and_recovers(registry):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.helpers.gateway import ServerThread
+
+    engine = FakeEngine(delay_s=1.0)
+    state = GatewayState.build(
+        GatewayConfig(max_pending_requests=2), make_manager(registry, engine)
+    )
+    with ServerThread(create_app(state)) as server:
+
+        def one(_):
+            body = {"model": "voice", "messages": MESSAGES}
+            return httpx.post(server.url + "/v1/chat/completions", json=body, timeout=30)
+
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(one, range(6)))
+        codes = sorted(a.status_code for a in answers)
+        assert codes.count(200) >= 2 and 429 in codes, codes
+        refused = next(a for a in answers if a.status_code == 429)
+        assert refused.headers["Retry-After"] == "1"
+        assert refused.json()["error"]["type"] == "rate_limit_error"
+        assert one(0).status_code == 200  # load dropped: served again
+        assert state.inference.active == 0

@@ -282,3 +282,31 @@ def test_promote_and_unload_under_load_fail_no_request(gateway):
     current = json.loads(_admin(gateway, "GET", "/adapters").text)["adapters"]
     assert [a["version"] for a in current if a["name"] == "voice" and a["current"]] == ["v1"]
     assert all(a["in_flight"] == 0 for a in current)
+
+
+def test_client_disconnect_mid_stream_aborts_the_engine_request(gateway, vllm_engine):
+    """A client that goes away mid-stream must not leave vLLM generating for nobody."""
+
+    def running() -> float:
+        text = httpx.get(vllm_engine.url + "/metrics", timeout=10).text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("vllm:num_requests_running")
+        )
+
+    body = {"model": "voice", "messages": PROMPT, "max_tokens": 900, "min_tokens": 900}
+    body["stream"] = True
+    with httpx.stream(
+        "POST", gateway.url + "/v1/chat/completions", json=body, timeout=60
+    ) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+        assert running() == 1
+    deadline = time.monotonic() + 10
+    while running() > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running() == 0, "vLLM kept generating after the client left"
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert 'hybrid_client_disconnects_total{model="voice"} 1.0' in metrics
+    assert 'hybrid_requests_in_flight{model="voice"} 0.0' in metrics
