@@ -148,5 +148,11 @@ def vllm_engine(tiny_llama_dir, tmp_path_factory):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that kill or stop the shared vLLM server run after every other test."""
-    items.sort(key=lambda item: item.get_closest_marker("engine_teardown") is not None)
+    """Tests that kill or stop the shared vLLM server run after every other test, ordered by
+    the marker's `order` (kills before the final stop)."""
+
+    def teardown_order(item) -> int:
+        marker = item.get_closest_marker("engine_teardown")
+        return 0 if marker is None else int(marker.kwargs.get("order", 1))
+
+    items.sort(key=teardown_order)

@@ -310,3 +310,46 @@ def test_client_disconnect_mid_stream_aborts_the_engine_request(gateway, vllm_en
     metrics = httpx.get(gateway.url + "/metrics").text
     assert 'hybrid_client_disconnects_total{model="voice"} 1.0' in metrics
     assert 'hybrid_requests_in_flight{model="voice"} 0.0' in metrics
+
+
+@pytest.mark.engine_teardown
+def test_engine_killed_mid_stream_then_restarted_and_serving_again(gateway, vllm_engine):
+    """kill -9 of vLLM while a stream runs: the client gets an error event (no hang), /ready
+    turns false, the supervisor restarts vLLM and re-registers its adapters, and the same
+    gateway serves the adapter again without a restart of its own."""
+    import os
+    import signal
+
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
+    greedy(gateway, "voice")  # loaded before the kill
+    stream = client.chat.completions.create(
+        model="voice",
+        messages=PROMPT,
+        max_tokens=900,
+        stream=True,
+        extra_body={"min_tokens": 900},
+    )
+    chunks = iter(stream)
+    next(chunks)
+    os.killpg(vllm_engine.pid, signal.SIGKILL)
+    with pytest.raises(openai.APIError, match="unavailable"):
+        for _ in chunks:
+            pass
+    deadline = time.monotonic() + 30
+    while httpx.get(gateway.url + "/ready", timeout=10).status_code == 200:
+        assert time.monotonic() < deadline, "/ready stayed true after the engine died"
+        time.sleep(0.2)
+    refused = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={"model": "voice", "messages": PROMPT, "max_tokens": 2},
+        timeout=30,
+    )
+    assert refused.status_code == 503 and refused.headers["Retry-After"]
+    vllm_engine.wait_ready(400)
+    deadline = time.monotonic() + 60
+    while httpx.get(gateway.url + "/ready", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "/ready did not come back after the restart"
+        time.sleep(0.5)
+    answer = greedy(gateway, "voice")
+    assert answer.model == "voice@v1" and answer.choices[0].message.content
+    assert "voice@v1" in vllm_engine.served_adapters()

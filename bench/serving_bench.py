@@ -1,0 +1,756 @@
+"""Serving benchmark: what the gateway adds on top of vLLM, what serving several LoRA adapters at
+once costs, and how long an adapter hot swap takes, against one real vLLM server, in one run.
+
+    .venv/bin/python -m bench.serving_bench            # tiny model (about 4 minutes on 2 cores)
+    .venv/bin/python -m bench.serving_bench --quick    # smoke run (~1 minute, mostly vLLM start)
+
+Setup: one vLLM server started and stopped by `serving.engine.EngineProcess` (fp32, 1 GiB KV
+cache, max_loras 4, max_lora_rank 8) on a tiny random Llama (or `--model DIR`), with rank-8 random
+LoRAs on q/k/v/o. The gateway runs in its own process (this module with `--gateway-worker`), built
+by `serving.runtime` as `hybrid serve` builds it (uvicorn, no access log), so it never shares the
+GIL with the load generator; it attaches to the server as a remote engine, because a supervisor
+cannot cross a process boundary (the request path is the same). Load generator, gateway and vLLM
+all share the machine's cores, as they would on one host. Requests are chat completions sent with
+one `httpx.AsyncClient`, temperature 0, `max_tokens` = `min_tokens` = `--tokens`, so every request
+generates the same number of tokens; streamed requests ask for usage.
+
+What is measured:
+1. gateway overhead: the same requests straight to vLLM and through the gateway, not streamed and
+   streamed: latency of sequential single requests (p50/p95; streamed also time to first token)
+   and throughput (requests/s, generated tokens/s) with `--concurrency` requests in flight.
+   Direct and gateway alternate in ABBA order over `--rounds` rounds, so drifting machine load
+   hits both; latencies are pooled over the rounds, throughput is the median round.
+2. multi-LoRA cost: throughput at `--concurrency` (not streamed) with requests spread round-robin
+   over 4 adapters vs all on the base model, through the gateway and straight to vLLM
+   (4 adapters = max_loras, so all of them fit in one batch).
+3. hot swap: `POST /admin/adapters/swap/promote` to a fresh version (registered before, not loaded)
+   until the first streamed chunk answered by that version (`model == swap@sN`), `--swaps` times;
+   vLLM's own `POST /v1/load_lora_adapter` call alone and until its first token; and, for
+   comparison, the first-token time of the same adapter once it is loaded (vLLM reads an adapter's
+   weights lazily, on its first request). These probes are streamed 1-token requests, so "first
+   token" is exactly the first SSE chunk with a choice: on a busy CPU vLLM's API server often
+   sends a longer answer's chunks together, after several decode steps.
+
+Every run also records the CPU time used per request by the gateway and by vLLM's processes, and
+the cores kept busy by other programs (how disturbed the run was). Noise: on 2 cores vLLM pins
+its worker thread to core 0 and leaves core 1 to everything else (its API server and engine core,
+the gateway, this client); measured throughput then swings several-fold between runs with OS
+scheduling, so the tables give the median and the range of the rounds. Sequential latency, CPU
+per request and the hot-swap times are the stable numbers there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import httpx  # noqa: E402
+
+from bench.common import machine, markdown_table, summary_ms, write_results  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ADAPTERS = ["a0", "a1", "a2", "a3"]
+SWAP = "swap"
+PROMPTS = [
+    "What is the capital of France?",
+    "Please answer in one sentence: what is our refund window?",
+    "How often should I descale the machine?",
+    "Write a short note to our fellow owners about the year.",
+    "What does the warranty cover?",
+    "Summarise the report in one sentence.",
+    "Which page of the report covers revenue?",
+    "Give me one tip for happy brewing.",
+]
+
+
+# ---------------------------------------------------------------------------- load generation
+
+
+@dataclass
+class Sample:
+    latency_s: float
+    ttft_s: float | None
+    tokens: int
+    model: str | None
+
+
+@dataclass
+class Run:
+    """One batch of requests at a fixed concurrency."""
+
+    wall_s: float
+    samples: list[Sample]
+    errors: list[str] = field(default_factory=list)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds each process group used during the run (see `CpuMeter`)."""
+
+    def summary(self) -> dict:
+        ok = self.samples
+        tokens = sum(s.tokens for s in ok)
+        out = {
+            "requests": len(ok),
+            "errors": len(self.errors),
+            "wall_s": round(self.wall_s, 3),
+            "req_per_s": round(len(ok) / self.wall_s, 2),
+            "tokens_per_s": round(tokens / self.wall_s, 1),
+            "tokens_per_request": sorted({s.tokens for s in ok}),
+            "latency": summary_ms([s.latency_s for s in ok]),
+        }
+        ttfts = [s.ttft_s for s in ok if s.ttft_s is not None]
+        if ttfts:
+            out["ttft"] = summary_ms(ttfts)
+        if self.cpu_s:
+            out["cpu_ms_per_request"] = {
+                who: round(1000 * used / len(ok), 2)
+                for who, used in self.cpu_s.items()
+                if who != "others"
+            }
+            out["cores_busy"] = {
+                who: round(used / self.wall_s, 2) for who, used in self.cpu_s.items()
+            }
+        if self.errors:
+            out["first_errors"] = self.errors[:3]
+        return out
+
+
+def chat_body(model: str, prompt: str, tokens: int, stream: bool) -> dict:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": tokens,
+        "min_tokens": tokens,
+        "temperature": 0,
+    }
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+async def send(client: httpx.AsyncClient, base_url: str, body: dict) -> Sample:
+    """One chat completion; raises on any non-200 answer."""
+    url = base_url + "/v1/chat/completions"
+    start = time.perf_counter()
+    if not body.get("stream"):
+        response = await client.post(url, json=body)
+        if response.status_code != 200:
+            raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
+        answer = response.json()
+        return Sample(
+            time.perf_counter() - start, None, answer["usage"]["completion_tokens"], answer["model"]
+        )
+    ttft, tokens, model = None, 0, None
+    async with client.stream("POST", url, json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"{response.status_code}: {(await response.aread())[:300]!r}")
+        async for line in response.aiter_lines():
+            if not line.startswith("data:") or line.endswith("[DONE]"):
+                continue
+            chunk = json.loads(line[5:])
+            if "error" in chunk:
+                raise RuntimeError(f"error inside the stream: {chunk['error']}")
+            if chunk.get("choices") and ttft is None:
+                ttft, model = time.perf_counter() - start, chunk.get("model")
+            if chunk.get("usage") and not chunk.get("choices"):
+                tokens = chunk["usage"]["completion_tokens"]
+    return Sample(time.perf_counter() - start, ttft, tokens, model)
+
+
+class CpuMeter:
+    """CPU seconds used so far by the gateway process, by the vLLM server with its engine-core
+    and worker processes, by this process (the load generator), and by every other program on
+    the machine (`others`: how much the run was disturbed)."""
+
+    def __init__(self, gateway_pid: int, engine_pid: int):
+        import psutil
+
+        self._gateway = psutil.Process(gateway_pid)
+        self._engine = psutil.Process(engine_pid)
+
+    def read(self) -> dict[str, float]:
+        import psutil
+
+        def used(proc) -> float:
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                return 0.0
+            return times.user + times.system
+
+        ours = {
+            "gateway": used(self._gateway),
+            "vllm": used(self._engine) + sum(map(used, self._engine.children(recursive=True))),
+            "client": time.process_time(),
+        }
+        machine = psutil.cpu_times()
+        busy = machine.user + machine.nice + machine.system + machine.irq + machine.softirq
+        return {**ours, "others": busy - sum(ours.values())}
+
+
+async def run_load(
+    base_url: str, bodies: list[dict], concurrency: int, meter: CpuMeter | None = None
+) -> Run:
+    """Send `bodies` with at most `concurrency` in flight; failures are counted, not raised."""
+    queue: asyncio.Queue[dict] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    samples: list[Sample] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                body = queue.get_nowait()
+                try:
+                    samples.append(await send(client, base_url, body))
+                except (httpx.HTTPError, RuntimeError, KeyError, ValueError) as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+
+        before = meter.read() if meter else {}
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+        after = meter.read() if meter else {}
+    if not samples:
+        raise RuntimeError(f"every request to {base_url} failed, e.g. {errors[0]}")
+    if errors:
+        progress(f"WARNING: {len(errors)} of {len(bodies)} requests failed, e.g. {errors[0]}")
+    return Run(wall, samples, errors, {who: after[who] - before[who] for who in after})
+
+
+def bodies_for(models: list[str], n: int, tokens: int, stream: bool) -> list[dict]:
+    """n requests; request i goes to models[i % len(models)] with prompt i % len(PROMPTS)."""
+    return [
+        chat_body(models[i % len(models)], PROMPTS[i % len(PROMPTS)], tokens, stream)
+        for i in range(n)
+    ]
+
+
+def pooled(runs: list[Run]) -> dict:
+    """Latencies of all rounds together; throughput of the median round (plus every round)."""
+    merged = Run(sum(r.wall_s for r in runs), [s for r in runs for s in r.samples])
+    merged.errors = [e for r in runs for e in r.errors]
+    merged.cpu_s = {who: sum(r.cpu_s[who] for r in runs) for who in runs[0].cpu_s}
+    out = merged.summary()
+    per_round = [r.summary() for r in runs]
+    out["req_per_s"] = statistics.median(r["req_per_s"] for r in per_round)
+    out["tokens_per_s"] = statistics.median(r["tokens_per_s"] for r in per_round)
+    out["rounds_tokens_per_s"] = [r["tokens_per_s"] for r in per_round]
+    return out
+
+
+# ---------------------------------------------------------------------------- the three parts
+
+
+async def gateway_overhead(urls: dict[str, str], base: str, meter: CpuMeter, args) -> dict:
+    """Part 1: the same requests straight to vLLM and through the gateway."""
+    out: dict = {}
+    for stream in (False, True):
+        mode = "stream" if stream else "non-stream"
+        sequential: dict[str, list[Run]] = {"direct": [], "gateway": []}
+        concurrent: dict[str, list[Run]] = {"direct": [], "gateway": []}
+        for rnd in range(args.rounds):
+            order = ["direct", "gateway"] if rnd % 2 == 0 else ["gateway", "direct"]
+            for target in order:
+                seq = bodies_for([base], args.sequential, args.tokens, stream)
+                sequential[target].append(await run_load(urls[target], seq, 1, meter))
+                conc = bodies_for([base], args.requests, args.tokens, stream)
+                concurrent[target].append(
+                    await run_load(urls[target], conc, args.concurrency, meter)
+                )
+                progress(
+                    f"[overhead {mode} round {rnd + 1}/{args.rounds}] {target}: sequential p50 "
+                    f"{sequential[target][-1].summary()['latency']['p50_ms']} ms, concurrent "
+                    f"{concurrent[target][-1].summary()['tokens_per_s']} tok/s"
+                    f"{disturbance(concurrent[target][-1])}"
+                )
+        out[mode] = {
+            target: {
+                "sequential": pooled(sequential[target]),
+                "concurrent": pooled(concurrent[target]),
+            }
+            for target in ("direct", "gateway")
+        }
+        d, g = out[mode]["direct"], out[mode]["gateway"]
+        out[mode]["ratios"] = {
+            "sequential_p50_gateway_over_direct": ratio(
+                g["sequential"]["latency"]["p50_ms"], d["sequential"]["latency"]["p50_ms"]
+            ),
+            "sequential_p50_added_ms": round(
+                g["sequential"]["latency"]["p50_ms"] - d["sequential"]["latency"]["p50_ms"], 2
+            ),
+            "throughput_gateway_over_direct": ratio(
+                g["concurrent"]["tokens_per_s"], d["concurrent"]["tokens_per_s"]
+            ),
+        }
+        if stream:
+            out[mode]["ratios"]["sequential_ttft_p50_added_ms"] = round(
+                g["sequential"]["ttft"]["p50_ms"] - d["sequential"]["ttft"]["p50_ms"], 2
+            )
+    return out
+
+
+async def multi_lora(urls: dict[str, str], base: str, meter: CpuMeter, args) -> dict:
+    """Part 2: requests spread round-robin over 4 adapters vs all on the base model."""
+    models = {
+        "direct": {"base": [base], "4 adapters": [f"{a}@v1" for a in ADAPTERS]},
+        "gateway": {"base": [base], "4 adapters": list(ADAPTERS)},
+    }
+    runs: dict[str, dict[str, list[Run]]] = {t: {"base": [], "4 adapters": []} for t in models}
+    for rnd in range(args.rounds):
+        order = ["base", "4 adapters"] if rnd % 2 == 0 else ["4 adapters", "base"]
+        for target in ("gateway", "direct") if rnd % 2 == 0 else ("direct", "gateway"):
+            for spread in order:
+                bodies = bodies_for(models[target][spread], args.requests, args.tokens, False)
+                runs[target][spread].append(
+                    await run_load(urls[target], bodies, args.concurrency, meter)
+                )
+                progress(
+                    f"[multi-LoRA round {rnd + 1}/{args.rounds}] {target} {spread}: "
+                    f"{runs[target][spread][-1].summary()['tokens_per_s']} tok/s"
+                    f"{disturbance(runs[target][spread][-1])}"
+                )
+    out: dict = {}
+    for target, spreads in runs.items():
+        out[target] = {spread: pooled(r) for spread, r in spreads.items()}
+        out[target]["ratio_adapters_over_base"] = ratio(
+            out[target]["4 adapters"]["tokens_per_s"], out[target]["base"]["tokens_per_s"]
+        )
+    return out
+
+
+async def hot_swap(urls: dict[str, str], swap_dirs: list[Path], args) -> dict:
+    """Part 3: promote a fresh version to first token (gateway); load to first token (vLLM)."""
+    gateway, direct = urls["gateway"], urls["direct"]
+    timings: dict[str, list[float]] = {
+        "gateway_promote_call": [],
+        "gateway_promote_to_first_token": [],
+        "gateway_first_token_warm": [],
+        "vllm_load_call": [],
+        "vllm_load_to_first_token": [],
+        "vllm_first_token_warm": [],
+    }
+    unloads: list[float] = []
+    async with httpx.AsyncClient(timeout=300) as client:
+        await admin(client, gateway, "/adapters", {"path": str(swap_dirs[0]), "name": SWAP})
+        await send(client, gateway, chat_body(SWAP, PROMPTS[0], args.tokens, True))  # load + warm
+        for i in range(1, len(swap_dirs)):
+            version = f"s{i}"
+            await admin(
+                client,
+                gateway,
+                "/adapters",
+                {"path": str(swap_dirs[i]), "name": SWAP, "version": version, "promote": False},
+            )
+            body = chat_body(SWAP, PROMPTS[i % len(PROMPTS)], 1, True)  # first token only
+            for side in ["gateway", "vllm"] if i % 2 else ["vllm", "gateway"]:
+                if side == "gateway":
+                    start = time.perf_counter()
+                    await admin(client, gateway, f"/adapters/{SWAP}/promote", {"version": version})
+                    called = time.perf_counter() - start
+                    first = await send(client, gateway, body)
+                    if first.model != f"{SWAP}@{version}":
+                        raise RuntimeError(f"promoted {version} but {first.model} answered")
+                    timings["gateway_promote_call"].append(called)
+                    timings["gateway_promote_to_first_token"].append(called + first.ttft_s)
+                    timings["gateway_first_token_warm"].append(
+                        (await send(client, gateway, body)).ttft_s
+                    )
+                    await wait_retired(client, gateway, f"{SWAP}@{version}")
+                else:
+                    name = f"raw-{version}"
+                    start = time.perf_counter()
+                    await vllm_admin(
+                        client,
+                        direct,
+                        "/v1/load_lora_adapter",
+                        {"lora_name": name, "lora_path": str(swap_dirs[i])},
+                    )
+                    called = time.perf_counter() - start
+                    first = await send(client, direct, {**body, "model": name})
+                    timings["vllm_load_call"].append(called)
+                    timings["vllm_load_to_first_token"].append(called + first.ttft_s)
+                    warm = await send(client, direct, {**body, "model": name})
+                    timings["vllm_first_token_warm"].append(warm.ttft_s)
+                    start = time.perf_counter()
+                    await vllm_admin(client, direct, "/v1/unload_lora_adapter", {"lora_name": name})
+                    unloads.append(time.perf_counter() - start)
+            progress(
+                f"[hot swap {i}/{len(swap_dirs) - 1}] promote -> first token "
+                f"{timings['gateway_promote_to_first_token'][-1] * 1000:.0f} ms, vLLM load -> "
+                f"first token {timings['vllm_load_to_first_token'][-1] * 1000:.0f} ms"
+            )
+    out = {key: summary_ms(values) for key, values in timings.items()}
+    out["vllm_unload_call"] = summary_ms(unloads)
+    return out
+
+
+async def admin(client: httpx.AsyncClient, gateway: str, path: str, body: dict | None) -> dict:
+    response = await client.post(gateway + "/admin" + path, json=body)
+    if response.status_code not in (200, 201):
+        raise RuntimeError(f"POST /admin{path}: {response.status_code} {response.text[:300]}")
+    return response.json()
+
+
+async def vllm_admin(client: httpx.AsyncClient, engine: str, path: str, body: dict) -> None:
+    response = await client.post(engine + path, json=body)
+    if response.status_code != 200:
+        raise RuntimeError(f"POST {path}: {response.status_code} {response.text[:300]}")
+
+
+async def wait_retired(client: httpx.AsyncClient, gateway: str, current: str) -> None:
+    """Until the gateway has unloaded every version of `swap` but `current` (a promote retires
+    the previous one in the background), so one repetition does not overlap the next."""
+    deadline, loaded = time.monotonic() + 60, []
+    while time.monotonic() < deadline:
+        listing = (await client.get(gateway + "/admin/adapters")).json()["adapters"]
+        loaded = [a["id"] for a in listing if a["name"] == SWAP and a["loaded_on"]]
+        if loaded == [current]:
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"the previous version of {SWAP} was not unloaded within 60 s: {loaded}")
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else float("nan")
+
+
+def disturbance(run: Run) -> str:
+    return f" (other programs busy on {run.cpu_s['others'] / run.wall_s:.2f} cores)"
+
+
+def progress(message: str) -> None:
+    print(message, flush=True)
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+def serve_gateway(spec: dict) -> None:
+    """The gateway process (`--gateway-worker`): the `hybrid serve` stack on a running engine."""
+    import logging
+
+    from serving.engine import RemoteEngineConfig
+    from serving.gateway import GatewayConfig
+    from serving.runtime import ServingRuntime, run_gateway
+
+    logging.basicConfig(level=logging.WARNING)
+    runtime = ServingRuntime(
+        registry_root=Path(spec["registry"]),
+        remote=RemoteEngineConfig(urls=(spec["engine_url"],), timeout_s=120),
+        base_model=Path(spec["model"]),
+        gateway=GatewayConfig(port=spec["port"]),
+    )
+    runtime.start()
+    run_gateway(runtime.gateway_state())
+
+
+class GatewayProcess:
+    def __init__(self, spec: dict, log_path: Path):
+        self.url = f"http://127.0.0.1:{spec['port']}"
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.serving_bench", "--gateway-worker", json.dumps(spec)],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"the gateway exited with {self.proc.returncode}; see {self.log_path}"
+                )
+            try:
+                if httpx.get(self.url + "/ready", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"gateway at {self.url} not ready after {timeout_s} s; {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_adapters(model_dir: Path, root: Path, count: int) -> list[Path]:
+    from tests.helpers.adapters import random_lora
+
+    return [random_lora(model_dir, root / f"lora{i}", rank=8, seed=100 + i) for i in range(count)]
+
+
+async def warm_up(urls: dict[str, str], base: str, tokens: int) -> None:
+    """Load the 4 adapters through the gateway and send every model a few requests both ways,
+    so lazy weight loading and first-request costs stay out of parts 1 and 2."""
+    async with httpx.AsyncClient(timeout=300) as client:
+        for name in ADAPTERS:
+            await admin(client, urls["gateway"], f"/adapters/{name}/load", None)
+        for target, names in (
+            ("gateway", [base, *ADAPTERS]),
+            ("direct", [base, *(f"{a}@v1" for a in ADAPTERS)]),
+        ):
+            for name in names:
+                for stream in (False, True):
+                    await send(client, urls[target], chat_body(name, PROMPTS[0], tokens, stream))
+    for target in ("direct", "gateway"):
+        await run_load(urls[target], bodies_for([base], 16, tokens, False), 8)
+
+
+async def bench(
+    urls: dict[str, str], base: str, adapter_dirs: list[Path], meter: CpuMeter, args
+) -> dict:
+    async with httpx.AsyncClient(timeout=300) as client:
+        for name, folder in zip(ADAPTERS, adapter_dirs, strict=False):
+            await admin(client, urls["gateway"], "/adapters", {"path": str(folder), "name": name})
+    await warm_up(urls, base, args.tokens)
+    progress("warm-up done")
+    before, start = meter.read(), time.perf_counter()
+    results = {
+        "gateway_overhead": await gateway_overhead(urls, base, meter, args),
+        "multi_lora": await multi_lora(urls, base, meter, args),
+        "hot_swap": await hot_swap(urls, adapter_dirs[len(ADAPTERS) :], args),
+    }
+    after, wall = meter.read(), time.perf_counter() - start
+    results["cores_busy_overall"] = {
+        who: round((after[who] - before[who]) / wall, 2) for who in after
+    }
+    return results
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def spread_of(run: dict) -> str:
+    rounds = run["rounds_tokens_per_s"]
+    return f"{run['tokens_per_s']} ({min(rounds)}-{max(rounds)})"
+
+
+def tables(results: dict, args) -> str:
+    rows = []
+    for mode, part in results["gateway_overhead"].items():
+        for target in ("direct", "gateway"):
+            seq, conc = part[target]["sequential"], part[target]["concurrent"]
+            rows.append(
+                [
+                    mode,
+                    target,
+                    seq["latency"]["p50_ms"],
+                    seq["latency"]["p95_ms"],
+                    seq.get("ttft", {}).get("p50_ms", ""),
+                    conc["req_per_s"],
+                    spread_of(conc),
+                    conc["latency"]["p50_ms"],
+                    conc["cpu_ms_per_request"]["gateway"] if target == "gateway" else "",
+                    conc["cpu_ms_per_request"]["vllm"],
+                ]
+            )
+    text = f"Gateway overhead ({args.tokens} tokens/request, concurrency {args.concurrency}):\n\n"
+    text += markdown_table(
+        [
+            "mode",
+            "target",
+            "seq p50 ms",
+            "seq p95 ms",
+            "seq TTFT p50 ms",
+            "conc req/s",
+            "conc tok/s median (rounds)",
+            "conc p50 ms",
+            "gateway CPU ms/req",
+            "vLLM CPU ms/req",
+        ],
+        rows,
+    )
+    for mode, part in results["gateway_overhead"].items():
+        r = part["ratios"]
+        text += (
+            f"\n\n{mode}: gateway adds {r['sequential_p50_added_ms']} ms to the sequential p50 "
+            f"(x{r['sequential_p50_gateway_over_direct']}); throughput gateway/direct "
+            f"{r['throughput_gateway_over_direct']}"
+        )
+    rows = []
+    for target, part in results["multi_lora"].items():
+        for spread in ("base", "4 adapters"):
+            rows.append(
+                [
+                    target,
+                    spread,
+                    part[spread]["req_per_s"],
+                    spread_of(part[spread]),
+                    part[spread]["latency"]["p50_ms"],
+                    part[spread]["cpu_ms_per_request"]["vllm"],
+                    part["ratio_adapters_over_base"] if spread == "4 adapters" else "",
+                ]
+            )
+    text += f"\n\nMulti-LoRA (concurrency {args.concurrency}, round-robin):\n\n"
+    text += markdown_table(
+        [
+            "target",
+            "requests on",
+            "req/s",
+            "tok/s median (rounds)",
+            "p50 ms",
+            "vLLM CPU ms/req",
+            "tok/s vs base",
+        ],
+        rows,
+    )
+    labels = {
+        "gateway_promote_to_first_token": "gateway: promote call -> first token of new version",
+        "gateway_promote_call": "gateway: promote call alone",
+        "gateway_first_token_warm": "gateway: first token, adapter already loaded",
+        "vllm_load_to_first_token": "vLLM: load_lora_adapter -> first token",
+        "vllm_load_call": "vLLM: load_lora_adapter call alone",
+        "vllm_first_token_warm": "vLLM: first token, adapter already loaded",
+    }
+    swap = results["hot_swap"]
+    others = results["cores_busy_overall"]["others"]
+    text += "\n\nHot swap (fresh version each time; streamed 1-token probes):\n\n"
+    text += markdown_table(
+        ["measurement", "n", "p50 ms", "p95 ms"],
+        [
+            [label, swap[k]["n"], swap[k]["p50_ms"], swap[k]["p95_ms"]]
+            for k, label in labels.items()
+        ],
+    )
+    text += (
+        f"\n\nOther programs kept {others} of {os.cpu_count()} cores busy on average during "
+        "the measurements (0 on a quiet machine; the higher, the noisier the numbers)."
+    )
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="tiny", help="a model folder, or 'tiny' (built here)")
+    parser.add_argument("--tokens", type=int, default=32, help="tokens generated per request")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    parser.add_argument("--sequential", type=int, default=20, help="sequential requests a round")
+    parser.add_argument("--requests", type=int, default=64, help="requests per concurrent run")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per comparison")
+    parser.add_argument("--swaps", type=int, default=8, help="hot-swap repetitions")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a tiny run to check that it works: 16 tokens, 5 + 16 requests, 1 round, 2 swaps",
+    )
+    parser.add_argument("--gateway-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.gateway_worker:
+        serve_gateway(json.loads(args.gateway_worker))
+        return
+    if args.quick:
+        args.tokens, args.sequential, args.requests, args.rounds, args.swaps = 16, 5, 16, 1, 2
+    # a `kill` must stop vLLM too: turn SIGTERM into an exit that runs the finally blocks
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    from serving.engine import EngineConfig, EngineProcess, RestartPolicy
+
+    root = Path(tempfile.mkdtemp(prefix="hybrid-serving-bench-"))
+    if args.model == "tiny":
+        from tests.helpers.tiny_llama import build_tiny_llama
+
+        model_dir, served = build_tiny_llama(root / "tiny"), "tiny-llama"
+    else:
+        model_dir = Path(args.model).resolve()
+        served = model_dir.name
+    config = EngineConfig(
+        model=str(model_dir),
+        served_model_name=served,
+        max_loras=len(ADAPTERS),
+        max_lora_rank=8,
+        max_cpu_loras=2 * len(ADAPTERS),
+        max_model_len=512,
+        dtype="float32",
+        kv_cache_gib=1,
+        log_file=root / "vllm.log",
+        startup_timeout_s=600,
+        restart=RestartPolicy(max_restarts=0),  # a crash must fail the bench, not hide in it
+    )
+    engine = EngineProcess(config)
+    gateway: GatewayProcess | None = None
+    load_start = os.getloadavg()
+    progress(f"starting vLLM on {model_dir} (log: {config.log_file}); load avg {load_start}")
+    pool = ThreadPoolExecutor(1)
+    results = None
+    try:
+        started = pool.submit(engine.start)  # build the adapters while vLLM starts
+        adapter_dirs = make_adapters(model_dir, root / "adapters", len(ADAPTERS) + args.swaps + 1)
+        started.result()
+        progress(f"vLLM ready after {engine.last_ready_s:.1f} s at {engine.url}")
+        spec = {
+            "registry": str(root / "registry"),
+            "engine_url": engine.url,
+            "model": str(model_dir),
+            "port": free_port(),
+        }
+        gateway = GatewayProcess(spec, root / "gateway.log")
+        gateway.wait_ready()
+        progress(f"gateway ready at {gateway.url} (log: {gateway.log_path})")
+        urls = {"direct": engine.url, "gateway": gateway.url}
+        meter = CpuMeter(gateway.proc.pid, engine.pid)
+        results = asyncio.run(bench(urls, served, adapter_dirs, meter, args))
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        engine.stop()  # also interrupts a start still in progress
+        pool.shutdown()
+        progress("vLLM and gateway stopped")
+        if results is None:
+            progress(f"failed; the logs are kept in {root}")
+    shutil.rmtree(root, ignore_errors=True)
+
+    table = tables(results, args)
+    path = write_results(
+        "serving",
+        {
+            "machine": machine(),
+            "load_average": {"start": load_start, "end": os.getloadavg()},
+            "args": {k: v for k, v in vars(args).items() if k != "gateway_worker"},
+            "model": "tiny random Llama (tests/helpers/tiny_llama.py)"
+            if args.model == "tiny"
+            else str(model_dir),
+            "engine": config.model_dump(mode="json", exclude={"log_file", "env"}),
+            "vllm_ready_s": round(engine.last_ready_s or 0, 1),
+            "results": results,
+        },
+        table,
+    )
+    print(table)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
