@@ -56,6 +56,7 @@ style: install
 
 bench: install
 	$(BIN)/python -m bench.retrieval_bench
+	$(BIN)/python -m bench.train_bench
 	$(BIN)/python -m bench.serving_bench
 
 # The CEO report example with a short training run; MODEL=<folder> runs it on another base.

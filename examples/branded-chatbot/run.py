@@ -38,7 +38,7 @@ DEMO = Demo(
     quick_train={
         "max_steps": 25,
         "max_length": 256,
-        "batch_size": 4,
+        "batch_size": 2,
         "gradient_accumulation": 1,
         "learning_rate": 1e-3,
         "logging_steps": 10,

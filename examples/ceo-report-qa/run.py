@@ -33,7 +33,7 @@ DEMO = Demo(
         "data": f"[{HERE / 'style' / 'qa.jsonl'}]",
         "max_steps": 30,
         "max_length": 256,
-        "batch_size": 4,
+        "batch_size": 2,
         "gradient_accumulation": 1,
         "learning_rate": 1e-3,
         "logging_steps": 10,
