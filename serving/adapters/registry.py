@@ -127,9 +127,18 @@ class AdapterRegistry:
         with open(self.root / ".lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                self._remove_leftovers()
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _remove_leftovers(self) -> None:
+        """Staging folders and index temp files of a writer killed mid-way. Writers create them
+        only while holding the lock, so under the lock every one of them is an orphan."""
+        for leftover in self.root.glob(".staging-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in self.root.glob(".index-*.json"):
+            leftover.unlink(missing_ok=True)
 
     def _write_index(self, index: dict) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".index-", suffix=".json")
