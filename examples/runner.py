@@ -140,10 +140,12 @@ def show(question: Question, answers: dict[str, object]) -> None:
         print("-" * width)
         print(f"[{app}] (served by {notes.get('served_by', 'a fixed no-context answer')})")
         print(textwrap.fill(answer.choices[0].message.content.strip(), width))
-        for c in notes.get("citations") or notes.get("sources", [])[:2]:
+        cited = notes.get("citations") or []
+        label = "cites" if cited else "was given"
+        for c in cited or notes.get("sources", []):
             page = f" p.{c['page']}" if c.get("page") else ""
-            snippet = " ".join(c["snippet"].split())[:70]
-            print(f"    [{c['index']}] {c['file_name']}{page}: {snippet}...")
+            snippet = " ".join(c["snippet"].split())[:60]
+            print(f"    {label} [{c['index']}] {c['file_name']}{page}: {snippet}...")
         flagged = [u["text"] for u in notes.get("grounding", {}).get("ungrounded", [])]
         if flagged:
             print(f"    not found in the sources: {', '.join(flagged)}")

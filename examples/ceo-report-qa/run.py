@@ -24,10 +24,10 @@ DEMO = Demo(
     adapters=[Adapter("ceo-voice", Path("train.yaml"))],
     apps=[Path("apps/northwind-ceo.yaml"), Path("apps/northwind-base.yaml")],
     questions=[
-        Question("How much revenue did Northwind make in 2025, and how did it grow?", APPS),
-        Question("What gross margin did the company achieve in 2025?", APPS),
-        Question("How much cash did Northwind hold at the end of the year?", APPS),
-        Question("What is the capital of Mongolia's national football stadium made of?", APPS),
+        Question("What was Northwind's total revenue in 2025?", APPS),
+        Question("What gross margin did Northwind achieve in 2025?", APPS),
+        Question("How much cash did Northwind have at the end of 2025?", APPS),
+        Question("What is the best recipe for banana bread?", APPS),
     ],
     quick_train={
         "data": f"[{HERE / 'style' / 'qa.jsonl'}]",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hybrid.apps.budget import PromptBudget
-from hybrid.apps.grounding import check_grounding, citations
+from hybrid.apps.grounding import Grounding, check_grounding, citations
 from hybrid.apps.prompt import Passage, build_messages, number_hits
 from hybrid.apps.spec import AppSpec
 from retrieval import KnowledgeBase, QueryOptions
@@ -89,7 +89,12 @@ class AppPipeline:
 
     def notes(self, answer: str, passages: Sequence[Passage], question: str) -> AnswerNotes:
         cited, _ = citations(answer, passages)
-        grounding = check_grounding(answer, passages, question=question, persona=self.spec.persona)
+        if self.answers_without_generation(passages):
+            grounding = Grounding(checked=0)  # the app's own no-context text: nothing to check
+        else:
+            grounding = check_grounding(
+                answer, passages, question=question, persona=self.spec.persona
+            )
         return AnswerNotes(
             app=self.spec.name,
             knowledge_base=self.spec.knowledge_base,

@@ -127,6 +127,7 @@ def test_unrelated_question_takes_the_no_context_path(gateway):
         "That is not in BrewBird's guides. Happy brewing!"
     )
     assert answer["hybrid"]["no_context"] is True and answer["hybrid"]["sources"] == []
+    assert answer["hybrid"]["grounding"]["checked"] == 0  # the app's own text is not checked
     assert len(engine.requests) == before  # nothing was generated, nothing invented
     streamed = ask(http, "What is the boiling point of liquid nitrogen on Neptune?", stream=True)
     lines = [json.loads(x[6:]) for x in streamed.text.splitlines() if x.startswith("data: {")]
