@@ -118,6 +118,12 @@ def register(
     typer.echo(f"registered {added['id']}{' (current)' if added['current'] else ''}")
 
 
+def _version_operation(ctx: typer.Context, operation: str, ref: str, url, key) -> dict:
+    name, _, version = ref.partition("@")
+    body = {"version": version or None}
+    return _call(ctx.obj, url, key, "POST", f"/admin/adapters/{name}/{operation}", body)
+
+
 def load(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="`name` (current version) or `name@version`.")],
@@ -125,15 +131,7 @@ def load(
     admin_key: KeyOption = None,
 ) -> None:
     """Load an adapter into the engine now instead of on its first request."""
-    base, _, version = name.partition("@")
-    result = _call(
-        ctx.obj,
-        url,
-        admin_key,
-        "POST",
-        f"/admin/adapters/{base}/load",
-        {"version": version or None},
-    )
+    result = _version_operation(ctx, "load", name, url, admin_key)
     typer.echo(f"loaded {result['id']} on {', '.join(result['loaded_on'])}")
 
 
@@ -144,15 +142,7 @@ def unload(
     admin_key: KeyOption = None,
 ) -> None:
     """Unload once its requests in flight are done (it stays registered)."""
-    base, _, version = name.partition("@")
-    result = _call(
-        ctx.obj,
-        url,
-        admin_key,
-        "POST",
-        f"/admin/adapters/{base}/unload",
-        {"version": version or None},
-    )
+    result = _version_operation(ctx, "unload", name, url, admin_key)
     typer.echo(f"unloaded {', '.join(result['unloaded'])}")
 
 

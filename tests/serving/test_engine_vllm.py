@@ -14,6 +14,7 @@ import pytest
 from serving.engine import EngineClient, EngineSet
 from serving.engine.procgroup import group_members
 from serving.errors import AdapterLoadError, AdapterNotLoaded
+from tests.helpers.adapters import peft_greedy
 
 pytestmark = pytest.mark.vllm
 
@@ -38,25 +39,6 @@ def chat(engine, model: str):
     assert response.model == model and choice.message.content
     extra = response.model_extra or {}
     return extra["prompt_token_ids"], (choice.model_extra or {})["token_ids"]
-
-
-def peft_greedy(base_dir, lora_dir, prompt_ids: list[int]) -> list[int]:
-    """The same greedy decode in-process with PEFT (the reference)."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    model = PeftModel.from_pretrained(model, lora_dir).eval()
-    with torch.no_grad():
-        out = model.generate(
-            input_ids=torch.tensor([prompt_ids]),
-            attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
-            max_new_tokens=NEW_TOKENS,
-            min_new_tokens=NEW_TOKENS,
-            do_sample=False,
-        )
-    return out[0, len(prompt_ids) :].tolist()
 
 
 def test_ready_and_lists_the_base_model(vllm_engine):
@@ -85,7 +67,7 @@ def test_runtime_lora_changes_greedy_tokens_like_peft(vllm_engine, tiny_llama_di
     adapter_prompt_ids, adapter_tokens = chat(vllm_engine, "style")
     assert adapter_prompt_ids == prompt_ids
     assert adapter_tokens != base_tokens
-    assert adapter_tokens == peft_greedy(tiny_llama_dir, lora_dir, prompt_ids)
+    assert adapter_tokens == peft_greedy(tiny_llama_dir, lora_dir, prompt_ids, NEW_TOKENS)
 
 
 def test_unload_then_the_adapter_is_gone(vllm_engine):
