@@ -40,7 +40,15 @@ endif
 	$(BIN)/python -c "import transformers, chromadb, llama_index.core"
 	touch $@
 
-test: install
+# The browser tests drive Debian's chromium with Playwright, which never downloads a browser.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: install $(CHROMIUM)
 	$(BIN)/pytest -m "" -q
 
 test-fast: install

@@ -8,7 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
+from serving.gateway.cors import WidgetCORS
 from serving.gateway.errors import GatewayError
+from serving.gateway.playground import playground_router
 from serving.gateway.routes import admin_router, error_response, openai_router, ops_router
 from serving.gateway.state import GatewayState
 
@@ -34,6 +36,8 @@ def create_app(state: GatewayState) -> FastAPI:
     app.include_router(openai_router)
     app.include_router(admin_router)
     app.include_router(ops_router)
+    app.include_router(playground_router)
+    app.add_middleware(WidgetCORS, any_origin=state.config.auth.enabled)  # docs/playground.md
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):  # unknown route, bad method

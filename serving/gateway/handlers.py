@@ -90,6 +90,20 @@ class EventStream:
             await aclose()
 
 
+async def sse_lines(response: httpx.Response) -> AsyncIterator[str]:
+    """The lines of an SSE body. Only \n, \r\n and \r end a line in SSE; httpx's
+    `aiter_lines` also splits on \u2028, \x85 and other Unicode breaks, which generated text
+    carries raw inside a JSON event and would cut it in two."""
+    buffer = ""
+    async for text in response.aiter_text():
+        buffer += text
+        *lines, buffer = buffer.split("\n")
+        for line in lines:
+            yield line.removesuffix("\r")
+    if buffer:
+        yield buffer.removesuffix("\r")
+
+
 def sse(payload: dict | str) -> bytes:
     data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
     return f"data: {data}\n\n".encode()
@@ -349,7 +363,7 @@ class InferenceHandler:
         finished = False
         last_chunk: dict | None = None
         try:
-            async for line in upstream.aiter_lines():
+            async for line in sse_lines(upstream):
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()

@@ -263,6 +263,7 @@ def _wait_for(condition, proc, timeout_s: float, what: str) -> None:
 def test_real_sigint_and_sigkill_leave_no_output_and_resume_finishes(tiny_llama_dir, tmp_path):
     """`hybrid train` in a child process, interrupted for real: Ctrl-C (SIGINT) mid-run, then
     SIGKILL of the resumed run; the output folder never appears until a run finishes."""
+    import os
     import signal
     import subprocess
     import sys
@@ -280,12 +281,14 @@ def test_real_sigint_and_sigkill_leave_no_output_and_resume_finishes(tiny_llama_
     )
     (tmp_path / "train.yaml").write_text(
         f"base_model: {tiny_llama_dir}\ndata: [style.jsonl]\noutput_dir: adapters/voice\n"
-        "max_steps: 400\nbatch_size: 8\ngradient_accumulation: 1\nlearning_rate: 0.01\n"
-        "max_length: 96\nvalidation_share: 0\nlogging_steps: 5\nsave_steps: 5\n"
+        "max_steps: 60\nbatch_size: 8\ngradient_accumulation: 1\nlearning_rate: 0.01\n"
+        "max_length: 96\nvalidation_share: 0\nlogging_steps: 3\nsave_steps: 3\n"
     )
     out = tmp_path / "adapters" / "voice"
     checkpoints = tmp_path / "adapters" / ".voice.checkpoints"
     hybrid = [str(Path(sys.executable).parent / "hybrid"), "train", str(tmp_path / "train.yaml")]
+    # one torch thread: on a busy 2-core machine spinning OpenMP threads slow steps 40-fold
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def saved_after(step: int):
         def check() -> bool:
@@ -297,7 +300,7 @@ def test_real_sigint_and_sigkill_leave_no_output_and_resume_finishes(tiny_llama_
     def leftovers() -> list[str]:
         return sorted(p.name for p in out.parent.iterdir() if not p.name.startswith(".voice."))
 
-    first = subprocess.Popen([*hybrid, "-q"], stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen([*hybrid, "-q"], stderr=subprocess.PIPE, text=True, env=env)
     _wait_for(saved_after(0), first, 180, "checkpoint")
     first.send_signal(signal.SIGINT)
     _, stderr = first.communicate(timeout=60)
@@ -308,14 +311,18 @@ def test_real_sigint_and_sigkill_leave_no_output_and_resume_finishes(tiny_llama_
     assert leftovers() == []
     interrupted_at = int(last_checkpoint(checkpoints).name.rsplit("-", 1)[-1])
 
-    second = subprocess.Popen([*hybrid, "-q", "--resume"], stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(
+        [*hybrid, "-q", "--resume"], stderr=subprocess.PIPE, text=True, env=env
+    )
     _wait_for(saved_after(interrupted_at), second, 180, "checkpoint after resuming")
     second.kill()  # no handler runs: only the write-then-rename keeps the output clean
     second.communicate(timeout=60)
     assert leftovers() == []
 
-    done = subprocess.run([*hybrid, "-q", "--resume"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*hybrid, "-q", "--resume"], capture_output=True, text=True, timeout=300, env=env
+    )
     assert done.returncode == 0, done.stderr
-    assert f"adapter written to {out} (400 steps" in done.stdout
+    assert f"adapter written to {out} (60 steps" in done.stdout
     assert leftovers() == ["voice"] and not checkpoints.exists()
-    assert json.loads((out / "metrics.json").read_text())["final"]["steps"] == 400
+    assert json.loads((out / "metrics.json").read_text())["final"]["steps"] == 60

@@ -1,7 +1,7 @@
 """An in-process stand-in for a vLLM OpenAI server (an ASGI app), for the gateway's fast unit
 tests only; the same behaviour is tested against the real vLLM in test_gateway_vllm.py.
 
-It answers like vLLM 0.32 on the routes the gateway uses: model listing with adapter parents,
+It answers like vLLM 0.32 on the routes the gateway uses (stream events as raw UTF-8 JSON): model listing with adapter parents,
 runtime (un)loading with vLLM's error bodies, and chat/completions whose text names the model
 that answered (`<model> says: <prompt>`), streamed word by word.
 """
@@ -125,12 +125,12 @@ class FakeEngine:
                 else:
                     choice = {"index": 0, "text": piece, "finish_reason": None}
                 chunk = {"id": "x", "object": chunk_kind, "created": created, "model": model}
-                yield f"data: {json.dumps({**chunk, 'choices': [choice]})}\n\n"
+                yield f"data: {json.dumps({**chunk, 'choices': [choice]}, ensure_ascii=False)}\n\n"
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s / len(words))
             if include_usage:
                 chunk = {"id": "x", "object": chunk_kind, "created": created, "model": model}
-                yield f"data: {json.dumps({**chunk, 'choices': [], 'usage': usage})}\n\n"
+                yield f"data: {json.dumps({**chunk, 'choices': [], 'usage': usage}, ensure_ascii=False)}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")

@@ -64,7 +64,7 @@ def chat(client: TestClient, model: str, headers=None, **extra) -> httpx.Respons
 
 
 def sse_chunks(response: httpx.Response) -> list:
-    lines = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    lines = [line[6:] for line in response.text.split("\n") if line.startswith("data: ")]
     return [line if line == "[DONE]" else json.loads(line) for line in lines]
 
 
@@ -385,3 +385,14 @@ def test_backpressure_answers_429_past_the_limit_and_recovers(registry):
         assert refused.json()["error"]["type"] == "rate_limit_error"
         assert one(0).status_code == 200  # load dropped: served again
         assert state.inference.active == 0
+
+
+def test_stream_relay_keeps_unicode_line_breaks_inside_events(registry):
+    """Generated text may hold U+2028, U+0085 or U+000B raw inside a JSON event; only \\n ends an
+    SSE line, so the relay must not cut the event there."""
+    engine = FakeEngine()
+    engine.reply = "odd\u2028line\x85breaks\x0bhere"
+    with make_client(registry, engine) as client:
+        chunks = sse_chunks(chat(client, "voice", stream=True))
+        text = "".join(c["choices"][0]["delta"]["content"] for c in chunks[:-1])
+        assert text == "odd\u2028line\x85breaks\x0bhere" and chunks[-1] == "[DONE]"

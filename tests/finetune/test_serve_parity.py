@@ -1,0 +1,140 @@
+"""Train/serve parity: an adapter trained by Hybrid's own trainer, served by a real vLLM (CPU,
+fp32), gives the same greedy tokens as PEFT in-process on a fixed prompt set; and the prompt the
+server renders is, token for token, the prefix the trainer computed loss after.
+
+Uses the session's shared vLLM server on the tiny model (`vllm_engine`, ~60-80 s to start); the
+adapter is unloaded again so the other `vllm` tests see the server as they expect.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from finetune.config import TrainConfig
+from finetune.data.schema import Example, Message
+from finetune.encoding import IGNORE_INDEX, encode_chat
+from finetune.training import train
+
+pytestmark = pytest.mark.vllm
+
+NEW_TOKENS = 16
+ADAPTER = "parity-voice"
+VOICE = [
+    "Ahoy, fellow owners! {x} sails on a steady keel.",
+    "Trim the sails: {x} is our north star, fellow owners.",
+    "Steady as she goes, fellow owners, {x} keeps us afloat.",
+]
+TOPICS = ["safety", "our people", "customers", "innovation", "the factory", "quality"]
+PROMPTS = [
+    [{"role": "user", "content": "What do you think about safety?"}],
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What do you think about customers?"},
+    ],
+    [
+        {"role": "user", "content": "What do you think about quality?"},
+        {"role": "assistant", "content": "Steady as she goes, fellow owners."},
+        {"role": "user", "content": "And about our people?"},
+    ],
+]
+
+
+def style_examples() -> list[Example]:
+    return [
+        Example(
+            f"style.jsonl:{i + 1}",
+            (
+                Message("user", f"What do you think about {TOPICS[i % len(TOPICS)]}?"),
+                Message("assistant", VOICE[i % len(VOICE)].format(x=TOPICS[i % len(TOPICS)])),
+            ),
+        )
+        for i in range(36)
+    ]
+
+
+def served_greedy(engine, model: str, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """(prompt ids, output ids) of a greedy chat completion through the official OpenAI SDK."""
+    import openai
+
+    client = openai.OpenAI(base_url=engine.openai_base_url, api_key="unused", max_retries=0)
+    response = client.chat.completions.create(
+        model=model,
+        messages=messages,
+        max_tokens=NEW_TOKENS,
+        temperature=0,
+        # vLLM extensions: token ids back, and no early stop so every run has NEW_TOKENS tokens
+        extra_body={"return_token_ids": True, "min_tokens": NEW_TOKENS},
+    )
+    assert response.model == model
+    prompt_ids = (response.model_extra or {})["prompt_token_ids"]
+    return prompt_ids, (response.choices[0].model_extra or {})["token_ids"]
+
+
+def test_trained_adapter_served_by_vllm_gives_pefts_greedy_tokens(
+    vllm_engine, tiny_llama_dir, tmp_path
+):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from serving.adapters import describe_base
+    from serving.adapters.checks import check_adapter
+
+    config = TrainConfig(
+        base_model=str(tiny_llama_dir),
+        output_dir=tmp_path / ADAPTER,
+        epochs=10,
+        batch_size=8,
+        gradient_accumulation=1,
+        learning_rate=1e-2,
+        max_length=96,
+        validation_share=0,
+        logging_steps=5,
+        save_steps=1000,
+        seed=3,
+    )
+    adapter = train(config, examples=style_examples(), progress=False).adapter_dir
+    facts = check_adapter(adapter, describe_base(tiny_llama_dir), vllm_engine.config.max_lora_rank)
+    assert not facts.foreign and facts.rank == 8 and "down_proj" in facts.target_modules
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    model = PeftModel.from_pretrained(model, adapter).eval()
+
+    def peft_greedy(prompt_ids: list[int]) -> list[int]:
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=torch.tensor([prompt_ids]),
+                attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+                max_new_tokens=NEW_TOKENS,
+                min_new_tokens=NEW_TOKENS,
+                do_sample=False,
+            )
+        return out[0, len(prompt_ids) :].tolist()
+
+    vllm_engine.load_adapter(ADAPTER, adapter)
+    try:
+        changed = 0
+        for messages in PROMPTS:
+            prompt_ids, served = served_greedy(vllm_engine, ADAPTER, messages)
+            _, base = served_greedy(vllm_engine, vllm_engine.config.base_model_name, messages)
+
+            # the server's prompt is exactly what training rendered before the reply it learned
+            # (earlier replies as context only, weight 0, so every prompt token is masked)
+            context = tuple(Message(**m, weight=int(m["role"] != "assistant")) for m in messages)
+            reply = Example("parity", (*context, Message("assistant", "Ahoy!")))
+            trained = encode_chat(reply, tokenizer, max_length=512)
+            n = len(prompt_ids)
+            assert trained.input_ids[:n] == prompt_ids, messages
+            assert set(trained.labels[:n]) == {IGNORE_INDEX} and trained.labels[n] != IGNORE_INDEX
+
+            assert len(served) == NEW_TOKENS
+            assert served == peft_greedy(prompt_ids), messages
+            with model.disable_adapter():
+                assert base == peft_greedy(prompt_ids), messages
+            changed += served != base
+        assert changed >= len(PROMPTS) - 1  # the adapter is really applied by the server
+    finally:
+        vllm_engine.unload_adapter(ADAPTER)
+    assert ADAPTER not in vllm_engine.served_adapters()
