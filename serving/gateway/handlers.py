@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import anyio
 import httpx
 
 from serving.adapters.errors import AdapterNotFound
@@ -415,7 +416,11 @@ class InferenceHandler:
             status = answer.status
             yield sse(answer.body)
         finally:
-            await upstream.aclose()
+            # On a client disconnect this runs inside a cancelled scope, where every await is
+            # cancelled at once: shield the close, or the engine connection stays open and
+            # vLLM generates the whole answer for nobody.
+            with anyio.CancelScope(shield=True):
+                await upstream.aclose()
             lease.release()
             self._leave(in_flight)
             self._done(route, requested, status, started)

@@ -41,6 +41,15 @@ def chat(engine, model: str):
     return extra["prompt_token_ids"], (choice.model_extra or {})["token_ids"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_adapters_from_other_modules(vllm_engine):
+    """The server is shared by the session; these tests start from an engine without adapters
+    (and follow each other: the adapter one test loads, the next one unloads)."""
+    if vllm_engine.state == "ready":
+        for name in vllm_engine.served_adapters():
+            vllm_engine.unload_adapter(name)
+
+
 def test_ready_and_lists_the_base_model(vllm_engine):
     assert vllm_engine.state == "ready"
     assert vllm_engine.served_adapters() == {}
@@ -125,7 +134,9 @@ def test_engine_set_loads_on_demand_into_the_supervised_server(vllm_engine, lora
 
 @pytest.mark.engine_teardown
 def test_kill_9_of_the_group_is_noticed_restarted_and_adapters_come_back(vllm_engine, lora_dir):
-    vllm_engine.load_adapter("style", lora_dir)
+    for name in ("style", "voice"):  # this test runs last: the module's others are long done
+        if name not in vllm_engine.served_adapters():
+            vllm_engine.load_adapter(name, lora_dir)
     _, before = chat(vllm_engine, "style")
     url, group = vllm_engine.url, vllm_engine.pid
     assert len(group_members(group)) >= 3  # API server, engine core, worker(s)
