@@ -3,7 +3,7 @@
 - Citations: the `[n]` markers in the answer (also `[1, 3]` and `[1][3]`) mapped to the
   numbered passages; markers with no such passage are reported as unknown.
 - Grounding: every number (amounts, percentages, years; `$1,204.5` and `1204.50` are the same
-  number; single digits are phrasing, not figures, and are skipped) and every multi-word proper name ("Margaret Okafor", "Kettle Classic") in the answer
+  number; a single digit counts only with a unit, "5 years" but not "3 steps") and every multi-word proper name ("Margaret Okafor", "Kettle Classic") in the answer
   must appear in a passage, the question or the persona. Those that do not are flagged: that is
   how a user sees a style adapter leaking "facts" of its own. A heuristic, on purpose cheap and
   explainable: it never blocks an answer, it labels it.
@@ -22,6 +22,11 @@ _MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 _NUMBER = re.compile(r"(?<![\w.])[$€£]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.])[$€£]?\d+(?:\.\d+)?")
 _NAME = re.compile(
     r"\b[A-Z][a-z]+(?:[-'][A-Za-z]+)?(?:\s+(?:&\s+)?[A-Z][a-z]+(?:[-'][A-Za-z]+)?)+\b"
+)
+_UNIT = re.compile(
+    r"[\s-]*(?:%|percent|per ?cent|years?|months?|weeks?|days?|hours?|minutes?|million|billion"
+    r"|thousand|times|dollars?|euros?|pounds?|[kKmM]?[gG]\b|litres?|liters?|bar\b)",
+    re.IGNORECASE,
 )
 _YEAR = re.compile(r"^(19|20)\d\d$")
 _LEADING_WORDS = {
@@ -69,11 +74,18 @@ def _canonical(token: str) -> str | None:
 
 
 def numbers_in(text: str) -> set[str]:
-    """Canonical numbers in `text`, without citation markers and single digits ("3 steps" is
-    phrasing, not a figure)."""
+    """Canonical numbers in `text`, without citation markers. A single digit counts only with a
+    unit after it ("5 years", "3%", "2 million"): "3 steps" is phrasing, not a figure."""
     text = _MARKER.sub(" ", text)
-    found = {c for c in (_canonical(m) for m in _NUMBER.findall(text)) if c is not None}
-    return {c for c in found if not (c.isdigit() and len(c) == 1)}
+    found = set()
+    for match in _NUMBER.finditer(text):
+        canonical = _canonical(match.group())
+        if canonical is None:
+            continue
+        if canonical.isdigit() and len(canonical) == 1 and not _UNIT.match(text, match.end()):
+            continue
+        found.add(canonical)
+    return found
 
 
 def names_in(text: str) -> set[str]:

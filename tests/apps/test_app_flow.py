@@ -110,11 +110,14 @@ def test_leaked_figures_are_flagged_and_counted(gateway):
     engine.reply = "The BB-100 has a 7-year warranty, says Tom Baxter."
     notes = ask(http, "What warranty does the BB-100 have?").json()["hybrid"]
     assert notes["grounding"]["grounded"] is False
-    assert notes["grounding"]["ungrounded"] == [{"text": "Tom Baxter", "kind": "name"}]
+    assert notes["grounding"]["ungrounded"] == [
+        {"text": "7", "kind": "number"},  # "7-year": the knowledge base says 2 and 3 years
+        {"text": "Tom Baxter", "kind": "name"},
+    ]
     engine.reply = "The warranty lasts 10 years."
     ask(http, "What warranty does the BB-100 have?")
     metrics = http.get("/metrics").text
-    assert 'hybrid_ungrounded_claims_total{app="brewbird",kind="number"} 1.0' in metrics
+    assert 'hybrid_ungrounded_claims_total{app="brewbird",kind="number"} 2.0' in metrics
     assert 'hybrid_ungrounded_claims_total{app="brewbird",kind="name"} 1.0' in metrics
     assert 'hybrid_ungrounded_answers_total{app="brewbird"} 2.0' in metrics
 

@@ -86,6 +86,12 @@ def test_numbers_and_names_are_normalised():
         "2024",
     }
     assert numbers_in("It has 3 steps and 1,204.50 units") == {"1204.5"}
+    assert numbers_in("A 5-year warranty, 2 million units, 7% up, descale every 4 weeks") == {
+        "5",
+        "2",
+        "7",
+        "4",
+    }
     assert names_in("The Kettle Classic and Margaret Okafor met. Dear Fellow Owners") == {
         "Kettle Classic",
         "Margaret Okafor",
