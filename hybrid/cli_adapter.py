@@ -59,15 +59,9 @@ def _call(state: State, url: str | None, key: str | None, method: str, path: str
 
 
 def _offline_registry(state: State):
-    from hybrid.runtime import base_model_folder, engine_config
-    from serving.adapters import AdapterRegistry, describe_base
+    from hybrid.runtime import offline_registry
 
-    config = state.config
-    engine = engine_config(config)
-    rank = engine.max_lora_rank if engine is not None else 512
-    return AdapterRegistry(
-        config.adapters.registry, describe_base(base_model_folder(config, engine)), rank
-    )
+    return offline_registry(state.config)
 
 
 def list_adapters(

@@ -10,6 +10,7 @@ from pathlib import Path
 from finetune.base_models import DEFAULT_BASE_MODEL, resolve_base_model
 from hybrid.config import HybridConfig
 from hybrid.errors import ConfigError
+from serving.adapters import AdapterRegistry, describe_base
 from serving.engine import EngineConfig
 from serving.runtime import ServingRuntime
 
@@ -57,3 +58,12 @@ def build_runtime(config: HybridConfig) -> ServingRuntime:
         gateway=config.gateway,
         preload=config.adapters.preload,
     )
+
+
+def offline_registry(config: HybridConfig) -> AdapterRegistry:
+    """The adapter registry read and written without a server (CLI `--offline`, `App.chat`),
+    checked against the same base model and rank limit `hybrid serve` would use."""
+    engine = engine_config(config)
+    rank = engine.max_lora_rank if engine is not None else 512
+    base = describe_base(base_model_folder(config, engine))
+    return AdapterRegistry(config.adapters.registry, base, rank)

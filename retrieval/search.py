@@ -14,7 +14,7 @@ import numpy as np
 from llama_index.core import VectorStoreIndex
 from llama_index.core.llms import MockLLM
 from llama_index.core.retrievers import QueryFusionRetriever
-from llama_index.core.schema import NodeWithScore
+from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.core.vector_stores import ExactMatchFilter, MetadataFilters
 from llama_index.retrievers.bm25 import BM25Retriever
 from llama_index.vector_stores.chroma import ChromaVectorStore
@@ -98,8 +98,11 @@ def search(
             num_queries=1,
             use_async=False,
         )
-        hits = [_hit(r, float(r.score or 0.0)) for r in fusion.retrieve(query)]
-        hits = _with_similarity(collection, embedder, query, hits)
+        # Embed the question once: the vector retriever reuses the bundle's embedding, and the
+        # fused hits' similarity is computed against it.
+        bundle = QueryBundle(query_str=query, embedding=embedder.model.get_query_embedding(query))
+        hits = [_hit(r, float(r.score or 0.0)) for r in fusion.retrieve(bundle)]
+        hits = _with_similarity(collection, bundle.embedding, hits)
     if options.min_score is not None:
         hits = [h for h in hits if h.score >= options.min_score]
     if options.min_similarity is not None:
@@ -107,13 +110,13 @@ def search(
     return hits
 
 
-def _with_similarity(collection, embedder: Embedder, query: str, hits: list[Hit]) -> list[Hit]:
+def _with_similarity(collection, query_embedding: list[float], hits: list[Hit]) -> list[Hit]:
     """Fill in the cosine similarity of fused hits (RRF scores say nothing about relevance)."""
     if not hits:
         return hits
     stored = collection.get(ids=[h.id for h in hits], include=["embeddings"])
     vectors = dict(zip(stored["ids"], stored["embeddings"], strict=True))
-    q = np.asarray(embedder.model.get_query_embedding(query), dtype=np.float64)
+    q = np.asarray(query_embedding, dtype=np.float64)
     q_norm = float(np.linalg.norm(q)) or 1.0
     out = []
     for hit in hits:

@@ -23,7 +23,7 @@ import uvicorn
 from serving.adapters import AdapterRegistry, describe_base
 from serving.adapters.manager import AdapterManager
 from serving.engine import EngineConfig, EngineProcess, EngineSet, RemoteEngineConfig
-from serving.engine.protocol import parse_models
+from serving.engine.protocol import ModelCard, parse_models
 from serving.errors import EngineStartError, ServingError
 from serving.gateway import ChatComposer, GatewayConfig, GatewayState
 from serving.gateway.metrics import GatewayMetrics
@@ -82,14 +82,19 @@ class ServingRuntime:
         if self.remote is not None:
             self._check_remote()
 
+    @staticmethod
+    def _models(url: str, api_key: str | None) -> list[ModelCard]:
+        """GET /v1/models of one engine (raises httpx.HTTPError or ValueError)."""
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        response = httpx.get(f"{url}/v1/models", headers=headers, timeout=10)
+        response.raise_for_status()
+        return parse_models(response.json())
+
     def _check_remote(self) -> None:
         assert self.remote is not None
-        headers = {"Authorization": f"Bearer {self.remote.api_key}"} if self.remote.api_key else {}
         for url in self.remote.urls:
             try:
-                response = httpx.get(f"{url}/v1/models", headers=headers, timeout=10)
-                response.raise_for_status()
-                bases = [c.id for c in parse_models(response.json()) if not c.is_adapter]
+                bases = [c.id for c in self._models(url, self.remote.api_key) if not c.is_adapter]
             except (httpx.HTTPError, ValueError) as exc:
                 raise ServingError(
                     f"engine {url} did not list its models ({exc}); check that the vLLM server "
@@ -105,17 +110,14 @@ class ServingRuntime:
 
     def max_model_len(self) -> int | None:
         """The context window the engine reports for the base model (after start)."""
-        url = self.process.url if self.process is not None else None
-        if url is None and self.remote is not None:
-            url = self.remote.urls[0]
-        if url is None:
+        if self.process is not None:
+            url, key = self.process.url, self.process.config.api_key
+        elif self.remote is not None:
+            url, key = self.remote.urls[0], self.remote.api_key
+        else:
             return None
-        key = self.engine_config.api_key if self.engine_config else None
-        key = key or (self.remote.api_key if self.remote else None)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
         try:
-            response = httpx.get(f"{url}/v1/models", headers=headers, timeout=10)
-            cards = parse_models(response.json())
+            cards = self._models(url, key)
         except (httpx.HTTPError, ValueError):
             return None
         return next((c.max_model_len for c in cards if c.id == self.base_name), None)

@@ -91,16 +91,12 @@ class App:
         return self._generator
 
     def _local_model(self) -> tuple[Path, Path | None]:
-        from hybrid.runtime import base_model_folder, engine_config
-        from serving.adapters import AdapterRegistry, describe_base
+        from hybrid.runtime import offline_registry
 
-        config = self._config or HybridConfig()
-        engine = engine_config(config)
-        base = base_model_folder(config, engine)
+        registry = offline_registry(self._config or HybridConfig())
         if self.spec.adapter is None:
-            return base, None
-        registry = AdapterRegistry(config.adapters.registry, describe_base(base), 512)
-        return base, registry.resolve(self.spec.adapter).adapter.path
+            return registry.base.path, None
+        return registry.base.path, registry.resolve(self.spec.adapter).adapter.path
 
     def chat(self, message: str | Sequence[dict], **sampling) -> AppAnswer:
         """Answer a question (or a conversation, OpenAI message dicts) the way the gateway
@@ -111,8 +107,7 @@ class App:
         question = next(
             (m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), ""
         )
-        passages = self.pipeline.retrieve(question)
-        passages = self.pipeline.fit(passages, {"messages": messages, **sampling})
+        passages = self.pipeline.passages(question, {"messages": messages, **sampling})
         if self.pipeline.answers_without_generation(passages):
             text = self.spec.no_context.message
         else:

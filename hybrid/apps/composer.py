@@ -90,8 +90,7 @@ class AppComposer:
                 param="messages",
             )
         try:
-            passages = await asyncio.to_thread(pipeline.retrieve, question)
-            passages = await asyncio.to_thread(pipeline.fit, passages, body)
+            passages = await asyncio.to_thread(pipeline.passages, question, body)
         except StoreUnavailable as exc:
             raise KnowledgeBaseUnavailable(
                 f"the knowledge base '{spec.knowledge_base}' of app '{spec.name}' is unavailable "

@@ -72,6 +72,10 @@ class AppPipeline:
         )
         return self.budget.fit(self.spec, passages, body.get("messages") or [], int(max_tokens))
 
+    def passages(self, question: str, body: dict) -> list[Passage]:
+        """What the prompt shows for `question`: the relevant passages that fit the context."""
+        return self.fit(self.retrieve(question), body)
+
     def answers_without_generation(self, passages: Sequence[Passage]) -> bool:
         return not passages and self.spec.no_context.mode == "message"
 

@@ -262,19 +262,17 @@ class AdapterManager:
         Raises:
             AdapterRejected: the folder cannot be served on this base (the reason is given).
         """
-        was_loaded = any(v.engine_name in self.loaded() for v in self._known_versions(name))
+        loaded = self.loaded()
+        hot = any(v.name == name and v.engine_name in loaded for v in self.registry.list())
+        # A loaded earlier version is swapped out by `promote` (new version loaded first);
+        # otherwise the registry switches its pointer itself (a first version always becomes
+        # current).
         registered = await asyncio.to_thread(
-            self.registry.register, source, name, version, promote=False
+            self.registry.register, source, name, version, promote=promote and not hot
         )
-        first = len(self._known_versions(name)) == 1
-        if promote and (was_loaded and not first):
+        if promote and hot:
             await self.promote(name, registered.version)
-        elif promote or first:
-            await asyncio.to_thread(self.registry.promote, name, registered.version)
         return self.registry.resolve(f"{name}@{registered.version}").adapter
-
-    def _known_versions(self, name: str) -> list[AdapterVersion]:
-        return [v for v in self.registry.list() if v.name == name]
 
     async def _retire(self, engine_name: str) -> None:
         try:

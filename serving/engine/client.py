@@ -8,13 +8,14 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import httpx
 
 from serving.engine.config import RemoteEngineConfig
 from serving.engine.process import EngineProcess
 from serving.engine.protocol import (
+    Action,
     ModelCard,
     adapters_of,
     check_adapter_name,
@@ -65,13 +66,19 @@ class EngineClient:
         self,
         method: str,
         route: str,
-        action: Literal["load", "unload", "models", "health"],
+        action: Action,
         payload: dict | None = None,
         adapter: str | None = None,
         path: str | None = None,
+        timeout_s: float | None = None,
     ) -> httpx.Response:
+        timeout = (
+            httpx.Timeout(timeout_s, connect=10.0)
+            if timeout_s is not None
+            else httpx.USE_CLIENT_DEFAULT
+        )
         try:
-            response = await self._http.request(method, route, json=payload)
+            response = await self._http.request(method, route, json=payload, timeout=timeout)
         except httpx.TransportError as exc:
             raise self._unavailable(method, route, exc) from None
         if response.status_code >= 400:
@@ -92,9 +99,7 @@ class EngineClient:
             EngineUnavailable: no answer, or the connection broke before the answer was complete.
             EngineRequestError: vLLM refused the request (its status and message are kept).
         """
-        response = await self._send("POST", route, payload, timeout_s=timeout_s)
-        if response.status_code >= 400:
-            raise engine_error(response.status_code, response.text, url=self.url, action="generate")
+        response = await self._request("POST", route, "generate", payload, timeout_s=timeout_s)
         return response.json()
 
     async def open_stream(self, route: str, payload: dict, *, timeout_s: float) -> httpx.Response:
@@ -117,16 +122,6 @@ class EngineClient:
             await response.aclose()
             raise engine_error(response.status_code, body, url=self.url, action="generate")
         return response
-
-    async def _send(
-        self, method: str, route: str, payload: dict | None, *, timeout_s: float
-    ) -> httpx.Response:
-        try:
-            return await self._http.request(
-                method, route, json=payload, timeout=httpx.Timeout(timeout_s, connect=10.0)
-            )
-        except httpx.TransportError as exc:
-            raise self._unavailable(method, route, exc) from None
 
     def _unavailable(self, method: str, route: str, exc: Exception) -> EngineUnavailable:
         return EngineUnavailable(

@@ -185,20 +185,29 @@ class InferenceHandler:
     # ---- generation --------------------------------------------------------------------------
 
     async def chat(self, body: object, principal: Principal) -> dict | EventStream:
+        started = time.perf_counter()  # a composer's retrieval counts in the latency too
         request = parse(ChatCompletionRequest, body)
         assert isinstance(body, dict) and isinstance(request, ChatCompletionRequest)
         self._authorise(request.model, principal)
         composer = next((c for c in self.composers if c.owns(request.model)), None)
         if composer is not None:
-            prepared = await composer.prepare(request, body)
+            try:
+                prepared = await composer.prepare(request, body)
+            except Exception as exc:
+                self._done(CHAT_ROUTE, request.model, to_answer(exc).status, started)
+                raise
         else:
             prepared = PreparedChat(request.model, body, response_model="")
         if prepared.fixed_answer is not None:
-            return await self._fixed(request.model, prepared, request)
-        return await self._generate(CHAT_ROUTE, request.model, prepared, request)
+            return await self._fixed(request.model, prepared, request, started)
+        return await self._generate(CHAT_ROUTE, request.model, prepared, request, started)
 
     async def _fixed(
-        self, requested: str, prepared: PreparedChat, request: ChatCompletionRequest
+        self,
+        requested: str,
+        prepared: PreparedChat,
+        request: ChatCompletionRequest,
+        started: float,
     ) -> dict | EventStream:
         """A chat answer the composer wrote itself, in the engine's response shape."""
         text = prepared.fixed_answer or ""
@@ -209,7 +218,7 @@ class InferenceHandler:
             "model": prepared.response_model or requested,
         }
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        self._done(CHAT_ROUTE, requested, 200, time.perf_counter())
+        self._done(CHAT_ROUTE, requested, 200, started)
         if not request.stream:
             choices = [
                 {
@@ -245,6 +254,7 @@ class InferenceHandler:
         return EventStream(events())
 
     async def completion(self, body: object, principal: Principal) -> dict | EventStream:
+        started = time.perf_counter()
         request = parse(CompletionRequest, body)
         assert isinstance(body, dict)
         self._authorise(request.model, principal)
@@ -253,7 +263,7 @@ class InferenceHandler:
                 f"'{request.model}' is a chat app; send it to /v1/chat/completions", param="model"
             )
         prepared = PreparedChat(request.model, body, response_model="")
-        return await self._generate(COMPLETION_ROUTE, request.model, prepared, request)
+        return await self._generate(COMPLETION_ROUTE, request.model, prepared, request, started)
 
     def _authorise(self, model: str, principal: Principal) -> None:
         if not principal.may_use(model):  # 404, not 403: others' models are not even named
@@ -271,8 +281,8 @@ class InferenceHandler:
         requested: str,
         prepared: PreparedChat,
         request: ChatCompletionRequest | CompletionRequest,
+        started: float,
     ) -> dict | EventStream:
-        started = time.perf_counter()
         in_flight = self._admit(requested)
         lease: Lease | None = None
         handed_off = False  # a stream's relay releases the lease and the gauge itself

@@ -14,6 +14,7 @@ from finetune.config import TrainConfig
 from finetune.data.schema import Example, Message
 from finetune.encoding import IGNORE_INDEX, encode_chat
 from finetune.training import train
+from tests.helpers.adapters import greedy_ids, greedy_tokens, load_peft, served_greedy
 
 pytestmark = pytest.mark.vllm
 
@@ -53,30 +54,17 @@ def style_examples() -> list[Example]:
     ]
 
 
-def served_greedy(engine, model: str, messages: list[dict]) -> tuple[list[int], list[int]]:
+def served(engine, model: str, messages: list[dict]) -> tuple[list[int], list[int]]:
     """(prompt ids, output ids) of a greedy chat completion through the official OpenAI SDK."""
-    import openai
-
-    client = openai.OpenAI(base_url=engine.openai_base_url, api_key="unused", max_retries=0)
-    response = client.chat.completions.create(
-        model=model,
-        messages=messages,
-        max_tokens=NEW_TOKENS,
-        temperature=0,
-        # vLLM extensions: token ids back, and no early stop so every run has NEW_TOKENS tokens
-        extra_body={"return_token_ids": True, "min_tokens": NEW_TOKENS},
-    )
+    response = served_greedy(engine.openai_base_url, model, messages, NEW_TOKENS)
     assert response.model == model
-    prompt_ids = (response.model_extra or {})["prompt_token_ids"]
-    return prompt_ids, (response.choices[0].model_extra or {})["token_ids"]
+    return greedy_ids(response)
 
 
 def test_trained_adapter_served_by_vllm_gives_pefts_greedy_tokens(
     vllm_engine, tiny_llama_dir, tmp_path
 ):
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from serving.adapters import describe_base
     from serving.adapters.checks import check_adapter
@@ -99,26 +87,17 @@ def test_trained_adapter_served_by_vllm_gives_pefts_greedy_tokens(
     assert not facts.foreign and facts.rank == 8 and "down_proj" in facts.target_modules
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
-    model = PeftModel.from_pretrained(model, adapter).eval()
+    model = load_peft(tiny_llama_dir, adapter)  # loaded once for every prompt
 
     def peft_greedy(prompt_ids: list[int]) -> list[int]:
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=torch.tensor([prompt_ids]),
-                attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
-                max_new_tokens=NEW_TOKENS,
-                min_new_tokens=NEW_TOKENS,
-                do_sample=False,
-            )
-        return out[0, len(prompt_ids) :].tolist()
+        return greedy_tokens(model, prompt_ids, NEW_TOKENS)
 
     vllm_engine.load_adapter(ADAPTER, adapter)
     try:
         changed = 0
         for messages in PROMPTS:
-            prompt_ids, served = served_greedy(vllm_engine, ADAPTER, messages)
-            _, base = served_greedy(vllm_engine, vllm_engine.config.base_model_name, messages)
+            prompt_ids, answer = served(vllm_engine, ADAPTER, messages)
+            _, base = served(vllm_engine, vllm_engine.config.base_model_name, messages)
 
             # the server's prompt is exactly what training rendered before the reply it learned
             # (earlier replies as context only, weight 0, so every prompt token is masked)
@@ -129,11 +108,11 @@ def test_trained_adapter_served_by_vllm_gives_pefts_greedy_tokens(
             assert trained.input_ids[:n] == prompt_ids, messages
             assert set(trained.labels[:n]) == {IGNORE_INDEX} and trained.labels[n] != IGNORE_INDEX
 
-            assert len(served) == NEW_TOKENS
-            assert served == peft_greedy(prompt_ids), messages
+            assert len(answer) == NEW_TOKENS
+            assert answer == peft_greedy(prompt_ids), messages
             with model.disable_adapter():
                 assert base == peft_greedy(prompt_ids), messages
-            changed += served != base
+            changed += answer != base
         assert changed >= len(PROMPTS) - 1  # the adapter is really applied by the server
     finally:
         vllm_engine.unload_adapter(ADAPTER)

@@ -36,14 +36,20 @@ def random_lora(
     return out_dir
 
 
-def peft_greedy(base_dir, lora_dir, prompt_ids: list[int], new_tokens: int) -> list[int]:
-    """Greedy decode in-process with PEFT (fp32): the reference for serving parity."""
+def load_peft(base_dir, lora_dir):
+    """Base model + adapter in this process (fp32, eval mode): the reference for parity."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    model = PeftModel.from_pretrained(model, lora_dir).eval()
+    return PeftModel.from_pretrained(model, lora_dir).eval()
+
+
+def greedy_tokens(model, prompt_ids: list[int], new_tokens: int) -> list[int]:
+    """Exactly `new_tokens` greedy tokens after `prompt_ids`."""
+    import torch
+
     with torch.no_grad():
         out = model.generate(
             input_ids=torch.tensor([prompt_ids]),
@@ -53,3 +59,30 @@ def peft_greedy(base_dir, lora_dir, prompt_ids: list[int], new_tokens: int) -> l
             do_sample=False,
         )
     return out[0, len(prompt_ids) :].tolist()
+
+
+def peft_greedy(base_dir, lora_dir, prompt_ids: list[int], new_tokens: int) -> list[int]:
+    """Greedy decode in-process with PEFT (fp32): the reference for serving parity."""
+    return greedy_tokens(load_peft(base_dir, lora_dir), prompt_ids, new_tokens)
+
+
+def served_greedy(base_url: str, model: str, messages: list[dict], new_tokens: int):
+    """A greedy chat completion of exactly `new_tokens` tokens through the official OpenAI SDK,
+    with vLLM's token ids (`greedy_ids` reads them)."""
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    return client.chat.completions.create(
+        model=model,
+        messages=messages,
+        max_tokens=new_tokens,
+        temperature=0,
+        # vLLM extensions: token ids back, and no early stop so every run has new_tokens tokens
+        extra_body={"return_token_ids": True, "min_tokens": new_tokens},
+    )
+
+
+def greedy_ids(response) -> tuple[list[int], list[int]]:
+    """(prompt ids, output ids) of a `served_greedy` answer."""
+    prompt_ids = (response.model_extra or {})["prompt_token_ids"]
+    return prompt_ids, (response.choices[0].model_extra or {})["token_ids"]

@@ -14,7 +14,7 @@ import pytest
 from serving.engine import EngineClient, EngineSet
 from serving.engine.procgroup import group_members
 from serving.errors import AdapterLoadError, AdapterNotLoaded
-from tests.helpers.adapters import peft_greedy
+from tests.helpers.adapters import greedy_ids, peft_greedy, served_greedy
 
 pytestmark = pytest.mark.vllm
 
@@ -24,21 +24,9 @@ NEW_TOKENS = 12
 
 def chat(engine, model: str):
     """Greedy completion through the official OpenAI SDK; returns (prompt ids, output ids)."""
-    import openai
-
-    client = openai.OpenAI(base_url=engine.openai_base_url, api_key="unused", max_retries=0)
-    response = client.chat.completions.create(
-        model=model,
-        messages=PROMPT,
-        max_tokens=NEW_TOKENS,
-        temperature=0,
-        # vLLM extensions: token ids back, and no early stop so both runs have NEW_TOKENS tokens
-        extra_body={"return_token_ids": True, "min_tokens": NEW_TOKENS},
-    )
-    choice = response.choices[0]
-    assert response.model == model and choice.message.content
-    extra = response.model_extra or {}
-    return extra["prompt_token_ids"], (choice.model_extra or {})["token_ids"]
+    response = served_greedy(engine.openai_base_url, model, PROMPT, NEW_TOKENS)
+    assert response.model == model and response.choices[0].message.content
+    return greedy_ids(response)
 
 
 @pytest.fixture(scope="module", autouse=True)
