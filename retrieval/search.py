@@ -14,8 +14,9 @@ import numpy as np
 from llama_index.core import VectorStoreIndex
 from llama_index.core.llms import MockLLM
 from llama_index.core.retrievers import QueryFusionRetriever
-from llama_index.core.schema import NodeWithScore, QueryBundle
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from llama_index.core.vector_stores import ExactMatchFilter, MetadataFilters
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from llama_index.retrievers.bm25 import BM25Retriever
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
@@ -173,8 +174,7 @@ class _KeywordIndexCache:
             if key in self.entries:
                 self.entries.move_to_end(key)
                 return self.entries[key]
-        store = ChromaVectorStore(chroma_collection=collection)
-        nodes = store.get_nodes(None, filters=_filters(dict(filters)))
+        nodes = _all_nodes(collection, dict(filters))
         retriever = _MatchingBM25Retriever.from_defaults(nodes=nodes) if nodes else None
         with self.lock:
             self.entries[key] = retriever
@@ -184,6 +184,22 @@ class _KeywordIndexCache:
 
 
 _KEYWORD_INDEXES = _KeywordIndexCache()
+_PAGE = 5000  # Chroma's SQLite refuses one `get` of ~100k chunks ("too many SQL variables")
+
+
+def _all_nodes(collection, filters: dict) -> list[TextNode]:
+    """Every chunk matching the exact-match `filters`, read page by page."""
+    clauses = [{key: value} for key, value in sorted(filters.items())]
+    where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
+    nodes: list[TextNode] = []
+    while True:
+        page = collection.get(
+            where=where, limit=_PAGE, offset=len(nodes), include=["documents", "metadatas"]
+        )
+        for text, metadata in zip(page["documents"], page["metadatas"], strict=True):
+            nodes.append(metadata_dict_to_node(metadata, text=text))
+        if len(page["ids"]) < _PAGE:
+            return nodes
 
 
 def _bm25(collection, revision: str, filters: tuple, depth: int) -> BM25Retriever | None:

@@ -156,3 +156,13 @@ def pytest_collection_modifyitems(config, items):
         return 0 if marker is None else int(marker.kwargs.get("order", 1))
 
     items.sort(key=teardown_order)
+
+
+def pytest_runtest_logreport(report):
+    """Outcome of each `reliability` test for the README table (only when `make bench` asks)."""
+    if "reliability" not in report.keywords:
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        from tests.helpers.reliability import record_outcome
+
+        record_outcome(report.nodeid, report.outcome, report.duration)

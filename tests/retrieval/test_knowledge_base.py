@@ -161,6 +161,27 @@ def test_vector_and_hybrid_queries_with_filters(catalog, tmp_path):
     assert high == []
 
 
+def test_keyword_index_reads_large_knowledge_bases_page_by_page(catalog, tmp_path, monkeypatch):
+    """Chroma refuses one read of ~100k chunks (found by bench/retrieval_bench.py): the BM25
+    index is built from pages; with 4-chunk pages every chunk must still be found."""
+    from retrieval import search
+
+    monkeypatch.setattr(search, "_PAGE", 4)
+    docs = tmp_path / "docs"
+    write_corpus(docs, n_files=6)
+    kb = catalog.create("paged", SMALL)
+    kb.ingest([docs], progress=False)
+    assert kb.collection.count() > 3 * 4
+    for code in ("ref000x00", "ref005x05"):
+        hits = kb.query(code, QueryOptions(top_k=3, mode="hybrid"))
+        assert any(code in h.text for h in hits), code
+    both = {"file_name": "doc-005.md", "chunk_index": 0}
+    hits = kb.query("ref005x00", QueryOptions(top_k=3, mode="hybrid", filters=both))
+    assert hits and {(h.citation.file_name, h.metadata["chunk_index"]) for h in hits} == {
+        ("doc-005.md", 0)
+    }
+
+
 def test_hybrid_index_follows_reingestion(catalog, tmp_path):
     docs = tmp_path / "docs"
     write_corpus(docs, n_files=2)
