@@ -64,8 +64,10 @@ style: install
 
 bench: install
 	$(BIN)/python -m bench.retrieval_bench
+	$(BIN)/python -m bench.retrieval_quality
 	$(BIN)/python -m bench.train_bench
 	$(BIN)/python -m bench.serving_bench
+	$(BIN)/python -m bench.reliability_bench
 
 # The CEO report example with a short training run; MODEL=<folder> runs it on another base.
 demo: install

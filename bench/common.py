@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -52,11 +53,26 @@ def machine() -> dict:
 
 
 def write_results(name: str, payload: dict, table: str) -> Path:
+    """bench/results/NAME.json and NAME.md, and the README's copy of the table when the README
+    marks a place for it (`<!-- bench:NAME -->` ... `<!-- /bench:NAME -->`)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     (RESULTS / f"{name}.md").write_text(table + "\n", encoding="utf-8")
+    update_readme(name, table)
     return path
+
+
+def update_readme(name: str, text: str) -> bool:
+    """Replace the README block between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`."""
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    readme = README.read_text(encoding="utf-8")
+    if begin not in readme or end not in readme:
+        return False
+    head, rest = readme.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    README.write_text(f"{head}{begin}\n{text}\n{end}{tail}", encoding="utf-8")
+    return True
 
 
 def markdown_table(headers: list[str], rows: list[list]) -> str:

@@ -28,7 +28,7 @@ from retrieval.chunking import Chunk, chunk_pages, make_splitter
 from retrieval.config import ChunkingConfig
 from retrieval.embedders import Embedder
 from retrieval.errors import DocumentLoadError, UnreadablePath
-from retrieval.loaders import available_extensions, load_document
+from retrieval.loaders import available_extensions, check_size, load_document
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,11 @@ def ingest_paths(
     for path in bar:
         source = str(path)
         try:
+            check_size(path)  # before hashing: a stray multi-GB dump is refused at once
             file_hash = file_sha256(path)
+        except DocumentLoadError as exc:
+            report.failures.append(exc)
+            continue
         except OSError as exc:
             report.failures.append(DocumentLoadError(source, f"cannot read file ({exc.strerror})"))
             continue

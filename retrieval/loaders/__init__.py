@@ -8,8 +8,9 @@ from retrieval.loaders import html, pdf, text  # noqa: F401  (registers the load
 from retrieval.loaders.registry import (
     Page,
     available_extensions,
+    check_size,
     load_document,
     register_loader,
 )
 
-__all__ = ["Page", "available_extensions", "load_document", "register_loader"]
+__all__ = ["Page", "available_extensions", "check_size", "load_document", "register_loader"]

@@ -39,6 +39,23 @@ def available_extensions() -> list[str]:
     return sorted(_LOADERS)
 
 
+def check_size(path: Path) -> None:
+    """Refuse a file above MAX_DOCUMENT_BYTES before anything reads it.
+
+    Raises:
+        DocumentLoadError: too large, or its size cannot be read.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DocumentLoadError(str(path), f"cannot read file ({exc.strerror})") from exc
+    if size > MAX_DOCUMENT_BYTES:
+        raise DocumentLoadError(
+            str(path),
+            f"file is {size / 2**20:.0f} MiB, above the {MAX_DOCUMENT_BYTES // 2**20} MiB limit",
+        )
+
+
 def load_document(path: Path) -> list[Page]:
     """Read one document into pages of text.
 
@@ -51,15 +68,7 @@ def load_document(path: Path) -> list[Page]:
             str(path),
             f"unsupported file type '{path.suffix}' (supported: {', '.join(available_extensions())})",
         )
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise DocumentLoadError(str(path), f"cannot read file ({exc.strerror})") from exc
-    if size > MAX_DOCUMENT_BYTES:
-        raise DocumentLoadError(
-            str(path),
-            f"file is {size / 2**20:.0f} MiB, above the {MAX_DOCUMENT_BYTES // 2**20} MiB limit",
-        )
+    check_size(path)
     try:
         pages = loader(path)
     except DocumentLoadError:

@@ -17,6 +17,7 @@ from serving.adapters.manager import AdapterManager
 from serving.engine import EngineClient, EngineSet, Replica
 from serving.gateway import GatewayConfig, GatewayState, create_app
 from tests.conftest import ChromaServer
+from tests.helpers.reliability import record
 from tests.serving.fake_engine import FakeEngine
 
 pytestmark = pytest.mark.server
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.server
 QUESTION = [{"role": "user", "content": "How long is the refund window?"}]
 
 
+@pytest.mark.reliability
 def test_app_survives_a_chroma_outage(tmp_path, tiny_llama_dir):
     server = ChromaServer(tmp_path / "chroma-data", tmp_path / "chroma.log").start()
     try:
@@ -67,5 +69,13 @@ def test_app_survives_a_chroma_outage(tmp_path, tiny_llama_dir):
             assert kb.stats().chunks == chunks  # the failed ingestion wrote nothing
             kb.ingest([docs], progress=False)
             assert kb.stats().chunks == chunks + 1
+            record(
+                "Faults",
+                "Chroma server stopped under a running app, then restarted",
+                status_while_down=down.status_code,
+                ingestion_while_down="refused, nothing written",
+                served_after_restart=True,
+                lost=0,
+            )
     finally:
         server.stop()

@@ -16,6 +16,7 @@ from retrieval import (
     UnreadablePath,
 )
 from tests.helpers.documents import write_corpus, write_pdf
+from tests.helpers.reliability import record
 
 SMALL = KnowledgeBaseSettings(chunking=ChunkingConfig(chunk_size=64, chunk_overlap=8))
 REQUIRED_METADATA = {
@@ -112,16 +113,53 @@ def test_every_chunk_has_citation_metadata(catalog, tmp_path):
     assert hits[0].citation.label().startswith("report.pdf p.2 [")
 
 
-def test_bad_file_is_reported_and_the_rest_ingests(catalog, tmp_path):
+@pytest.mark.reliability
+def test_bad_files_are_reported_and_skipped_and_the_rest_ingests(catalog, tmp_path):
+    """Truncated PDF, binary junk named .txt, a huge file, bad encodings: each is reported by
+    name with its reason and skipped; the good files ingest; a good file that is later damaged
+    keeps the chunks of its last good version."""
+    from retrieval.loaders.registry import MAX_DOCUMENT_BYTES
+
     docs = tmp_path / "docs"
     write_corpus(docs, n_files=2)
-    (docs / "junk.txt").write_bytes(b"\x00\x00garbage")
-    (docs / "cut.pdf").write_bytes(b"%PDF-1.7\n%broken")
+    good_pdf = write_pdf(docs / "report.pdf", ["Revenue grew 18% in 2025.", "Costs fell."])
+    bad = {
+        "junk.txt": "binary data",
+        "broken.pdf": "cannot parse",
+        "truncated.pdf": "truncated.pdf",
+        "huge.md": "above the",
+        "latin1.md": "not UTF-8",
+        "empty.html": "no extractable text",
+    }
+    (docs / "junk.txt").write_bytes(bytes(range(256)) * 64)
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7\n%broken")
+    (docs / "truncated.pdf").write_bytes(good_pdf.read_bytes()[:400])
+    with (docs / "huge.md").open("wb") as huge:  # sparse: costs no disk
+        huge.truncate(MAX_DOCUMENT_BYTES + 1)
+    (docs / "latin1.md").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    (docs / "empty.html").write_text("<html><body>   </body></html>")
     kb = catalog.create("partial", SMALL)
     report = kb.ingest([docs], progress=False)
-    assert report.files_added == 2
-    assert sorted(f.path.rsplit("/", 1)[-1] for f in report.failures) == ["cut.pdf", "junk.txt"]
-    assert "2 failed" in report.summary()
+    assert report.files_added == 3
+    failures = {f.path.rsplit("/", 1)[-1]: str(f) for f in report.failures}
+    assert sorted(failures) == sorted(bad)
+    for name, reason in bad.items():
+        assert reason in failures[name] and "\n" not in failures[name], failures[name]
+    assert f"{len(bad)} failed" in report.summary()
+    chunks = all_chunks(kb)
+
+    good_pdf.write_bytes(good_pdf.read_bytes()[:300])  # damaged after a good ingestion
+    again = kb.ingest([docs], progress=False)
+    assert "report.pdf" in {f.path.rsplit("/", 1)[-1] for f in again.failures}
+    assert all_chunks(kb) == chunks
+    record(
+        "Bad input",
+        "Documents: " + ", ".join(bad) + ", a good PDF damaged after ingestion",
+        files_tried=len(bad) + 1,
+        reported_and_skipped=len(bad) + 1,
+        good_files_ingested=report.files_added,
+        chunks_lost=0,
+    )
 
 
 def test_unreadable_path(catalog, tmp_path):

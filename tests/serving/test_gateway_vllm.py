@@ -20,6 +20,7 @@ from serving.engine import EngineSet
 from serving.gateway import GatewayConfig, GatewayState, create_app
 from tests.helpers.adapters import peft_greedy, random_lora
 from tests.helpers.gateway import ServerThread
+from tests.helpers.reliability import record
 
 pytestmark = pytest.mark.vllm
 
@@ -163,6 +164,7 @@ def test_completions_route_streams_and_not(gateway):
     assert "".join(s.choices[0].text for s in streamed if s.choices) == greedy_done.choices[0].text
 
 
+@pytest.mark.reliability
 def test_errors_come_in_openai_shape(gateway):
     c = client(gateway)
     with pytest.raises(openai.NotFoundError) as info:
@@ -186,6 +188,13 @@ def test_errors_come_in_openai_shape(gateway):
     assert raw.status_code == 400 and raw.json()["error"]["type"] == "invalid_request_error"
     raw = httpx.get(gateway.url + "/v1/nothing-here", timeout=10)
     assert raw.status_code == 404 and "error" in raw.json()
+    record(
+        "Bad input",
+        "Unknown model/version, empty messages, bad sampling value, prompt beyond the "
+        "context window, non-JSON body, unknown route (real vLLM)",
+        cases=7,
+        refused_4xx_openai_shape=7,
+    )
 
 
 def test_health_ready_and_metrics(gateway):
@@ -202,19 +211,77 @@ def _admin(gateway, method: str, path: str, body: dict | None = None) -> httpx.R
     return httpx.request(method, gateway.url + "/admin" + path, json=body, timeout=120)
 
 
-def test_admin_refuses_bad_adapters_with_the_reason(gateway, tmp_path, adapters):
-    bad = tmp_path / "pickled"
-    bad.mkdir()
-    for file in ("adapter_config.json", "adapter_model.safetensors"):
-        (bad / file).write_bytes((adapters["v1"] / file).read_bytes())
-    (bad / "adapter_model.bin").write_bytes(b"\x80\x04pickle")
-    response = _admin(gateway, "POST", "/adapters", {"path": str(bad), "name": "evil"})
-    assert response.status_code == 422
-    assert "pickle-based checkpoint" in response.json()["error"]["message"]
+def bad_adapter_folders(root: Path, good: Path, tiny_llama_dir: Path) -> dict[str, tuple]:
+    """name -> (folder, adapter name, expected words in the refusal) for each kind of bad input."""
+    import json as _json
+    import shutil
+
+    from tests.helpers.tiny_llama import build_tiny_llama
+
+    def copy(name: str) -> Path:
+        folder = root / name
+        shutil.copytree(good, folder)
+        return folder
+
+    cases: dict[str, tuple] = {}
+    pickled = copy("pickled")
+    (pickled / "adapter_model.bin").write_bytes(b"\x80\x04pickle")
+    cases["pickle file"] = (pickled, "evil", "pickle-based checkpoint")
+    linked = copy("linked")
+    (linked / "adapter_model.safetensors").unlink()
+    (linked / "adapter_model.safetensors").symlink_to("/etc/passwd")
+    cases["symlink out of the folder"] = (linked, "evil", "symbolic link")
+    cases["path traversal in the name"] = (good, "../../escape", "invalid adapter name")
+    plain = root / "plain"
+    plain.mkdir()
+    (root / "x").mkdir()
+    (plain / "notes.txt").write_text("not an adapter")
+    cases["path to a non-adapter folder"] = (root / "x" / ".." / "plain", "evil", "adapter_config")
+    cases["missing folder"] = (root / "nowhere", "evil", "adapter folder not found")
+    junk = copy("junk")
+    (junk / "adapter_model.safetensors").write_bytes(b"\x10" + b"\x00" * 7 + b"garbage!")
+    cases["junk tensors"] = (junk, "evil", "not a readable safetensors file")
+    wide = copy("wide-rank")
+    config = _json.loads((wide / "adapter_config.json").read_text())
+    config["r"] = 64
+    (wide / "adapter_config.json").write_text(_json.dumps(config))
+    cases["rank above the engine's limit"] = (wide, "evil", "rank 64 exceeds")
+    other_base = build_tiny_llama(root / "other-base", hidden_size=192, intermediate_size=384)
+    foreign = random_lora(other_base, root / "foreign")
+    cases["adapter of another base model"] = (foreign, "evil", "does not fit the served base")
+    return cases
+
+
+@pytest.mark.reliability
+def test_admin_refuses_bad_adapters_with_the_reason(
+    gateway, vllm_engine, tmp_path, adapters, tiny_llama_dir
+):
+    """Only checked safetensors adapters of the served base, copied inside the registry, reach
+    vLLM: every bad folder is refused with a 4xx naming the reason, and neither the registry
+    nor the engine changes."""
+    before_registry = _admin(gateway, "GET", "/adapters").json()
+    before_engine = vllm_engine.served_adapters()
+    cases = bad_adapter_folders(tmp_path, adapters["v1"], tiny_llama_dir)
+    refused = {}
+    for kind, (folder, name, reason) in cases.items():
+        response = _admin(gateway, "POST", "/adapters", {"path": str(folder), "name": name})
+        assert 400 <= response.status_code < 500, (kind, response.text)
+        message = response.json()["error"]["message"]
+        assert reason in message and "\n" not in message, (kind, message)
+        refused[kind] = response.status_code
+    assert _admin(gateway, "GET", "/adapters").json() == before_registry
+    store = gateway.state.manager.registry.root / "store"
+    assert not (store / "evil").exists() and not list(store.parent.glob(".staging-*"))
+    assert vllm_engine.served_adapters() == before_engine
     response = _admin(gateway, "POST", "/adapters/ghost/promote", {"version": "v1"})
     assert response.status_code == 404 and "unknown adapter 'ghost'" in response.text
-    listing = _admin(gateway, "GET", "/adapters").json()
-    assert "evil" not in {a["name"] for a in listing["adapters"]}
+    record(
+        "Bad input",
+        "Adapters: " + ", ".join(cases),
+        cases=len(cases),
+        refused_4xx_with_reason=len(refused),
+        registry_changed=False,
+    )
 
 
 def test_promote_and_unload_under_load_fail_no_request(gateway):
@@ -284,6 +351,7 @@ def test_promote_and_unload_under_load_fail_no_request(gateway):
     assert all(a["in_flight"] == 0 for a in current)
 
 
+@pytest.mark.reliability
 def test_client_disconnect_mid_stream_aborts_the_engine_request(gateway, vllm_engine):
     """A client that goes away mid-stream must not leave vLLM generating for nobody: closing
     the stream after its first event stops the generation of 16 x 900 tokens almost at once
@@ -305,12 +373,20 @@ def test_client_disconnect_mid_stream_aborts_the_engine_request(gateway, vllm_en
     ) as response:
         assert next(response.iter_lines()).startswith("data: ")
     time.sleep(3)  # the whole answer takes several seconds on this CPU
-    assert generated() - before < 16 * 900 / 4, "vLLM kept generating after the client left"
+    tokens = generated() - before
+    record(
+        "Load",
+        "Client leaves a stream of 16 x 900 tokens after its first event",
+        tokens_asked=16 * 900,
+        tokens_generated=round(tokens),
+    )
+    assert tokens < 16 * 900 / 4, "vLLM kept generating after the client left"
     metrics = httpx.get(gateway.url + "/metrics").text
     assert 'hybrid_client_disconnects_total{model="voice"} 1.0' in metrics
     assert 'hybrid_requests_in_flight{model="voice"} 0.0' in metrics
 
 
+@pytest.mark.reliability
 def test_adapter_corrupted_on_disk_fails_alone(gateway, adapters):
     """A registered adapter whose files are damaged on disk is refused with a 4xx naming the
     reason when it is first used; every other model keeps serving."""
@@ -327,9 +403,16 @@ def test_adapter_corrupted_on_disk_fails_alone(gateway, adapters):
     assert info.value.code == "adapter_load_failed" and "fragile@v1" in info.value.message
     assert greedy(gateway, "brand").choices[0].message.content
     assert greedy(gateway, "tiny-llama").choices[0].message.content
+    record(
+        "Faults",
+        "Adapter weights truncated on disk after registration",
+        status=info.value.status_code,
+        other_models_served=2,
+    )
 
 
 @pytest.mark.engine_teardown
+@pytest.mark.reliability
 def test_engine_killed_mid_stream_then_restarted_and_serving_again(gateway, vllm_engine):
     """kill -9 of vLLM while a stream runs: the client gets an error event (no hang), /ready
     turns false, the supervisor restarts vLLM and re-registers its adapters, and the same
@@ -349,6 +432,7 @@ def test_engine_killed_mid_stream_then_restarted_and_serving_again(gateway, vllm
     chunks = iter(stream)
     next(chunks)
     os.killpg(vllm_engine.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
     with pytest.raises(openai.APIError, match="unavailable"):
         for _ in chunks:
             pass
@@ -370,3 +454,12 @@ def test_engine_killed_mid_stream_then_restarted_and_serving_again(gateway, vllm
     answer = greedy(gateway, "voice")
     assert answer.model == "voice@v1" and answer.choices[0].message.content
     assert "voice@v1" in vllm_engine.served_adapters()
+    record(
+        "Faults",
+        "vLLM killed (kill -9) mid-stream",
+        stream_ended_with_error=True,
+        status_while_down=refused.status_code,
+        serving_again_after_s=round(time.monotonic() - killed_at, 1),
+        adapters_reregistered=True,
+        gateway_restarts=0,
+    )

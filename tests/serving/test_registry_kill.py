@@ -16,6 +16,7 @@ import pytest
 from serving.adapters import AdapterRegistry, describe_base
 from serving.adapters.checks import check_adapter
 from tests.helpers.adapters import random_lora
+from tests.helpers.reliability import record
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +34,7 @@ while True:
 """
 
 
+@pytest.mark.reliability
 def test_kill_9_at_random_points_leaves_a_good_registry(tmp_path, tiny_llama_dir):
     base = describe_base(tiny_llama_dir)
     lora = random_lora(tiny_llama_dir, tmp_path / "lora")
@@ -64,3 +66,11 @@ def test_kill_9_at_random_points_leaves_a_good_registry(tmp_path, tiny_llama_dir
     assert len(seen) >= 3, "the writer never got far enough to test anything"
     registry.register(lora, "other")  # the next writer removes the orphans of killed ones
     assert not list(root.glob(".staging-*")) and not list(root.glob(".index-*.json"))
+    record(
+        "Faults",
+        "Adapter registry: writer killed (kill -9) at random points, 8 rounds",
+        kills=8,
+        versions_checked=len(seen),
+        lost=0,
+        orphans_left=0,
+    )
