@@ -34,5 +34,9 @@ class TrainingError(FinetuneError):
     """Training could not start or finish; nothing half-written is left in the output folder."""
 
 
+class TrainingInterrupted(TrainingError):
+    """Training was stopped (Ctrl-C / SIGINT); checkpoints are kept for `resume`."""
+
+
 class AdapterError(FinetuneError):
     """An adapter folder is missing, malformed or does not fit its base model."""

@@ -18,7 +18,7 @@ from finetune.base_models import resolve_base_model
 from finetune.config import ALL_LINEAR, TrainConfig
 from finetune.data.schema import Example
 from finetune.encoding import Collator, EncodedExample, encode_examples
-from finetune.errors import FinetuneError, TrainingError
+from finetune.errors import FinetuneError, TrainingError, TrainingInterrupted
 from finetune.manifest import BaseModelInfo, build_manifest, write_manifest
 from finetune.progress import LiveLossBar
 from finetune.reporting import plot_loss_curve
@@ -291,11 +291,12 @@ def train(
         shutil.rmtree(partial, ignore_errors=True)
         kept = last_checkpoint(checkpoints)
         hint = f"; checkpoints kept in {checkpoints}, continue with --resume" if kept else ""
-        reason = (
-            "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        )
+        if isinstance(exc, KeyboardInterrupt):
+            raise TrainingInterrupted(
+                f"training interrupted; nothing was written to {output}{hint}"
+            ) from exc
         raise TrainingError(
-            f"training failed ({reason}); nothing was written to {output}{hint}"
+            f"training failed ({type(exc).__name__}: {exc}); nothing was written to {output}{hint}"
         ) from exc
     shutil.rmtree(checkpoints, ignore_errors=True)
     return TrainResult(adapter_dir=output, metrics=metrics, manifest=manifest)

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from finetune.errors import FinetuneError
+from finetune.errors import FinetuneError, TrainingInterrupted
 from hybrid import cli_adapter, cli_data, cli_finetune, cli_kb, cli_serve, cli_train
 from hybrid.cli_state import State
 from hybrid.config import format_validation_error
@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     except EngineStartError as exc:  # the first line says what failed; the rest is vLLM's log
         return _fail(str(exc), debug)
+    except TrainingInterrupted as exc:  # Ctrl-C: the shell's usual code, and where to resume
+        return _fail(str(exc), debug, code=130)
     except (HybridError, RetrievalError, FinetuneError, ServingError, RegistryError) as exc:
         return _fail(str(exc), debug)
     except ValidationError as exc:

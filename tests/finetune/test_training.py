@@ -10,7 +10,7 @@ from safetensors import safe_open
 
 from finetune.config import LoraSettings, TrainConfig
 from finetune.data.schema import Example, Message
-from finetune.errors import TrainingError
+from finetune.errors import TrainingError, TrainingInterrupted
 from finetune.manifest import base_fingerprint, read_manifest
 from finetune.training import last_checkpoint, split_examples, train
 
@@ -208,7 +208,7 @@ def test_interrupted_training_leaves_no_output_and_resumes(tiny_llama_dir, tmp_p
         return original(self, args, state, control, **kw)
 
     monkeypatch.setattr(progress.LiveLossBar, "on_step_end", interrupt_at_step_5)
-    with pytest.raises(TrainingError) as info:
+    with pytest.raises(TrainingInterrupted) as info:
         train(config(tiny_llama_dir, out, epochs=3), examples=examples, progress=False)
     message = str(info.value)
     assert "interrupted" in message and "--resume" in message
@@ -304,9 +304,9 @@ def test_real_sigint_and_sigkill_leave_no_output_and_resume_finishes(tiny_llama_
     _wait_for(saved_after(0), first, 180, "checkpoint")
     first.send_signal(signal.SIGINT)
     _, stderr = first.communicate(timeout=60)
-    assert first.returncode == 1, stderr
+    assert first.returncode == 130, stderr
     (line,) = [x for x in stderr.splitlines() if x.startswith("error: ")]
-    assert line.startswith("error: training failed (interrupted); nothing was written to ")
+    assert line.startswith("error: training interrupted; nothing was written to ")
     assert line.endswith(f"; checkpoints kept in {checkpoints}, continue with --resume")
     assert leftovers() == []
     interrupted_at = int(last_checkpoint(checkpoints).name.rsplit("-", 1)[-1])

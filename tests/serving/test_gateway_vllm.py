@@ -188,12 +188,15 @@ def test_errors_come_in_openai_shape(gateway):
     assert raw.status_code == 400 and raw.json()["error"]["type"] == "invalid_request_error"
     raw = httpx.get(gateway.url + "/v1/nothing-here", timeout=10)
     assert raw.status_code == 404 and "error" in raw.json()
+    huge = {"model": "voice", "messages": [{"role": "user", "content": "x" * (5 * 2**20)}]}
+    raw = httpx.post(gateway.url + "/v1/chat/completions", json=huge, timeout=30)
+    assert raw.status_code == 413 and raw.json()["error"]["code"] == "request_too_large"
     record(
         "Bad input",
         "Unknown model/version, empty messages, bad sampling value, prompt beyond the "
-        "context window, non-JSON body, unknown route (real vLLM)",
-        cases=7,
-        refused_4xx_openai_shape=7,
+        "context window, non-JSON body, unknown route, 5 MiB body (real vLLM)",
+        cases=8,
+        refused_4xx_openai_shape=8,
     )
 
 
