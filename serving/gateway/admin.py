@@ -35,6 +35,8 @@ class PromoteBody(_Body):
 
 
 def _parse(model: type[_Body], body: object) -> _Body:
+    if body is not None and not isinstance(body, dict):
+        raise InvalidRequest(f"the request body must be a JSON object, got {type(body).__name__}")
     try:
         return model.model_validate(body if body is not None else {})
     except ValidationError as exc:

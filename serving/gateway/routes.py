@@ -4,15 +4,24 @@ Errors are turned into OpenAI error bodies by `OpenAIRoute`, the only exception 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from itertools import accumulate
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.routing import APIRoute
 
+from serving.gateway.admin import PromoteBody, RegisterBody, VersionBody
 from serving.gateway.errors import InvalidRequest, PayloadTooLarge, to_answer
 from serving.gateway.handlers import EventStream
+from serving.gateway.openapi import ADMIN_ERRORS, GENERATION_ERRORS, documented
+from serving.gateway.schemas import ChatCompletionRequest, CompletionRequest
 from serving.gateway.state import GatewayState
+
+MAX_JSON_DEPTH = 100
+"""Request bodies nested deeper are refused (400). Python's json module overflows its recursion
+limit somewhere near 1,000 levels, in reading the body or in writing the engine request."""
 
 
 def error_response(exc: BaseException) -> JSONResponse:
@@ -70,9 +79,56 @@ async def json_body(request: Request) -> object:
     if not raw:
         return None
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the request body is not valid JSON ({exc})") from None
+    except RecursionError:  # deeper than json can read; check_json refuses shallower ones
+        raise InvalidRequest(too_deep()) from None
+    check_json(body)
+    return body
+
+
+def check_json(body: object) -> None:
+    """Refuse what Python's json module reads but cannot write back into the engine request
+    (which would then fail as a 500): NaN and infinite numbers, unpaired UTF-16 surrogates
+    (`"\\ud800"`), and nesting deeper than MAX_JSON_DEPTH. It writes the body once, as the
+    engine client will, and scans that text; both at C speed.
+
+    Raises:
+        InvalidRequest: naming the problem.
+    """
+    try:
+        text = json.dumps(body, allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")
+    except RecursionError:
+        raise InvalidRequest(too_deep()) from None
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            'the request body holds an unpaired UTF-16 surrogate escape (e.g. "\\ud800"), '
+            "which is not Unicode text; escape a character outside the BMP as a pair"
+        ) from None
+    except ValueError:
+        raise InvalidRequest(
+            "the request body holds NaN or an infinite number (e.g. 1e999), which JSON cannot "
+            "carry; send finite numbers"
+        ) from None
+    if json_nesting(text) > MAX_JSON_DEPTH:
+        raise InvalidRequest(too_deep())
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]+|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_nesting(text: str) -> int:
+    """How deep the JSON document `text` nests its arrays and objects."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+
+
+def too_deep() -> str:
+    return f"the request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"
 
 
 def answer(result: dict | EventStream) -> Response:
@@ -86,49 +142,75 @@ admin_router = APIRouter(route_class=OpenAIRoute, prefix="/admin")
 ops_router = APIRouter(route_class=OpenAIRoute)
 
 
-@openai_router.post("/v1/chat/completions")
+@openai_router.post(
+    "/v1/chat/completions",
+    **documented(ChatCompletionRequest, errors=GENERATION_ERRORS, stream=True),
+)
 async def chat_completions(request: Request) -> Response:
     gateway = state_of(request)
     principal = gateway.keys.authenticate(request.headers.get("authorization"))
     return answer(await gateway.inference.chat(await json_body(request), principal))
 
 
-@openai_router.post("/v1/completions")
+@openai_router.post(
+    "/v1/completions", **documented(CompletionRequest, errors=GENERATION_ERRORS, stream=True)
+)
 async def completions(request: Request) -> Response:
     gateway = state_of(request)
     principal = gateway.keys.authenticate(request.headers.get("authorization"))
     return answer(await gateway.inference.completion(await json_body(request), principal))
 
 
-@openai_router.get("/v1/models")
+@openai_router.get("/v1/models", **documented(errors=(401,)))
 async def list_models(request: Request) -> Response:
     gateway = state_of(request)
     principal = gateway.keys.authenticate(request.headers.get("authorization"))
     return JSONResponse(gateway.inference.list_models(principal))
 
 
-@openai_router.get("/v1/models/{model:path}")
+@openai_router.get("/v1/models/{model:path}", **documented(errors=(401, 404)))
 async def retrieve_model(model: str, request: Request) -> Response:
     gateway = state_of(request)
     principal = gateway.keys.authenticate(request.headers.get("authorization"))
     return JSONResponse(gateway.inference.retrieve_model(model, principal))
 
 
-@admin_router.get("/adapters")
+@admin_router.get("/adapters", **documented(errors=(401, 403)))
 async def admin_list(request: Request) -> Response:
     gateway = state_of(request)
     principal = gateway.keys.authenticate(request.headers.get("authorization"))
     return JSONResponse(gateway.admin.list(principal))
 
 
-@admin_router.post("/adapters")
+@admin_router.post("/adapters", status_code=201, **documented(RegisterBody, errors=ADMIN_ERRORS))
 async def admin_register(request: Request) -> Response:
     gateway = state_of(request)
     principal = gateway.keys.authenticate(request.headers.get("authorization"))
     return JSONResponse(await gateway.admin.register(await json_body(request), principal), 201)
 
 
-@admin_router.post("/adapters/{name}/{operation}")
+# Each operation has a route of its own so that its body is documented; all three go through
+# `admin_operation`, which also answers unknown operations (404 naming the known ones).
+@admin_router.post(
+    "/adapters/{name}/load", **documented(VersionBody, errors=ADMIN_ERRORS, required=False)
+)
+async def admin_load(name: str, request: Request) -> Response:
+    return await admin_operation(name, "load", request)
+
+
+@admin_router.post(
+    "/adapters/{name}/unload", **documented(VersionBody, errors=ADMIN_ERRORS, required=False)
+)
+async def admin_unload(name: str, request: Request) -> Response:
+    return await admin_operation(name, "unload", request)
+
+
+@admin_router.post("/adapters/{name}/promote", **documented(PromoteBody, errors=ADMIN_ERRORS))
+async def admin_promote(name: str, request: Request) -> Response:
+    return await admin_operation(name, "promote", request)
+
+
+@admin_router.post("/adapters/{name}/{operation}", include_in_schema=False)
 async def admin_operation(name: str, operation: str, request: Request) -> Response:
     gateway = state_of(request)
     principal = gateway.keys.authenticate(request.headers.get("authorization"))
@@ -141,13 +223,13 @@ async def health() -> Response:
     return JSONResponse({"status": "ok"})
 
 
-@ops_router.get("/ready")
+@ops_router.get("/ready", responses={503: {"description": "No engine is healthy; the same report"}})
 async def ready(request: Request) -> Response:
     report = await state_of(request).readiness()
     return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
 
-@ops_router.get("/metrics")
+@ops_router.get("/metrics", response_class=PlainTextResponse, **documented(errors=(401, 403)))
 async def metrics(request: Request) -> Response:
     gateway = state_of(request)
     gateway.keys.authenticate(request.headers.get("authorization")).require_admin()

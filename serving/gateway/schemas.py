@@ -78,6 +78,19 @@ class CompletionRequest(_Sampling):
     echo: bool | None = None
 
 
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer's body (serving/gateway/errors.py writes it); documented in OpenAPI."""
+
+    error: ErrorDetail
+
+
 def content_text(content: str | list[dict[str, Any]] | None) -> str:
     if content is None:
         return ""

@@ -22,6 +22,16 @@ def vllm_error(status: int, message: str, type_: str = "BadRequestError") -> JSO
     )
 
 
+def as_text(content: object) -> str:
+    """A message's content or a prompt as text: strings, lists of strings, text parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p if isinstance(p, str) else str(p.get("text", "")) for p in content]
+        return " ".join(parts)
+    return ""
+
+
 class FakeEngine:
     def __init__(self, base: str = "base", delay_s: float = 0.0):
         self.base = base
@@ -69,13 +79,13 @@ class FakeEngine:
         @app.post("/v1/chat/completions")
         async def chat(request: Request):
             body = await request.json()
-            prompt = body["messages"][-1]["content"]
+            prompt = as_text(body["messages"][-1].get("content"))
             return await engine._answer(body, prompt, "chat.completion")
 
         @app.post("/v1/completions")
         async def completions(request: Request):
             body = await request.json()
-            return await engine._answer(body, body["prompt"], "text_completion")
+            return await engine._answer(body, as_text(body["prompt"]), "text_completion")
 
         return app
 
@@ -84,7 +94,7 @@ class FakeEngine:
         model = body["model"]
         if model != self.base and model not in self.adapters:
             return vllm_error(404, f"The model `{model}` does not exist.", "NotFoundError")
-        if (body.get("max_tokens") or 0) > 1000:
+        if (body.get("max_tokens") or 0) > 1000 or len(prompt.split()) > 1024:
             return vllm_error(400, "This model's maximum context length is 1024 tokens.")
         if self.delay_s:
             await asyncio.sleep(self.delay_s)

@@ -161,6 +161,11 @@ def test_composer_rewrites_the_request_and_annotates_answers(registry):
         ({"model": "nope", "messages": MESSAGES}, 404, "model", "registered: voice"),
         ({"model": "voice@v7", "messages": MESSAGES}, 404, "model", "versions: v1, v2"),
         ({"model": "voice", "messages": MESSAGES, "max_tokens": 5000}, 400, None, "context"),
+        ({"model": "voice", "messages": MESSAGES, "max_tokens": 10**30}, 400, None, "context"),
+        ({"model": "voice", "messages": MESSAGES, "max_tokens": -1}, 400, "max_tokens", "greater"),
+        ({"model": "voice", "messages": [{"role": "user", "content": 7}]}, 400, None, "string"),
+        ({"model": "voice", "messages": "hello"}, 400, "messages", "valid list"),
+        ({"model": None, "messages": MESSAGES}, 400, "model", "valid string"),
         ([1, 2], 400, None, "JSON object"),
     ],
 )
