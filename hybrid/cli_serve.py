@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +15,8 @@ import yaml
 
 from hybrid.cli_state import State
 from hybrid.config import load_config
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONTEXT = 2048
 """Context window assumed until the engine reports its own."""
@@ -62,6 +66,7 @@ def serve(
     # Apps are checked before a supervised engine starts (a minute), so a typo fails at once;
     # with remote engines only, the served base model's name is known after attaching.
     composers = apps() if runtime.base_name is not None else None
+    preparing = _prepare_apps(composers)  # beside the engine's start, not after it
     try:
         engine = runtime.engine_config
         what = f"vLLM for {engine.base_model_name}" if engine else "the remote engines"
@@ -72,6 +77,9 @@ def serve(
         budget.max_model_len = runtime.max_model_len() or DEFAULT_CONTEXT
         if composers is None:
             composers = apps()
+            preparing = _prepare_apps(composers)
+        with console.status("preparing the apps' retrieval (embedder, keyword indexes) ..."):
+            preparing.join()
         gateway_state = runtime.gateway_state(composers=composers, metrics=metrics)
         url = f"http://{settings.gateway.host}:{settings.gateway.port}"
         names = ", ".join(p for c in composers for p in c.pipelines) or "none"
@@ -79,6 +87,25 @@ def serve(
         run_gateway(gateway_state)
     finally:
         runtime.stop()
+
+
+def _prepare_apps(composers) -> threading.Thread:
+    """Load the embedder and build each hybrid app's keyword index in a thread, so the first
+    questions do not pay for it (about 25 s at 100k chunks). A store that is down now only
+    logs: its apps answer 503 until it is back, as they would later."""
+    from retrieval import RetrievalError
+
+    def prepare() -> None:
+        for composer in composers or ():
+            for name, pipeline in composer.pipelines.items():
+                try:
+                    pipeline.prepare()
+                except RetrievalError as exc:
+                    log.warning("app %s: retrieval not prepared: %s", name, exc)
+
+    thread = threading.Thread(target=prepare, name="prepare-apps", daemon=True)
+    thread.start()
+    return thread
 
 
 def _interrupt(signum, frame) -> None:

@@ -137,12 +137,16 @@ def _cosine(similarity: float | None) -> float:
 def _filters(raw: dict) -> MetadataFilters | None:
     if not raw:
         return None
+    _check_filter_keys(raw)
+    return MetadataFilters(filters=[ExactMatchFilter(key=k, value=v) for k, v in raw.items()])
+
+
+def _check_filter_keys(raw: dict) -> None:
     for key in raw:
         if not key or key.startswith("_"):
             raise InvalidQuery(
                 f"invalid filter key '{key}'; use a metadata field such as file_name"
             )
-    return MetadataFilters(filters=[ExactMatchFilter(key=k, value=v) for k, v in raw.items()])
 
 
 def _freeze(raw: dict) -> tuple:
@@ -200,6 +204,12 @@ def _all_nodes(collection, filters: dict) -> list[TextNode]:
             nodes.append(metadata_dict_to_node(metadata, text=text))
         if len(page["ids"]) < _PAGE:
             return nodes
+
+
+def prepare_keyword_index(collection, revision: str, filters: dict) -> None:
+    """Build (and cache) the BM25 index the next hybrid query with `filters` will use."""
+    _check_filter_keys(filters)
+    _KEYWORD_INDEXES.get(collection, revision, _freeze(filters))
 
 
 def _bm25(collection, revision: str, filters: tuple, depth: int) -> BM25Retriever | None:

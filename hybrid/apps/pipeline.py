@@ -48,17 +48,27 @@ class AppPipeline:
         self.budget = budget
         """Fits passages into the engine's context window; None: no fitting."""
 
+    def query_options(self) -> QueryOptions:
+        r = self.spec.retrieval
+        return QueryOptions(
+            top_k=r.top_k, mode=r.mode, filters=r.filters, min_similarity=r.min_similarity
+        )
+
+    def prepare(self) -> None:
+        """Load the embedder and build the keyword index now rather than on the first question.
+
+        Raises:
+            StoreUnavailable: the vector store is down.
+        """
+        self.knowledge_base.prepare(self.query_options())
+
     def retrieve(self, question: str) -> list[Passage]:
         """The relevant passages for `question` (none below the app's min_similarity).
 
         Raises:
             InvalidQuery: empty question. StoreUnavailable: the vector store is down.
         """
-        r = self.spec.retrieval
-        options = QueryOptions(
-            top_k=r.top_k, mode=r.mode, filters=r.filters, min_similarity=r.min_similarity
-        )
-        return number_hits(self.knowledge_base.query(question, options))
+        return number_hits(self.knowledge_base.query(question, self.query_options()))
 
     def fit(self, passages: Sequence[Passage], body: dict) -> list[Passage]:
         """Drop the lowest-ranked passages that would not fit the engine's context window."""

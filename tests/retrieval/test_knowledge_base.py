@@ -220,6 +220,26 @@ def test_keyword_index_reads_large_knowledge_bases_page_by_page(catalog, tmp_pat
     }
 
 
+def test_prepare_builds_the_keyword_index_the_first_query_uses(catalog, tmp_path, monkeypatch):
+    from retrieval import search
+
+    docs = tmp_path / "docs"
+    write_corpus(docs, n_files=3)
+    kb = catalog.create("prepared", SMALL)
+    kb.ingest([docs], progress=False)
+    options = QueryOptions(mode="hybrid", filters={"file_name": "doc-001.md"})
+    kb.prepare(options)
+    builds = []
+    original = search._all_nodes
+    monkeypatch.setattr(search, "_all_nodes", lambda *a: builds.append(a) or original(*a))
+    hits = kb.query("ref001x02", options)
+    assert builds == [] and "ref001x02" in hits[0].text
+    kb.query("ref001x02", QueryOptions(mode="hybrid"))  # other filters: another index
+    assert len(builds) == 1
+    with pytest.raises(InvalidQuery):
+        kb.prepare(QueryOptions(mode="hybrid", filters={"_secret": 1}))
+
+
 def test_hybrid_index_follows_reingestion(catalog, tmp_path):
     docs = tmp_path / "docs"
     write_corpus(docs, n_files=2)
