@@ -147,6 +147,20 @@ def vllm_engine(tiny_llama_dir, tmp_path_factory):
     engine.stop()
 
 
+@pytest.fixture(scope="module")
+def clean_vllm_engine(vllm_engine):
+    """The shared vLLM server as a module finds it best: no adapter another module left loaded
+    (or remembered for a restart). Modules that compare answers use it (`usefixtures`)."""
+    if vllm_engine.state == "restarting":  # a kill test of another module just ran
+        vllm_engine.wait_ready(400)
+    if vllm_engine.state == "ready":
+        for name in vllm_engine.served_adapters():
+            vllm_engine.unload_adapter(name)
+    for name in vllm_engine.adapters:
+        vllm_engine.forget_adapter(name)
+    return vllm_engine
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests that kill or stop the shared vLLM server run after every other test, ordered by
     the marker's `order` (kills before the final stop)."""

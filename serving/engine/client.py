@@ -5,6 +5,7 @@ pure function `serving.engine.routing.choose_replica`."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ from serving.errors import (
     EngineRequestError,
     EngineUnavailable,
 )
+
+log = logging.getLogger(__name__)
 
 
 class EngineClient:
@@ -303,7 +306,26 @@ class EngineSet:
                 choice = choose_replica(self.states(), name)
                 replica = self.replicas[choice.index]
                 if not choice.needs_load:
-                    return replica
+                    held = replica.adapters.get(name)
+                    if held in (None, str(path)):
+                        return replica
+                    # Another folder under this name (another registry sharing the engine, or a
+                    # copy from before a rebuild): its weights are not the ones asked for.
+                    log.warning(
+                        "%s holds adapter %s from %s, not %s: loading it again",
+                        replica.url,
+                        name,
+                        held,
+                        path,
+                    )
+                    try:
+                        await replica.client.unload_lora_adapter(name)
+                    except AdapterNotLoaded:
+                        pass
+                    except EngineUnavailable:
+                        replica.healthy = False
+                        continue
+                    replica.adapters.pop(name, None)
                 try:
                     await replica.client.load_lora_adapter(name, path)
                 except AdapterAlreadyLoaded:

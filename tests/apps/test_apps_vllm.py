@@ -21,7 +21,7 @@ from tests.conftest import EXAMPLES
 from tests.helpers.adapters import peft_greedy, random_lora
 from tests.helpers.gateway import ServerThread
 
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("clean_vllm_engine")]
 
 BRANDS = EXAMPLES / "branded-chatbot" / "brands"
 NEW_TOKENS = 8

@@ -300,7 +300,15 @@ def test_real_sigint_and_sigkill_leave_no_output_and_resume_finishes(tiny_llama_
     def leftovers() -> list[str]:
         return sorted(p.name for p in out.parent.iterdir() if not p.name.startswith(".voice."))
 
-    first = subprocess.Popen([*hybrid, "-q"], stderr=subprocess.PIPE, text=True, env=env)
+    # A shell's background job inherits SIGINT ignored, and Python then leaves it ignored: give
+    # the child the default, as a terminal would.
+    first = subprocess.Popen(
+        [*hybrid, "-q"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     _wait_for(saved_after(0), first, 180, "checkpoint")
     first.send_signal(signal.SIGINT)
     _, stderr = first.communicate(timeout=60)

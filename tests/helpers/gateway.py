@@ -1,12 +1,42 @@
-"""Run a gateway app with a real uvicorn server on a loopback port, in a background thread."""
+"""Run a gateway: an app with a real uvicorn server on a loopback port in a background thread,
+or `hybrid serve CONFIG` as a user runs it, in a subprocess."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
+
+HYBRID = [sys.executable, "-m", "hybrid.cli"]
+
+
+def start_serve(config: Path, log: Path) -> subprocess.Popen:
+    """`hybrid serve CONFIG` in its own session, its output in `log`."""
+    return subprocess.Popen(
+        [*HYBRID, "serve", str(config)],
+        stdout=open(log, "wb"),  # noqa: SIM115 - closed when the process ends
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    """Until `url`/ready answers 200; fails with the log if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"hybrid serve exited:\n{log.read_text()}"
+        try:
+            if httpx.get(url + "/ready", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"hybrid serve not ready:\n{log.read_text()}")
 
 
 def free_port() -> int:

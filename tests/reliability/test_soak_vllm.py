@@ -19,7 +19,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -35,10 +34,14 @@ from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
 from serving.adapters import AdapterRegistry, describe_base
 from tests.conftest import EXAMPLES
 from tests.helpers.adapters import random_lora
-from tests.helpers.gateway import free_port
+from tests.helpers.gateway import free_port, start_serve, wait_ready
 from tests.helpers.reliability import record
 
-pytestmark = [pytest.mark.vllm, pytest.mark.reliability]
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.reliability,
+    pytest.mark.usefixtures("clean_vllm_engine"),
+]
 
 SOAK_S = float(os.environ.get("HYBRID_SOAK_S", "60"))
 CLIENTS = 8
@@ -131,23 +134,9 @@ def served(vllm_engine, tiny_llama_dir, tmp_path_factory):
         )
     )
     log = root / "serve.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hybrid.cli", "serve", str(config)],
-        stdout=open(log, "wb"),  # noqa: SIM115 - closed when the process ends
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = start_serve(config, log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        assert proc.poll() is None, f"hybrid serve exited:\n{log.read_text()}"
-        try:
-            if httpx.get(url + "/ready", timeout=5).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"hybrid serve not ready:\n{log.read_text()}"
-        time.sleep(0.5)
+    wait_ready(url, proc, log, 180)
     try:
         yield url, proc, vllm_engine
     finally:

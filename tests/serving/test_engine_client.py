@@ -280,6 +280,28 @@ def test_engine_set_takes_an_adapter_loaded_behind_its_back():
     run(scenario())
 
 
+def test_an_adapter_held_from_another_folder_is_loaded_again_from_ours():
+    """Two registries sharing one engine (or a registry rebuilt) may both say `voice@v1`: the
+    name alone does not say whose weights the engine holds, the folder does."""
+    fake = FakeVllm()
+    fake.adapters["voice@v1"] = "/other-registry/voice/v1"
+    ledger = Ledger()
+
+    async def scenario():
+        engines = engine_set(fake, ledger=ledger)
+        await engines.refresh()
+        replica = await engines.ensure_adapter("voice@v1", "/ours/voice/v1")
+        assert replica.adapters == {"voice@v1": "/ours/voice/v1"}
+        await engines.ensure_adapter("voice@v1", "/ours/voice/v1")  # now ours: nothing to do
+        await engines.aclose()
+
+    run(scenario())
+    assert fake.adapters == {"voice@v1": "/ours/voice/v1"}
+    assert fake.calls.count("POST /v1/unload_lora_adapter") == 1
+    assert fake.calls.count("POST /v1/load_lora_adapter") == 1
+    assert ledger.adapters == {"voice@v1": "/ours/voice/v1"}
+
+
 def test_engine_set_needs_a_replica():
     with pytest.raises(ValueError, match="at least one replica"):
         EngineSet([])

@@ -16,7 +16,9 @@ from serving.engine.procgroup import group_members
 from serving.errors import AdapterLoadError, AdapterNotLoaded
 from tests.helpers.adapters import greedy_ids, peft_greedy, served_greedy
 
-pytestmark = pytest.mark.vllm
+# These tests start from an engine without adapters and follow each other (the adapter one
+# test loads, the next one unloads).
+pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("clean_vllm_engine")]
 
 PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
 NEW_TOKENS = 12
@@ -27,15 +29,6 @@ def chat(engine, model: str):
     response = served_greedy(engine.openai_base_url, model, PROMPT, NEW_TOKENS)
     assert response.model == model and response.choices[0].message.content
     return greedy_ids(response)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def no_adapters_from_other_modules(vllm_engine):
-    """The server is shared by the session; these tests start from an engine without adapters
-    (and follow each other: the adapter one test loads, the next one unloads)."""
-    if vllm_engine.state == "ready":
-        for name in vllm_engine.served_adapters():
-            vllm_engine.unload_adapter(name)
 
 
 def test_ready_and_lists_the_base_model(vllm_engine):

@@ -20,7 +20,7 @@ from tests.helpers.fuzz import Fuzzer
 from tests.helpers.gateway import ServerThread
 from tests.helpers.reliability import record
 
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("clean_vllm_engine")]
 
 OPERATIONS = ("/v1/chat/completions", "/v1/completions")
 

@@ -22,7 +22,7 @@ from tests.helpers.adapters import peft_greedy, random_lora
 from tests.helpers.gateway import ServerThread
 from tests.helpers.reliability import record
 
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("clean_vllm_engine")]
 
 PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
 NEW_TOKENS = 8
@@ -423,22 +423,23 @@ def test_engine_killed_mid_stream_then_restarted_and_serving_again(gateway, vllm
     import os
     import signal
 
-    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
     greedy(gateway, "voice")  # loaded before the kill
-    stream = client.chat.completions.create(
-        model="voice",
-        messages=PROMPT,
-        max_tokens=900,
-        stream=True,
-        extra_body={"min_tokens": 900},
-    )
-    chunks = iter(stream)
-    next(chunks)
-    os.killpg(vllm_engine.pid, signal.SIGKILL)
-    killed_at = time.monotonic()
-    with pytest.raises(openai.APIError, match="unavailable"):
-        for _ in chunks:
-            pass
+    body = {"model": "voice", "messages": PROMPT, "max_tokens": 900, "min_tokens": 900}
+    events: list[str] = []
+    with httpx.stream(
+        "POST", gateway.url + "/v1/chat/completions", json={**body, "stream": True}, timeout=60
+    ) as response:
+        lines = response.iter_lines()
+        for line in lines:  # a few tokens in: the generation is under way
+            events += [line] if line.startswith("data: ") else []
+            if len(events) == 4:
+                break
+        os.killpg(vllm_engine.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        events += [line for line in lines if line.startswith("data: ")]
+    assert len(events) > 4 and events[-1] != "data: [DONE]", events[-3:]
+    error = json.loads(events[-1].removeprefix("data: "))["error"]
+    assert error["code"] == "engine_unavailable", (error, events[-3:])
     deadline = time.monotonic() + 30
     while httpx.get(gateway.url + "/ready", timeout=10).status_code == 200:
         assert time.monotonic() < deadline, "/ready stayed true after the engine died"

@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,33 +14,9 @@ import openai
 import pytest
 import yaml
 
-from tests.helpers.gateway import free_port
+from tests.helpers.gateway import HYBRID, free_port, start_serve, wait_ready
 
 pytestmark = pytest.mark.vllm
-
-HYBRID = [sys.executable, "-m", "hybrid.cli"]
-
-
-def start_serve(config: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*HYBRID, "serve", str(config)],
-        stdout=open(log, "wb"),  # noqa: SIM115 - closed when the process ends
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"hybrid serve exited:\n{log.read_text()}"
-        try:
-            if httpx.get(url + "/ready", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"hybrid serve not ready:\n{log.read_text()}")
 
 
 def hybrid(config: Path, *args: str) -> subprocess.CompletedProcess:
