@@ -41,7 +41,11 @@ class AdapterFacts:
 
 def check_files(folder: Path) -> None:
     """Safetensors only, regular files only (no symlinks that could point anywhere)."""
-    if not folder.is_dir():
+    try:
+        is_folder = folder.is_dir()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise AdapterRejected(f"cannot read adapter folder {folder}: {exc.strerror}") from None
+    if not is_folder:
         raise AdapterRejected(f"adapter folder not found: {folder}")
     for entry in folder.iterdir():
         if entry.is_symlink():

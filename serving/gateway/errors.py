@@ -106,7 +106,14 @@ class ErrorAnswer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+MAX_MESSAGE_CHARS = 2000
+"""Error messages quote what the client sent (a model name, a path); a 4 MiB model name is not
+sent back whole."""
+
+
 def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict:
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 

@@ -195,6 +195,17 @@ def test_transport_level_mistakes(registry):
         assert client.get("/v1/chat/completions").status_code == 405
 
 
+def test_errors_do_not_echo_huge_client_input(registry):
+    from serving.gateway.errors import MAX_MESSAGE_CHARS
+
+    path = "/nowhere/" + "m" * 100_000
+    with make_client(registry) as client:
+        response = client.post("/admin/adapters", json={"path": path, "name": "big"})
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert len(message) == MAX_MESSAGE_CHARS and message.endswith("…")
+
+
 def test_engine_down_is_503_with_retry_after(registry):
     def refuse(request):
         raise httpx.ConnectError("connection refused")
