@@ -161,8 +161,7 @@ class KnowledgeBase:
             InvalidQuery: empty or oversized query, or a bad filter.
         """
         options = options or QueryOptions()
-        revision = str((self.collection.metadata or {}).get("revision", 0))
-        return search(self.collection, self.embedder, text, options, revision)
+        return search(self.collection, self.embedder, text, options, self._revision())
 
     @_guard_store
     def prepare(self, options: QueryOptions | None = None) -> None:
@@ -171,8 +170,11 @@ class KnowledgeBase:
         options = options or QueryOptions()
         self.embedder.model.get_query_embedding("prepare")
         if options.mode == "hybrid" and self.collection.count():
-            revision = str((self.collection.metadata or {}).get("revision", 0))
-            prepare_keyword_index(self.collection, revision, options.filters)
+            prepare_keyword_index(self.collection, self._revision(), options.filters)
+
+    def _revision(self) -> str:
+        """Changes whenever the chunks do (keys the keyword-index cache)."""
+        return str((self.collection.metadata or {}).get("revision", 0))
 
     @_guard_store
     def stats(self) -> KnowledgeBaseStats:

@@ -30,11 +30,13 @@ import openai
 import pytest
 import yaml
 
+from bench.common import percentile
 from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
 from serving.adapters import AdapterRegistry, describe_base
 from tests.conftest import EXAMPLES
 from tests.helpers.adapters import random_lora
 from tests.helpers.gateway import free_port, start_serve, wait_ready
+from tests.helpers.metrics import metric_total
 from tests.helpers.reliability import record
 
 pytestmark = [
@@ -63,11 +65,6 @@ QUESTIONS = {
     ],
 }
 GENERIC = ["Tell me something about coffee.", "What is the capital of France?"]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def rss_mib(pid: int) -> float:
@@ -213,12 +210,7 @@ SWAPS = [
 
 
 def engine_busy(engine_url: str) -> float:
-    text = httpx.get(engine_url + "/metrics", timeout=30).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(("vllm:num_requests_running", "vllm:num_requests_waiting"))
-    )
+    return metric_total(engine_url, "vllm:num_requests_running", "vllm:num_requests_waiting")
 
 
 def test_soak_many_clients_while_adapters_swap(served):
@@ -273,12 +265,7 @@ def test_soak_many_clients_while_adapters_swap(served):
     while engine_busy(engine.url) and time.monotonic() < deadline:
         time.sleep(0.5)
     busy_after = engine_busy(engine.url)
-    metrics = httpx.get(url + "/metrics", timeout=30).text
-    in_flight = sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("hybrid_requests_in_flight{")
-    )
+    in_flight = metric_total(url, "hybrid_requests_in_flight")
     unstable = {key: texts for key, texts in tally.answers.items() if len(texts) > 1}
     completed = len(tally.latencies)
     figures = dict(

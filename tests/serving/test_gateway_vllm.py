@@ -20,6 +20,7 @@ from serving.engine import EngineSet
 from serving.gateway import GatewayConfig, GatewayState, create_app
 from tests.helpers.adapters import peft_greedy, random_lora
 from tests.helpers.gateway import ServerThread
+from tests.helpers.metrics import metric_total
 from tests.helpers.reliability import record
 
 pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("clean_vllm_engine")]
@@ -361,12 +362,7 @@ def test_client_disconnect_mid_stream_aborts_the_engine_request(gateway, vllm_en
     (vLLM does not count aborts in request_success_total; its generated tokens tell)."""
 
     def generated() -> float:
-        text = httpx.get(vllm_engine.url + "/metrics", timeout=30).text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("vllm:generation_tokens_total")
-        )
+        return metric_total(vllm_engine.url, "vllm:generation_tokens_total")
 
     before = generated()
     body = {"model": "voice", "messages": PROMPT, "n": 16, "max_tokens": 900, "min_tokens": 900}
