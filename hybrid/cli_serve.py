@@ -15,6 +15,7 @@ import yaml
 
 from hybrid.cli_state import State
 from hybrid.config import load_config
+from hybrid.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,11 @@ def new_key(
     """Make a random key; print it once, and the config entry that stores only its hash."""
     from serving.gateway import hash_key
 
+    if admin and models:
+        raise UsageError(
+            "an admin key may use every model, so --model does not apply to it; drop --admin "
+            "for a key limited to those models"
+        )
     key = "hy-" + secrets.token_urlsafe(32)
     entry: dict = {"name": name, "sha256": hash_key(key)}
     if models:

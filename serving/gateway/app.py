@@ -13,6 +13,7 @@ from serving.gateway.errors import GatewayError
 from serving.gateway.openapi import openapi_with_bodies
 from serving.gateway.playground import playground_router
 from serving.gateway.routes import admin_router, error_response, openai_router, ops_router
+from serving.gateway.sites import SiteGuard
 from serving.gateway.state import GatewayState
 
 
@@ -39,7 +40,11 @@ def create_app(state: GatewayState) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(ops_router)
     app.include_router(playground_router)
-    app.add_middleware(WidgetCORS, any_origin=state.config.auth.enabled)  # docs/playground.md
+    config = state.config
+    app.add_middleware(  # docs/playground.md
+        WidgetCORS, any_origin=config.auth.enabled, listed=config.allowed_origins
+    )
+    app.add_middleware(SiteGuard, config=config)  # outermost: before CORS answers a preflight
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):  # unknown route, bad method

@@ -9,7 +9,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\.?)(:\d{1,5})?")
+_ORIGIN = re.compile(
+    r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:\d{1,5})?"
+)
 
 
 def hash_key(key: str) -> str:
@@ -44,7 +48,7 @@ class ApiKey(_Frozen):
     @classmethod
     def _hex(cls, value: str) -> str:
         value = value.strip().lower()
-        if not _SHA256.match(value):
+        if not _SHA256.fullmatch(value):
             raise ValueError(
                 "sha256 must be 64 hex characters (the digest of the key, not the key itself); "
                 "make one with `hybrid keys new`"
@@ -63,6 +67,17 @@ class AuthConfig(_Frozen):
     @property
     def enabled(self) -> bool:
         return bool(self.api_keys or self.admin_keys)
+
+    @model_validator(mode="after")
+    def _admin_keys_have_no_scope(self) -> AuthConfig:
+        scoped = [k.name for k in self.admin_keys if k.models is not None]
+        if scoped:
+            raise ValueError(
+                f"admin_keys {scoped} list 'models', but an admin key may use every model and "
+                "the admin routes; remove 'models' there, or list the key under api_keys to "
+                "limit it to those models"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> AuthConfig:
@@ -94,6 +109,37 @@ class GatewayConfig(_Frozen):
     """After a promote, unload the previous version once its requests in flight are done."""
     health_interval_s: Annotated[float, Field(gt=0)] = 5.0
     """How often the gateway re-checks engine health and their adapter lists."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Without keys, the gateway answers only requests addressed to a loopback name on its own
+    port (`Host: 127.0.0.1:8080`, `localhost:8080`); these Host values too (`name` for any
+    port, `name:port` for one), e.g. `localhost:9000` behind an SSH tunnel. Guards against DNS
+    rebinding; with keys, any Host is answered."""
+    allowed_origins: tuple[str, ...] = ()
+    """Without keys, web pages of these origins (`https://site.example:8443`) may call the
+    OpenAI routes too (same-origin and loopback pages always may); never the admin routes."""
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [h for h in hosts if not _HOST.fullmatch(h)]
+        if bad:
+            raise ValueError(
+                f"allowed_hosts {bad} are not host names with an optional port (e.g. "
+                "'localhost:9000', 'gpu-box.internal'); no scheme, path or wildcard"
+            )
+        return tuple(h.lower().rstrip(".") for h in hosts)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [o for o in origins if not _ORIGIN.fullmatch(o)]
+        if bad:
+            raise ValueError(
+                f"allowed_origins {bad} are not web origins: write scheme://host[:port] with "
+                "no path or trailing slash (e.g. 'https://intranet.example'); '*' is not "
+                "allowed, configure API keys to serve every site"
+            )
+        return tuple(o.lower() for o in origins)
 
     @model_validator(mode="after")
     def _keys_off_loopback(self) -> GatewayConfig:

@@ -5,7 +5,8 @@ Only the routes the widget calls answer cross-origin requests: `GET /v1/models`,
 routes or `/metrics`. No cookies are involved: each request carries its own Bearer key, so what
 protects a gateway that allows every origin is that the key pasted into a site is scoped to the
 app it embeds (`hybrid keys new --model APP`). A gateway without keys (loopback only) allows
-loopback origins only, so a website its user happens to visit cannot drive the local models.
+loopback origins and `gateway.allowed_origins` only, so a website its user happens to visit
+cannot drive the local models (`sites.SiteGuard` refuses such requests outright).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ EXPOSE_HEADERS = "Retry-After"
 PREFLIGHT_MAX_AGE_S = "600"
 
 
-def origin_allowed(origin: str, any_origin: bool) -> bool:
+def origin_allowed(origin: str, any_origin: bool, listed: frozenset[str] = frozenset()) -> bool:
     """Whether a page from `origin` may call the widget routes (`null` origins never may)."""
     if origin == "null":  # sandboxed frames and file:// pages: anyone can make one
         return False
-    return any_origin or LOOPBACK_ORIGIN.match(origin) is not None
+    return any_origin or LOOPBACK_ORIGIN.match(origin) is not None or origin.lower() in listed
 
 
 class WidgetCORS:
@@ -35,12 +36,14 @@ class WidgetCORS:
 
     Args:
         app: the gateway app.
-        any_origin: allow every origin (the gateway has keys); else loopback origins only.
+        any_origin: allow every origin (the gateway has keys); else loopback origins only...
+        listed: ...and these (`gateway.allowed_origins`).
     """
 
-    def __init__(self, app: ASGIApp, any_origin: bool):
+    def __init__(self, app: ASGIApp, any_origin: bool, listed: tuple[str, ...] = ()):
         self.app = app
         self.any_origin = any_origin
+        self.listed = frozenset(listed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not WIDGET_ROUTES.match(scope["path"]):
@@ -48,7 +51,7 @@ class WidgetCORS:
             return
         request_headers = Headers(scope=scope)
         origin = request_headers.get("origin")
-        if origin is None or not origin_allowed(origin, self.any_origin):
+        if origin is None or not origin_allowed(origin, self.any_origin, self.listed):
             await self.app(scope, receive, send)  # the browser refuses the answer itself
             return
         if scope["method"] == "OPTIONS" and "access-control-request-method" in request_headers:

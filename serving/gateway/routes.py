@@ -17,6 +17,7 @@ from serving.gateway.errors import InvalidRequest, PayloadTooLarge, to_answer
 from serving.gateway.handlers import EventStream
 from serving.gateway.openapi import ADMIN_ERRORS, GENERATION_ERRORS, documented
 from serving.gateway.schemas import ChatCompletionRequest, CompletionRequest
+from serving.gateway.sites import UnsupportedMediaType
 from serving.gateway.state import GatewayState
 
 MAX_JSON_DEPTH = 100
@@ -66,7 +67,32 @@ def state_of(request: Request) -> GatewayState:
     return request.app.state.gateway
 
 
+def check_content_type(content_type: str | None) -> None:
+    """A body must be declared JSON (`application/json`, `application/*+json`) or not declared
+    at all. Web pages of other sites can send `text/plain`, form and multipart bodies without
+    the browser asking the gateway first (no CORS preflight), so those are refused even when
+    they hold JSON; so is anything else declared, and even when the body is empty (an
+    empty cross-site form would still unload an adapter).
+
+    Raises:
+        UnsupportedMediaType: naming the type and the fix.
+    """
+    if content_type is None:  # httpx/requests with a raw body, curl -X POST without -d
+        return
+    media = content_type.partition(";")[0].strip().lower()
+    if media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return
+    raise UnsupportedMediaType(
+        f"the request body is declared as '{content_type[:100]}'; send JSON with "
+        "'Content-Type: application/json' (curl: --json, or -H 'Content-Type: "
+        "application/json' with -d)"
+    )
+
+
 async def json_body(request: Request) -> object:
+    check_content_type(request.headers.get("content-type"))
     limit = state_of(request).config.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:

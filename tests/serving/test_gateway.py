@@ -262,6 +262,25 @@ def test_keys_are_required_off_loopback():
     GatewayConfig(host="0.0.0.0", auth=AuthConfig(api_keys=(ApiKey(name="x", sha256="a" * 64),)))
 
 
+def test_key_fields_that_would_be_ignored_are_refused(tmp_path):
+    """An admin key may use every model: a `models` list there was silently ignored."""
+    scoped_admin = ApiKey(name="ops", sha256="a" * 64, models=("voice",))
+    with pytest.raises(ValueError, match=r"admin_keys \['ops'\] list 'models'.*api_keys"):
+        AuthConfig(admin_keys=(scoped_admin,))
+    with pytest.raises(ValueError, match="model\n.*Extra inputs are not permitted"):
+        ApiKey.model_validate({"name": "site", "sha256": "b" * 64, "model": ["voice"]})
+    from hybrid.config import load_config
+    from hybrid.errors import HybridError
+
+    config = tmp_path / "hybrid.yaml"
+    config.write_text(
+        "gateway:\n  auth:\n    admin_keys:\n"
+        f"      - {{name: ops, sha256: {'a' * 64}, models: [voice]}}\n"
+    )
+    with pytest.raises(HybridError, match="gateway.auth: admin_keys \\['ops'\\] list 'models'"):
+        load_config(config)
+
+
 def test_admin_register_load_promote_unload(registry, adapter_dirs):
     engine = FakeEngine()
     with make_client(registry, engine) as client:
@@ -412,3 +431,12 @@ def test_stream_relay_keeps_unicode_line_breaks_inside_events(registry):
         chunks = sse_chunks(chat(client, "voice", stream=True))
         text = "".join(c["choices"][0]["delta"]["content"] for c in chunks[:-1])
         assert text == "odd\u2028line\x85breaks\x0bhere" and chunks[-1] == "[DONE]"
+
+
+def test_keys_new_refuses_a_scoped_admin_key(capsys):
+    from hybrid.cli import main
+
+    assert main(["keys", "new", "--name", "ops", "--admin", "--model", "voice"]) == 2
+    assert "--model does not apply" in capsys.readouterr().err
+    assert main(["keys", "new", "--name", "site", "--model", "voice"]) == 0
+    assert "models:\n  - voice" in capsys.readouterr().out

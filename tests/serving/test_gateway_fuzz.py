@@ -161,15 +161,19 @@ def test_nesting_up_to_the_limit_is_served(gateway):
     assert response.status_code == 200, response.text
 
 
-def test_the_content_type_header_is_not_needed_but_the_body_must_be_json(gateway):
-    """curl -d sends JSON as a form by default: the gateway reads any body as JSON."""
+def test_the_content_type_header_may_be_absent_but_never_another_type(gateway):
+    """A page of another site can post text/plain and form bodies without a CORS preflight, so
+    those are refused even when they hold JSON (415; curl -d needs --json). A raw body without
+    the header is read as JSON (tests/serving/test_sites.py has the rest)."""
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "image/png"):
-        served = gateway.post(
+        refused = gateway.post(
             "/v1/chat/completions", content=CHAT + b"}", headers={"Content-Type": content_type}
         )
-        assert served.status_code == 200, (content_type, served.text)
+        assert refused.status_code == 415, (content_type, refused.text)
+        assert "application/json" in refused.json()["error"]["message"]
+    assert gateway.post("/v1/chat/completions", content=CHAT + b"}").status_code == 200
     form = gateway.post("/v1/chat/completions", data={"model": "base", "messages": "hi"})
-    assert form.status_code == 400 and "not valid JSON" in form.json()["error"]["message"]
+    assert form.status_code == 415 and form.json()["error"]["code"] == "unsupported_media_type"
 
 
 @pytest.mark.reliability

@@ -122,7 +122,8 @@ def test_open_gateway_allows_loopback_pages_only(open_gateway):
     refused = preflight(open_gateway, "/v1/chat/completions", "https://shop.example")
     assert "access-control-allow-origin" not in refused.headers
     foreign = open_gateway.get("/v1/models", headers={"Origin": "https://shop.example"})
-    assert foreign.status_code == 200 and "access-control-allow-origin" not in foreign.headers
+    assert foreign.status_code == 403 and "access-control-allow-origin" not in foreign.headers
+    assert foreign.json()["error"]["code"] == "cross_site_request"  # sites.SiteGuard
 
 
 def test_keyed_gateway_allows_any_site_on_the_widget_routes_only(keyed_gateway):
@@ -140,7 +141,8 @@ def test_keyed_gateway_allows_any_site_on_the_widget_routes_only(keyed_gateway):
     admin = {**site, "Authorization": "Bearer admin-key"}
     for method, path in [("get", "/admin/adapters"), ("get", "/metrics")]:
         answer = keyed_gateway.request(method, path, headers=admin)
-        assert answer.status_code == 200 and "access-control-allow-origin" not in answer.headers
+        assert answer.status_code == 403 and "access-control-allow-origin" not in answer.headers
+        assert answer.json()["error"]["code"] == "cross_site_request"  # sites.SiteGuard
     for path in ["/v1/completions", "/admin/adapters"]:
         assert (
             "access-control-allow-origin"
