@@ -3,6 +3,7 @@ in this process (transformers + PEFT), or any OpenAI-compatible server (vLLM, a 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +31,7 @@ class LocalGenerator:
 
             model = PeftModel.from_pretrained(model, adapter)
         self.model = model.eval()
+        self._compiler = None
 
     def generate(self, messages: list[dict], sampling: dict) -> str:
         import torch
@@ -49,6 +51,8 @@ class LocalGenerator:
             kwargs["repetition_penalty"] = float(sampling["repetition_penalty"])
         if sampling.get("seed") is not None:
             torch.manual_seed(int(sampling["seed"]))
+        if sampling.get("structured_outputs"):
+            kwargs["logits_processor"] = [self._constraint(sampling["structured_outputs"])]
         with torch.no_grad():
             out = self.model.generate(
                 **ids,
@@ -59,6 +63,38 @@ class LocalGenerator:
         for stop in sampling.get("stop") or []:
             text = text.split(stop)[0]
         return text.strip()
+
+    def _constraint(self, structured: dict):
+        """vLLM's `structured_outputs` (grammar, regex or json) as a transformers logits
+        processor, with xgrammar, the library vLLM's default backend uses: the same grammar
+        gives the same constraint in both paths (an app's figure binding, for one)."""
+        import xgrammar
+        import xgrammar.contrib.hf
+
+        if self._compiler is None:
+            info = xgrammar.TokenizerInfo.from_huggingface(
+                self.tokenizer, vocab_size=self.model.config.vocab_size
+            )
+            self._compiler = xgrammar.GrammarCompiler(info, max_threads=1)
+        kinds = {k: v for k, v in structured.items() if v is not None}
+        try:
+            if isinstance(kinds.get("grammar"), str):
+                compiled = self._compiler.compile_grammar(kinds["grammar"])
+            elif isinstance(kinds.get("regex"), str):
+                compiled = self._compiler.compile_regex(kinds["regex"])
+            elif kinds.get("json") is not None:
+                schema = kinds["json"]
+                compiled = self._compiler.compile_json_schema(
+                    schema if isinstance(schema, str) else json.dumps(schema)
+                )
+            else:
+                raise HybridError(
+                    f"in-process generation supports structured_outputs with grammar, regex or "
+                    f"json; got {sorted(kinds)}"
+                )
+        except RuntimeError as exc:
+            raise HybridError(f"structured_outputs does not compile: {exc}") from None
+        return xgrammar.contrib.hf.LogitsProcessor(compiled)
 
 
 class OpenAIGenerator:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hybrid.apps.budget import PromptBudget
+from hybrid.apps.figure_binding import binding_for
 from hybrid.apps.grounding import Grounding, check_grounding, citations
 from hybrid.apps.prompt import Passage, build_messages, number_hits
 from hybrid.apps.spec import AppSpec
@@ -95,11 +96,19 @@ class AppPipeline:
         client = {k: v for k, v in body.items() if k not in _APP_OWNED}
         if "max_completion_tokens" in client:
             client.setdefault("max_tokens", client.pop("max_completion_tokens"))
-        return {
+        engine = {
             **self.spec.generation.as_body(),
             **client,
             "messages": build_messages(self.spec, passages, body.get("messages") or []),
         }
+        if self.spec.generation.bind_figures and passages:
+            # The app owns the constraint: a client's own `structured_outputs` is replaced.
+            engine.pop("structured_outputs", None)
+            asked = [_text(m) for m in body.get("messages") or [] if m.get("role") == "user"]
+            binding = binding_for([p.text for p in passages] + asked, len(passages))
+            if binding is not None:
+                engine["structured_outputs"] = binding
+        return engine
 
     def notes(self, answer: str, passages: Sequence[Passage], question: str) -> AnswerNotes:
         cited, _ = citations(answer, passages)
@@ -117,3 +126,13 @@ class AppPipeline:
             grounding=grounding.to_dict(),
             no_context=not passages,
         )
+
+
+def _text(message: dict) -> str:
+    """A message's text (string content, or the text parts of a list of parts)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+    return ""

@@ -65,9 +65,12 @@ class GenerationDefaults(_Frozen):
     stop: tuple[str, ...] | None = None
     repetition_penalty: Annotated[float, Field(gt=0)] | None = None
     """vLLM's repetition penalty (1.0 = off); small models ramble less with 1.1."""
+    bind_figures: bool = False
+    """Every number the answer writes must appear in its passages or the question, written as
+    there (a grammar per request; see docs/apps.md). Not a sampling value: never sent as such."""
 
     def as_body(self) -> dict:
-        body = self.model_dump(exclude_none=True)
+        body = self.model_dump(exclude_none=True, exclude={"bind_figures"})
         if "stop" in body:
             body["stop"] = list(body["stop"])
         return body
