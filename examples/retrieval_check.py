@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from retrieval import KnowledgeBaseCatalog
-from retrieval.evaluation import LabelledQuestion, RetrievalEvaluation, evaluate
+from retrieval.evaluation import LabelledQuestion, RetrievalEvaluation, evaluate, retrieval_case
 
 EXAMPLES = Path(__file__).resolve().parent
 SETS = {
@@ -35,7 +35,11 @@ SETS = {
 
 def questions_of(path: Path, brand: str | None) -> list[LabelledQuestion]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return [LabelledQuestion.model_validate(r) for r in rows if brand in (None, r.get("brand"))]
+    return [
+        LabelledQuestion.model_validate(r)
+        for r in rows
+        if brand in (None, r.get("brand")) and retrieval_case(r)
+    ]
 
 
 def run_check(catalog: KnowledgeBaseCatalog, depth: int = 10) -> dict[str, RetrievalEvaluation]:

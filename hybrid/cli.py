@@ -15,10 +15,10 @@ import typer
 from pydantic import ValidationError
 
 from finetune.errors import FinetuneError, TrainingInterrupted
-from hybrid import cli_adapter, cli_data, cli_finetune, cli_kb, cli_serve, cli_train
+from hybrid import cli_adapter, cli_data, cli_eval, cli_finetune, cli_kb, cli_serve, cli_train
 from hybrid.cli_state import State
 from hybrid.config import format_validation_error
-from hybrid.errors import HybridError
+from hybrid.errors import HybridError, UsageError
 from retrieval import RetrievalError
 from serving.adapters import RegistryError
 from serving.errors import EngineStartError, ServingError
@@ -34,7 +34,7 @@ app.add_typer(cli_kb.app, name="kb")
 app.add_typer(cli_data.app, name="data")
 app.command("train")(cli_train.train)
 app.add_typer(cli_train.model_app, name="model")
-app.command("eval")(cli_finetune.evaluate)
+app.add_typer(cli_eval.app, name="eval")
 app.add_typer(cli_finetune.adapter_app, name="adapter")
 for _name, _command in {
     "list": cli_adapter.list_adapters,
@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc), debug)
     except TrainingInterrupted as exc:  # Ctrl-C: the shell's usual code, and where to resume
         return _fail(str(exc), debug, code=130)
+    except UsageError as exc:  # bad input named on the command line: typer's usage code
+        return _fail(str(exc), debug, code=2)
     except (HybridError, RetrievalError, FinetuneError, ServingError, RegistryError) as exc:
         return _fail(str(exc), debug)
     except ValidationError as exc:

@@ -1,4 +1,4 @@
-"""`hybrid eval ADAPTER` and `hybrid adapter merge`."""
+"""`hybrid eval adapter ADAPTER` and `hybrid adapter merge`."""
 
 from __future__ import annotations
 

@@ -64,14 +64,26 @@ class RetrievalEvaluation:
         return "\n".join(lines)
 
 
+def retrieval_case(row: object) -> bool:
+    """Whether a labelled line is a retrieval case. App evaluation (`hybrid eval app`) shares the
+    file: its unanswerable questions (`"answerable": false`, nothing to find) and follow-ups
+    (`messages`: prior turns the question depends on) are not single-query retrieval cases."""
+    if not isinstance(row, dict):
+        return True  # reported as a bad line by the validation
+    return row.get("answerable", True) is not False and not row.get("messages")
+
+
 def load_questions(path: Path) -> list[LabelledQuestion]:
-    """Read a question file; every bad line is reported with its number, all at once."""
+    """Read a question file; every bad line is reported with its number, all at once. Lines
+    that are not retrieval cases (see `retrieval_case`) are skipped."""
     questions, problems = [], []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            questions.append(LabelledQuestion.model_validate(json.loads(line)))
+            row = json.loads(line)
+            if retrieval_case(row):
+                questions.append(LabelledQuestion.model_validate(row))
         except (json.JSONDecodeError, ValidationError) as exc:
             problems.append(f"line {number}: {str(exc).splitlines()[0]}")
     if problems:
