@@ -110,8 +110,8 @@ def test_grounding_flags_figures_and_names_found_in_no_passage():
     )
     assert not bad.grounded
     assert bad.ungrounded == [
-        {"text": "512.6", "kind": "number"},
-        {"text": "Margaret Okafor", "kind": "name"},
+        {"text": "512.6", "kind": "number", "reason": "no passage gives $512.6 million"},
+        {"text": "Margaret Okafor", "kind": "name", "reason": "no passage names it"},
     ]
     assert bad.unknown_citations == [4]
     by_persona = check_grounding(
