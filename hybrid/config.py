@@ -88,14 +88,16 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
 def load_config(path: Path | None) -> HybridConfig:
     """Read a config file; `None` reads ./hybrid.yaml when it exists, else uses the defaults.
 
-    Relative store paths are taken relative to the config file's folder.
+    Relative paths (store, registry, base model, apps, engine model and log) are taken
+    relative to the config file's folder (without a file: the working directory) and made
+    absolute.
 
     Raises:
         ConfigError: file missing, not YAML, or invalid (every problem listed).
     """
     if path is None:
         if not DEFAULT_CONFIG_FILE.exists():
-            return HybridConfig()
+            return _relative_to(HybridConfig(), Path.cwd())
         path = DEFAULT_CONFIG_FILE
     if not path.exists():
         raise ConfigError(f"config file not found: {path}; create it or drop --config")
@@ -115,7 +117,10 @@ def load_config(path: Path | None) -> HybridConfig:
 
 
 def _relative_to(config: HybridConfig, base: Path) -> HybridConfig:
-    """Paths in a config file are relative to the file's folder."""
+    """Paths in a config file are relative to the file's folder, and made absolute here: the
+    registry's paths are sent to engines, whose working directory is not ours (a remote vLLM
+    would look for `.hybrid/adapters/...` in its own)."""
+    base = base.expanduser().absolute()
 
     def rel(path: Path) -> Path:
         path = path.expanduser()
@@ -168,6 +173,13 @@ class ContextTraining(BaseModel):
     share: float = Field(default=1.0, ge=0, le=1)
     """Share of the chat examples that get retrieved context; the rest keep their own prompt."""
     seed: int = 0
+    grounded_examples: int = Field(default=0, ge=0, le=100_000)
+    """Extra grounded-voice examples built from the knowledge base (hybrid/apps/
+    grounded_examples.py): a passage among distractors, a question about one of its figures, the
+    answer copying it with its [n] citation in the adapter's voice, every figure perturbed so
+    only copying from the context is right."""
+    holdout: tuple[Path, ...] = ()
+    """Labelled question files (JSONL with "question") never asked in the grounded examples."""
 
 
 def load_context_training(path: Path) -> ContextTraining | None:
@@ -184,6 +196,8 @@ def load_context_training(path: Path) -> ContextTraining | None:
     if isinstance(raw.get("app"), str):
         app = Path(raw["app"]).expanduser()
         raw = {**raw, "app": app if app.is_absolute() else path.parent / app}
+    if isinstance(raw.get("holdout"), list):
+        raw = {**raw, "holdout": [path.parent / Path(p).expanduser() for p in raw["holdout"]]}
     try:
         return ContextTraining.model_validate(raw)
     except ValidationError as exc:

@@ -63,7 +63,9 @@ class ServingRuntime:
         self.engine_config = engine
         self.remote = remote
         self.base_model = base
-        self.registry_root = registry_root
+        # Absolute: the registry's folders are sent to engines, which resolve a relative path
+        # from their own working directory (a remote one on another machine).
+        self.registry_root = Path(registry_root).expanduser().absolute()
         self.gateway_config = gateway or GatewayConfig()
         self.preload = tuple(preload)
         self.process: EngineProcess | None = None
@@ -111,7 +113,7 @@ class ServingRuntime:
     def max_model_len(self) -> int | None:
         """The context window the engine reports for the base model (after start)."""
         if self.process is not None:
-            url, key = self.process.url, self.process.config.api_key
+            url, key = self.process.url, self.process.api_key
         elif self.remote is not None:
             url, key = self.remote.urls[0], self.remote.api_key
         else:

@@ -126,6 +126,23 @@ class EngineClient:
             raise engine_error(response.status_code, body, url=self.url, action="generate")
         return response
 
+    async def count_tokens(self, model: str, payload: dict) -> int:
+        """Tokens of a prompt as the engine's tokenizer counts them (POST /tokenize): `payload`
+        holds `messages` (rendered with the chat template, `tools` too) or a `prompt`.
+
+        Raises:
+            EngineUnavailable / EngineRequestError: as `generate`.
+        """
+        response = await self._request("POST", "/tokenize", "generate", {**payload, "model": model})
+        count = response.json().get("count")
+        if not isinstance(count, int):
+            raise EngineRequestError(
+                f"engine at {self.url} answered /tokenize without a count",
+                url=self.url,
+                status_code=response.status_code,
+            )
+        return count
+
     def _unavailable(self, method: str, route: str, exc: Exception) -> EngineUnavailable:
         return EngineUnavailable(
             f"engine at {self.url} did not answer {method} {route} ({type(exc).__name__}: "
@@ -248,7 +265,7 @@ class EngineSet:
         if supervised is not None:
             replicas.append(
                 Replica(
-                    EngineClient(supervised.url, api_key=supervised.config.api_key),
+                    EngineClient(supervised.url, api_key=supervised.api_key),
                     ledger=supervised,
                     adapters=supervised.adapters,
                 )

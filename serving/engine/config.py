@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from serving.engine.tools import chat_template, parser_for_template
+
 # `--max-lora-rank` is a choice in vLLM 0.32 (`vllm serve --help=all`); anything else is refused
 # by vLLM's argument parser after a ~10 s import, so we refuse it here first.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -27,6 +29,8 @@ MANAGED_FLAGS = {
     "--max-lora-rank": "max_lora_rank",
     "--max-cpu-loras": "max_cpu_loras",
     "--api-key": "api_key",
+    "--enable-auto-tool-choice": "tool_call_parser",
+    "--tool-call-parser": "tool_call_parser",
 }
 
 
@@ -76,7 +80,14 @@ class EngineConfig(_Frozen):
     port: Annotated[int, Field(ge=0, le=65535)] = 0
     """TCP port; 0 picks a free one at the first start and keeps it across restarts."""
     api_key: str | None = Field(default=None, repr=False)
-    """If set, the server requires `Authorization: Bearer <api_key>` on /v1 routes."""
+    """The key the server requires (`Authorization: Bearer <api_key>`) on every route but
+    /health; default: a secret generated at each start of the supervisor, known only to it and
+    its gateway. Passed in the server's environment, never on its command line."""
+    tool_call_parser: str | None = "auto"
+    """vLLM tool-call parser (`--tool-call-parser`), so requests with `tools` work: `auto`
+    picks it from the model's chat template (ChatML or `<tool_call>`: hermes, `[TOOL_CALLS]`:
+    mistral, `<|python_tag|>`: llama3_json; none of these: tools off), a name forces one,
+    null turns tool calling off (requests with `tools` then get 400)."""
     extra_args: tuple[str, ...] = ()
     """Further vLLM command-line arguments, e.g. ["--enforce-eager"]."""
     env: dict[str, str] = Field(default_factory=dict)
@@ -142,6 +153,14 @@ class EngineConfig(_Frozen):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def tool_parser(self) -> str | None:
+        """The tool-call parser the server is started with (None: tool calling off)."""
+        if self.tool_call_parser in (None, "", "none"):
+            return None
+        if self.tool_call_parser != "auto":
+            return self.tool_call_parser
+        return parser_for_template(chat_template(self.model))
 
     @property
     def base_model_name(self) -> str:

@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import logging
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -57,6 +58,10 @@ _PROBE_TIMEOUT_S = 5.0
 _ADAPTER_TIMEOUT_S = 120.0  # a load reads the folder; unload waits for in-flight requests
 _GROUP_GONE_TIMEOUT_S = 10.0
 _LIVE_SUPERVISORS: weakref.WeakSet[EngineProcess] = weakref.WeakSet()
+GUARD_DIR = Path(__file__).resolve().parent / "vllm_plugins"
+"""Put on the server's PYTHONPATH: `hybrid_engine_guard`, the middleware that requires the
+engine key on every route but /health (standard library only)."""
+GUARD_MIDDLEWARE = "hybrid_engine_guard.EngineGuard"
 
 
 class _Stopping(Exception):
@@ -76,15 +81,29 @@ def build_command(config: EngineConfig, port: int) -> list[str]:
     cmd += ["--max-lora-rank", str(config.max_lora_rank)]
     if config.max_cpu_loras is not None:
         cmd += ["--max-cpu-loras", str(config.max_cpu_loras)]
-    if config.api_key:
-        cmd += ["--api-key", config.api_key]
+    # The key itself travels in the environment (VLLM_API_KEY, see build_env): an argv is
+    # readable by every user of the host in /proc/<pid>/cmdline and `ps`, an environment only
+    # by the same user. vLLM's own check guards /v1/*; the guard covers every other route too.
+    cmd += ["--middleware", GUARD_MIDDLEWARE]
+    parser = config.tool_parser()
+    if parser is not None:
+        cmd += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
     return cmd + list(config.extra_args)
 
 
-def build_env(config: EngineConfig, base: Mapping[str, str]) -> dict[str, str]:
-    """The child's environment: `base` (normally os.environ) plus what the server needs."""
+def build_env(
+    config: EngineConfig, base: Mapping[str, str], api_key: str | None = None
+) -> dict[str, str]:
+    """The child's environment: `base` (normally os.environ) plus what the server needs, with
+    `api_key` (default: `config.api_key`) as the key every route but /health requires."""
     env = dict(base)
     env.update(config.env)
+    key = api_key or config.api_key
+    if key:
+        env["VLLM_API_KEY"] = key
+    else:
+        env.pop("VLLM_API_KEY", None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(GUARD_DIR), env.get("PYTHONPATH", "")) if p)
     env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # enables /v1/(un)load_lora_adapter
     env["PYTHONUNBUFFERED"] = "1"  # the log must be current when we quote it in an error
     if config.kv_cache_gib is not None:
@@ -130,6 +149,9 @@ class EngineProcess:
         self._pgid: int | None = None
         self._port: int | None = None
         self._log_path: Path | None = config.log_file
+        # Without a configured key the server gets a fresh secret: nobody but this process
+        # (and the gateway it hands `api_key` to) can talk to it, not even on loopback.
+        self._api_key = config.api_key or secrets.token_urlsafe(32)
         self._log_start = 0
         self._state: EngineState = "stopped"
         self._ledger: dict[str, str] = {}
@@ -164,6 +186,12 @@ class EngineProcess:
     def openai_base_url(self) -> str:
         """Base URL for OpenAI clients (`url` + /v1)."""
         return self.url + "/v1"
+
+    @property
+    def api_key(self) -> str:
+        """The key the server requires (`Authorization: Bearer ...`) on every route but
+        /health: `config.api_key`, or a secret generated for this supervisor. Never logged."""
+        return self._api_key
 
     @property
     def pid(self) -> int | None:
@@ -384,7 +412,7 @@ class EngineProcess:
             )
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+        return {"Authorization": f"Bearer {self._api_key}"}
 
     def _call(
         self,
@@ -473,9 +501,9 @@ class EngineProcess:
                 log_path=str(self._log_path) if self._log_path else None,
             )
         cmd = build_command(self.config, self._port)
-        env = build_env(self.config, os.environ)
+        env = build_env(self.config, os.environ, self._api_key)
         with self._open_log() as logfile:
-            shown = shlex.join(cmd).replace(self.config.api_key or "\0", "***")
+            shown = shlex.join(cmd)  # holds no secret: the key is in the environment
             logfile.write(f"\n=== hybrid: starting vLLM at {time.ctime()}: {shown}\n".encode())
             logfile.flush()
             self._log_start = logfile.tell()

@@ -23,6 +23,11 @@ from serving.errors import (
 log = logging.getLogger("serving.gateway")
 
 RETRY_AFTER_S = 5
+TOOLS_OFF_FIX = (
+    " (this engine runs without tool calling: set engine.tool_call_parser in hybrid.yaml, e.g. "
+    "hermes for ChatML models, or start the remote vLLM servers with --enable-auto-tool-choice "
+    "--tool-call-parser NAME)"
+)
 
 
 class GatewayError(Exception):
@@ -153,11 +158,12 @@ def to_answer(exc: BaseException) -> ErrorAnswer:
         # vLLM refused a generation request: its 4xx are the caller's mistakes (context too
         # long, bad sampling values) and its message says which; its 5xx are ours.
         if 400 <= exc.status_code < 500 and exc.status_code != 401:
+            message = exc.engine_message or str(exc)
+            if "tool-call-parser" in message:
+                message += TOOLS_OFF_FIX
             return ErrorAnswer(
                 400 if exc.status_code == 422 else exc.status_code,
-                error_body(
-                    exc.engine_message or str(exc), "invalid_request_error", "engine_rejected"
-                ),
+                error_body(message, "invalid_request_error", "engine_rejected"),
             )
         log.error("engine error: %s", exc)
         return ErrorAnswer(

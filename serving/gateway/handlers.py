@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 import anyio
@@ -23,15 +24,18 @@ import httpx
 
 from serving.adapters.errors import AdapterNotFound
 from serving.adapters.manager import AdapterManager, Lease
-from serving.errors import EngineUnavailable
+from serving.errors import EngineUnavailable, ServingError
 from serving.gateway.auth import Principal
 from serving.gateway.errors import InvalidRequest, ModelNotFound, TooManyRequests, to_answer
 from serving.gateway.metrics import GatewayMetrics
+from serving.gateway.normalize import normalize_answer
 from serving.gateway.schemas import ChatCompletionRequest, CompletionRequest, parse
 
 log = logging.getLogger("serving.gateway")
 
 RETRY_AFTER_BUSY_S = 1
+MAX_LISTED = 20
+"""A 404 for an unknown model names at most this many of the caller's models."""
 CHAT_ROUTE = "/v1/chat/completions"
 COMPLETION_ROUTE = "/v1/completions"
 
@@ -63,6 +67,9 @@ class ModelInfo:
     root: str | None = None
     kind: str = "model"
     extra: dict = field(default_factory=dict)
+    created: int | None = None
+    """Unix time the model came to be (an adapter version: its registration); default: when
+    the gateway started."""
 
 
 class ChatComposer(Protocol):
@@ -127,6 +134,8 @@ class InferenceHandler:
         self.max_pending = max_pending
         """Generation requests the gateway holds at once; past it, 429 with Retry-After."""
         self.active = 0
+        self.started = int(time.time())
+        """When this gateway started: the `created` of the base model and of apps."""
 
     def _admit(self, requested: str):
         """Count a generation request in, or refuse it when the gateway is full."""
@@ -152,10 +161,11 @@ class InferenceHandler:
         base = self.manager.base_name
         infos = [ModelInfo(base, root=base, kind="base")]
         loaded = self.manager.loaded()
-        current: dict[str, str] = {}
+        current: dict[str, tuple[str, int | None]] = {}
         for version in self.manager.registry.list():
+            created = _unix_time(version.registered_at)
             if version.current:
-                current[version.name] = version.engine_name
+                current[version.name] = (version.engine_name, created)
             infos.append(
                 ModelInfo(
                     version.engine_name,
@@ -163,24 +173,50 @@ class InferenceHandler:
                     root=version.engine_name,
                     kind="adapter_version",
                     extra={"loaded": version.engine_name in loaded, "current": version.current},
+                    created=created,
                 )
             )
-        for name, engine_name in sorted(current.items()):
-            infos.append(ModelInfo(name, parent=base, root=engine_name, kind="adapter"))
+        for name, (engine_name, created) in sorted(current.items()):
+            infos.append(
+                ModelInfo(name, parent=base, root=engine_name, kind="adapter", created=created)
+            )
         for composer in self.composers:
             infos.extend(composer.models())
         return infos
 
     def list_models(self, principal: Principal) -> dict:
-        cards = [_card(info) for info in self.model_infos() if principal.may_use(info.id)]
+        cards = [
+            _card(info, self.started) for info in self.model_infos() if principal.may_use(info.id)
+        ]
         return {"object": "list", "data": cards}
 
     def retrieve_model(self, model: str, principal: Principal) -> dict:
         if principal.may_use(model):
             for info in self.model_infos():
                 if info.id == model:
-                    return _card(info)
-        raise ModelNotFound(f"model '{model}' does not exist", param="model")
+                    return _card(info, self.started)
+        raise self.unknown_model(model, principal)
+
+    def unknown_model(self, model: str, principal: Principal) -> ModelNotFound:
+        """The 404 for a model `principal` cannot use, whether it exists or not (others' models
+        are not even named): it lists only the models this caller may use."""
+        visible = [info.id for info in self.model_infos() if principal.may_use(info.id)]
+        shown = ", ".join(visible[:MAX_LISTED]) or "none"
+        if len(visible) > MAX_LISTED:
+            shown += f" and {len(visible) - MAX_LISTED} more"
+        return ModelNotFound(
+            f"model '{model}' does not exist; models you may use: {shown} (GET /v1/models)",
+            param="model",
+        )
+
+    def _exists(self, model: str) -> bool:
+        if any(c.owns(model) for c in self.composers):
+            return True
+        try:
+            self.manager.resolve(model)
+        except AdapterNotFound:
+            return False
+        return True
 
     # ---- generation --------------------------------------------------------------------------
 
@@ -209,36 +245,45 @@ class InferenceHandler:
         request: ChatCompletionRequest,
         started: float,
     ) -> dict | EventStream:
-        """A chat answer the composer wrote itself, in the engine's response shape."""
+        """A chat answer the composer wrote itself (an app's no-context message), in the
+        engine's response shape and valid for the request's format: where the request asks for
+        structured output (`response_format` json_schema/json_object, or `tool_choice` that
+        forces a call), the text is a refusal (`refusal` set, `content` null) as OpenAI
+        answers one; otherwise it is the content. Usage is counted by the engine's tokenizer:
+        the request's messages as prompt, the text as completion (nothing was generated)."""
         text = prepared.fixed_answer or ""
+        refuse = wants_structured_output(prepared.body)
         fields = await _call(prepared.annotate, [text] * request.n) if prepared.annotate else {}
         head = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "created": int(time.time()),
             "model": prepared.response_model or requested,
         }
-        usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        usage = await self._fixed_usage(prepared.body, text, request.n)
         self._done(CHAT_ROUTE, requested, 200, started)
+        said = {"content": None, "refusal": text} if refuse else {"content": text}
         if not request.stream:
             choices = [
                 {
                     "index": i,
-                    "message": {"role": "assistant", "content": text},
+                    "message": {"role": "assistant", "refusal": None, **said},
                     "finish_reason": "stop",
                     "logprobs": None,
                 }
                 for i in range(request.n)
             ]
-            answer = {**head, "object": "chat.completion", "choices": choices, "usage": usage}
+            answer = {**head, "object": "chat.completion", "choices": choices}
+            if usage is not None:
+                answer["usage"] = usage
             if fields:
                 answer[prepared.extra_key] = fields
             return answer
         wants_usage = bool(request.stream_options and request.stream_options.include_usage)
+        delta = {"role": "assistant", **{k: v for k, v in said.items() if v is not None}}
 
         async def events() -> AsyncIterator[bytes]:
             chunk = {**head, "object": "chat.completion.chunk"}
             for i in range(request.n):
-                delta = {"role": "assistant", "content": text}
                 yield sse(
                     {**chunk, "choices": [{"index": i, "delta": delta, "finish_reason": None}]}
                 )
@@ -247,11 +292,34 @@ class InferenceHandler:
                 )
             if fields:
                 yield sse({**chunk, "choices": [], prepared.extra_key: fields})
-            if wants_usage:
+            if wants_usage and usage is not None:
                 yield sse({**chunk, "choices": [], "usage": usage})
             yield sse("[DONE]")
 
         return EventStream(events())
+
+    async def _fixed_usage(self, body: dict, text: str, n: int) -> dict | None:
+        """Usage of a fixed answer by the engine's tokenizer; None (no `usage`, which OpenAI's
+        schema allows) when no engine can count: invented zeros would be wrong figures."""
+        base = self.manager.base_name
+        prompt = {"messages": body.get("messages") or []}
+        if body.get("tools"):
+            prompt["tools"] = body["tools"]
+        try:
+            client = self.manager.engines.pick().client
+            prompt_tokens, answer_tokens = await asyncio.gather(
+                client.count_tokens(base, prompt),
+                client.count_tokens(base, {"prompt": text, "add_special_tokens": False}),
+            )
+        except ServingError as exc:
+            log.warning("no usage for a fixed answer: the engine could not count tokens: %s", exc)
+            return None
+        completion = answer_tokens * n
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+        }
 
     async def completion(self, body: object, principal: Principal) -> dict | EventStream:
         started = time.perf_counter()
@@ -266,14 +334,14 @@ class InferenceHandler:
         return await self._generate(COMPLETION_ROUTE, request.model, prepared, request, started)
 
     def _authorise(self, model: str, principal: Principal) -> None:
-        if not principal.may_use(model):  # 404, not 403: others' models are not even named
-            raise ModelNotFound(f"model '{model}' does not exist", param="model")
+        if not principal.may_use(model) or not self._exists(model):  # 404, not 403
+            raise self.unknown_model(model, principal)
 
     async def _lease(self, model: str) -> Lease:
         try:
             return await self.manager.lease(model)
-        except AdapterNotFound as exc:
-            raise ModelNotFound(str(exc), param="model") from None
+        except AdapterNotFound:  # removed since _authorise; its message lists every adapter
+            raise ModelNotFound(f"model '{model}' does not exist", param="model") from None
 
     async def _generate(
         self,
@@ -320,6 +388,7 @@ class InferenceHandler:
                 handed_off = True
                 return EventStream(relay)
             self.metrics.observe_usage(requested, served, answer.get("usage"))
+            normalize_answer(answer)
             if prepared.response_model:
                 answer["model"] = prepared.response_model
             if prepared.annotate is not None:
@@ -384,7 +453,7 @@ class InferenceHandler:
                     yield sse("[DONE]")
                     finished = True
                     break
-                chunk = json.loads(data)
+                chunk = normalize_answer(json.loads(data))
                 if "error" in chunk:  # vLLM reports a failure inside the stream
                     status = 500
                     yield sse(chunk)
@@ -456,16 +525,36 @@ class InferenceHandler:
         }
 
 
-def _card(info: ModelInfo) -> dict:
+def _card(info: ModelInfo, started: int) -> dict:
     return {
         "id": info.id,
         "object": "model",
-        "created": 0,
+        "created": info.created if info.created is not None else started,
         "owned_by": "hybrid",
         "root": info.root or info.id,
         "parent": info.parent,
         "hybrid": {"kind": info.kind, **info.extra},
     }
+
+
+def wants_structured_output(body: dict) -> bool:
+    """Whether a chat request asks for structured output: a JSON `response_format`, or a
+    `tool_choice` that forces a tool call."""
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") in (
+        "json_schema",
+        "json_object",
+    ):
+        return True
+    choice = body.get("tool_choice")
+    return bool(body.get("tools")) and (choice == "required" or isinstance(choice, dict))
+
+
+def _unix_time(iso: str) -> int | None:
+    try:
+        return int(datetime.fromisoformat(iso).timestamp())
+    except (TypeError, ValueError):
+        return None
 
 
 async def _call(function: Annotate, texts: list[str]) -> dict:

@@ -34,7 +34,8 @@ class _Sampling(_Open):
     model: Annotated[str, Field(min_length=1, max_length=300)]
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: Annotated[int, Field(ge=1, le=16)] = 1
+    n: Annotated[int, Field(ge=1, le=128)] = 1
+    """Choices to generate; OpenAI allows up to 128."""
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
@@ -72,8 +73,18 @@ class ChatCompletionRequest(_Sampling):
         return ""
 
 
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+
+
 class CompletionRequest(_Sampling):
-    prompt: str | Annotated[list[str], Field(min_length=1)]
+    prompt: (
+        str
+        | Annotated[list[str], Field(min_length=1)]
+        | TokenIds
+        | Annotated[list[TokenIds], Field(min_length=1)]
+    )
+    """Text, texts, token ids (`[1, 2, 3]`) or lists of token ids (`[[1, 2], [3]]`), as in
+    OpenAI's API."""
     logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     echo: bool | None = None
 

@@ -56,7 +56,7 @@ def style_examples() -> list[Example]:
 
 def served(engine, model: str, messages: list[dict]) -> tuple[list[int], list[int]]:
     """(prompt ids, output ids) of a greedy chat completion through the official OpenAI SDK."""
-    response = served_greedy(engine.openai_base_url, model, messages, NEW_TOKENS)
+    response = served_greedy(engine.openai_base_url, model, messages, NEW_TOKENS, engine.api_key)
     assert response.model == model
     return greedy_ids(response)
 

@@ -66,12 +66,14 @@ def peft_greedy(base_dir, lora_dir, prompt_ids: list[int], new_tokens: int) -> l
     return greedy_tokens(load_peft(base_dir, lora_dir), prompt_ids, new_tokens)
 
 
-def served_greedy(base_url: str, model: str, messages: list[dict], new_tokens: int):
+def served_greedy(
+    base_url: str, model: str, messages: list[dict], new_tokens: int, api_key: str = "unused"
+):
     """A greedy chat completion of exactly `new_tokens` tokens through the official OpenAI SDK,
     with vLLM's token ids (`greedy_ids` reads them)."""
     import openai
 
-    client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0)
     return client.chat.completions.create(
         model=model,
         messages=messages,

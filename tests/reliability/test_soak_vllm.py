@@ -122,7 +122,7 @@ def served(vllm_engine, tiny_llama_dir, tmp_path_factory):
         yaml.safe_dump(
             {
                 "store": {"mode": "embedded", "path": "chroma"},
-                "remote_engines": {"urls": [vllm_engine.url]},
+                "remote_engines": {"urls": [vllm_engine.url], "api_key": vllm_engine.api_key},
                 "base_model": str(tiny_llama_dir),
                 "adapters": {"registry": "registry"},
                 "gateway": {"port": port, "max_pending_requests": 256},
@@ -209,8 +209,13 @@ SWAPS = [
 ]
 
 
-def engine_busy(engine_url: str) -> float:
-    return metric_total(engine_url, "vllm:num_requests_running", "vllm:num_requests_waiting")
+def engine_busy(engine) -> float:
+    return metric_total(
+        engine.url,
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        api_key=engine.api_key,
+    )
 
 
 def test_soak_many_clients_while_adapters_swap(served):
@@ -262,9 +267,9 @@ def test_soak_many_clients_while_adapters_swap(served):
     end_mib = rss_mib(proc.pid)
 
     deadline = time.monotonic() + 20
-    while engine_busy(engine.url) and time.monotonic() < deadline:
+    while engine_busy(engine) and time.monotonic() < deadline:
         time.sleep(0.5)
-    busy_after = engine_busy(engine.url)
+    busy_after = engine_busy(engine)
     in_flight = metric_total(url, "hybrid_requests_in_flight")
     unstable = {key: texts for key, texts in tally.answers.items() if len(texts) > 1}
     completed = len(tally.latencies)

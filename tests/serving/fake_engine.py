@@ -27,7 +27,9 @@ def as_text(content: object) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        parts = [p if isinstance(p, str) else str(p.get("text", "")) for p in content]
+        parts = [
+            str(p.get("text", "")) if isinstance(p, dict) else as_text(p) or str(p) for p in content
+        ]
         return " ".join(parts)
     return ""
 

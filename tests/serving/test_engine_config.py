@@ -3,7 +3,9 @@ environment, restart delays, log tails)."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -112,10 +114,11 @@ def test_command_line_carries_every_setting():
         "--max-cpu-loras 4",
         "--max-model-len 512",
         "--dtype float32",
-        "--api-key k",
+        "--middleware hybrid_engine_guard.EngineGuard",
     ):
         assert part in joined
     assert cmd[-1] == "--enforce-eager"
+    assert "--api-key" not in cmd and "k" not in cmd  # argv is world-readable in /proc
     assert "--max-cpu-loras" not in build_command(EngineConfig(model="m"), 1)
 
 
@@ -183,3 +186,52 @@ def test_log_tail_keeps_the_errors_and_drops_frames_prefixes_and_noise(tmp_path)
     start = len("old start\n" + "x" * 1000 + "\n")
     assert "old start" not in log_tail(log, start=start, max_lines=50)
     assert log_tail(tmp_path / "missing.log") == "" and log_tail(None) == ""
+
+
+def test_the_engine_key_travels_in_the_environment_with_the_guard_on_the_path():
+    env = build_env(EngineConfig(model="m", api_key="s3cret"), {"PYTHONPATH": "/mine"})
+    assert env["VLLM_API_KEY"] == "s3cret"
+    guard_dir, mine = env["PYTHONPATH"].split(os.pathsep)
+    assert mine == "/mine" and (Path(guard_dir) / "hybrid_engine_guard.py").is_file()
+    generated = build_env(EngineConfig(model="m"), {"VLLM_API_KEY": "inherited"}, "fresh")
+    assert generated["VLLM_API_KEY"] == "fresh"
+    assert "VLLM_API_KEY" not in build_env(EngineConfig(model="m"), {"VLLM_API_KEY": "x"})
+
+
+def test_a_supervisor_without_a_configured_key_generates_a_secret():
+    from serving.engine import EngineProcess
+
+    first, second = EngineProcess(EngineConfig(model="m")), EngineProcess(EngineConfig(model="m"))
+    assert len(first.api_key) >= 40 and first.api_key != second.api_key
+    assert first._headers() == {"Authorization": f"Bearer {first.api_key}"}
+    assert EngineProcess(EngineConfig(model="m", api_key="given")).api_key == "given"
+
+
+@pytest.mark.parametrize(
+    ("template", "parser"),
+    [
+        ("{{ '<|im_start|>' + message['role'] }}", "hermes"),  # ChatML (SmolLM2)
+        ("{% if tools %}<tool_call>{{ t }}</tool_call>{% endif %}<|im_start|>", "hermes"),
+        ("{{ '[TOOL_CALLS]' }}[INST]", "mistral"),
+        ("<|start_header_id|>ipython<|python_tag|>", "llama3_json"),
+        ("{{ bos_token }}<start_of_turn>user", None),
+    ],
+)
+def test_the_tool_call_parser_is_chosen_by_chat_template(tmp_path, template, parser):
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}))
+    config = EngineConfig(model=str(tmp_path))
+    assert config.tool_parser() == parser
+    cmd = " ".join(build_command(config, 1))
+    if parser is None:
+        assert "--tool-call-parser" not in cmd and "--enable-auto-tool-choice" not in cmd
+    else:
+        assert f"--enable-auto-tool-choice --tool-call-parser {parser}" in cmd
+    assert EngineConfig(model=str(tmp_path), tool_call_parser=None).tool_parser() is None
+    assert EngineConfig(model=str(tmp_path), tool_call_parser="pythonic").tool_parser() == (
+        "pythonic"
+    )
+
+
+def test_tool_flags_in_extra_args_name_the_setting():
+    with pytest.raises(ValidationError, match="use the `tool_call_parser` setting"):
+        EngineConfig(model="m", extra_args=("--tool-call-parser", "hermes"))

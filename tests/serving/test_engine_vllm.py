@@ -26,7 +26,7 @@ NEW_TOKENS = 12
 
 def chat(engine, model: str):
     """Greedy completion through the official OpenAI SDK; returns (prompt ids, output ids)."""
-    response = served_greedy(engine.openai_base_url, model, PROMPT, NEW_TOKENS)
+    response = served_greedy(engine.openai_base_url, model, PROMPT, NEW_TOKENS, engine.api_key)
     assert response.model == model and response.choices[0].message.content
     return greedy_ids(response)
 
@@ -36,7 +36,7 @@ def test_ready_and_lists_the_base_model(vllm_engine):
     assert vllm_engine.served_adapters() == {}
 
     async def models():
-        async with EngineClient(vllm_engine.url) as client:
+        async with EngineClient(vllm_engine.url, api_key=vllm_engine.api_key) as client:
             await client.health()
             return await client.list_models()
 
@@ -49,7 +49,7 @@ def test_runtime_lora_changes_greedy_tokens_like_peft(vllm_engine, tiny_llama_di
     assert len(base_tokens) == NEW_TOKENS
 
     async def load():
-        async with EngineClient(vllm_engine.url) as client:
+        async with EngineClient(vllm_engine.url, api_key=vllm_engine.api_key) as client:
             await client.load_lora_adapter("style", lora_dir)
             return await client.adapters()
 
@@ -64,7 +64,7 @@ def test_unload_then_the_adapter_is_gone(vllm_engine):
     import openai
 
     async def unload():
-        async with EngineClient(vllm_engine.url) as client:
+        async with EngineClient(vllm_engine.url, api_key=vllm_engine.api_key) as client:
             await client.unload_lora_adapter("style")
             assert await client.adapters() == {}
             with pytest.raises(AdapterNotLoaded, match="adapter 'style' is not loaded"):
@@ -90,7 +90,7 @@ def test_bad_folders_raise_adapter_load_errors_with_vllms_reason(vllm_engine, tm
     too_big = random_lora(vllm_engine.config.model, tmp_path / "rank16", rank=16)
 
     async def load_big():
-        async with EngineClient(vllm_engine.url) as client:
+        async with EngineClient(vllm_engine.url, api_key=vllm_engine.api_key) as client:
             await client.load_lora_adapter("big", too_big)
 
     with pytest.raises(AdapterLoadError) as info:

@@ -362,7 +362,9 @@ def test_client_disconnect_mid_stream_aborts_the_engine_request(gateway, vllm_en
     (vLLM does not count aborts in request_success_total; its generated tokens tell)."""
 
     def generated() -> float:
-        return metric_total(vllm_engine.url, "vllm:generation_tokens_total")
+        return metric_total(
+            vllm_engine.url, "vllm:generation_tokens_total", api_key=vllm_engine.api_key
+        )
 
     before = generated()
     body = {"model": "voice", "messages": PROMPT, "n": 16, "max_tokens": 900, "min_tokens": 900}
