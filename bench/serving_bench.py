@@ -142,6 +142,17 @@ def chat_body(model: str, prompt: str, tokens: int, stream: bool) -> dict:
     return body
 
 
+ENGINE_KEY_ENV = "HYBRID_BENCH_ENGINE_KEY"
+"""The supervised engine's key, for the direct requests and the gateway worker (an environment
+variable, so it is not on the worker's command line). The bench's gateway has no keys and
+ignores the header."""
+
+
+def engine_auth() -> dict[str, str]:
+    key = os.environ.get(ENGINE_KEY_ENV)
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 async def send(client: httpx.AsyncClient, base_url: str, body: dict) -> Sample:
     """One chat completion; raises on any non-200 answer."""
     url = base_url + "/v1/chat/completions"
@@ -212,7 +223,7 @@ async def run_load(
     samples: list[Sample] = []
     errors: list[str] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=300, limits=limits, headers=engine_auth()) as client:
 
         async def worker() -> None:
             while not queue.empty():
@@ -347,7 +358,7 @@ async def hot_swap(urls: dict[str, str], swap_dirs: list[Path], args) -> dict:
         "vllm_first_token_warm": [],
     }
     unloads: list[float] = []
-    async with httpx.AsyncClient(timeout=300) as client:
+    async with httpx.AsyncClient(timeout=300, headers=engine_auth()) as client:
         await admin(client, gateway, "/adapters", {"path": str(swap_dirs[0]), "name": SWAP})
         await send(client, gateway, chat_body(SWAP, PROMPTS[0], args.tokens, True))  # load + warm
         for i in range(1, len(swap_dirs)):
@@ -453,7 +464,9 @@ def serve_gateway(spec: dict) -> None:
     logging.basicConfig(level=logging.WARNING)
     runtime = ServingRuntime(
         registry_root=Path(spec["registry"]),
-        remote=RemoteEngineConfig(urls=(spec["engine_url"],), timeout_s=120),
+        remote=RemoteEngineConfig(
+            urls=(spec["engine_url"],), api_key=os.environ.get(ENGINE_KEY_ENV), timeout_s=120
+        ),
         base_model=Path(spec["model"]),
         gateway=GatewayConfig(port=spec["port"]),
     )
@@ -515,7 +528,7 @@ def make_adapters(model_dir: Path, root: Path, count: int) -> list[Path]:
 async def warm_up(urls: dict[str, str], base: str, tokens: int) -> None:
     """Load the 4 adapters through the gateway and send every model a few requests both ways,
     so lazy weight loading and first-request costs stay out of parts 1 and 2."""
-    async with httpx.AsyncClient(timeout=300) as client:
+    async with httpx.AsyncClient(timeout=300, headers=engine_auth()) as client:
         for name in ADAPTERS:
             await admin(client, urls["gateway"], f"/adapters/{name}/load", None)
         for target, names in (
@@ -532,7 +545,7 @@ async def warm_up(urls: dict[str, str], base: str, tokens: int) -> None:
 async def bench(
     urls: dict[str, str], base: str, adapter_dirs: list[Path], meter: CpuMeter, args
 ) -> dict:
-    async with httpx.AsyncClient(timeout=300) as client:
+    async with httpx.AsyncClient(timeout=300, headers=engine_auth()) as client:
         for name, folder in zip(ADAPTERS, adapter_dirs, strict=False):
             await admin(client, urls["gateway"], "/adapters", {"path": str(folder), "name": name})
     await warm_up(urls, base, args.tokens)
@@ -710,6 +723,7 @@ def main() -> None:
         adapter_dirs = make_adapters(model_dir, root / "adapters", len(ADAPTERS) + args.swaps + 1)
         started.result()
         progress(f"vLLM ready after {engine.last_ready_s:.1f} s at {engine.url}")
+        os.environ[ENGINE_KEY_ENV] = engine.api_key  # inherited by the gateway worker
         spec = {
             "registry": str(root / "registry"),
             "engine_url": engine.url,
