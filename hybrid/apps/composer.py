@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter
 
+from hybrid.apps.budget import ContextExceeded
+from hybrid.apps.fields import public_sources, refused_fields
 from hybrid.apps.pipeline import AppPipeline
 from retrieval import InvalidQuery, RetrievalError, StoreUnavailable
 from serving.gateway import ModelInfo, PreparedChat
@@ -83,6 +85,14 @@ class AppComposer:
     async def prepare(self, request: ChatCompletionRequest, body: dict) -> PreparedChat:
         pipeline = self.pipelines[request.model]
         spec = pipeline.spec
+        refused = refused_fields(body)
+        if refused:
+            raise InvalidRequest(
+                f"app '{spec.name}' does not accept {', '.join(map(repr, refused))}: an app "
+                "request may carry OpenAI's chat fields and sampling options, not fields that "
+                "return or rebuild the app's prompt (docs/serving.md lists them)",
+                param=refused[0],
+            )
         question = request.question
         if not question.strip():
             raise InvalidRequest(
@@ -91,6 +101,9 @@ class AppComposer:
             )
         try:
             passages = await asyncio.to_thread(pipeline.passages, question, body)
+        except ContextExceeded as exc:
+            param = "max_tokens" if "max_tokens" in body else "max_completion_tokens"
+            raise InvalidRequest(str(exc), param=param, code="context_length_exceeded") from None
         except StoreUnavailable as exc:
             raise KnowledgeBaseUnavailable(
                 f"the knowledge base '{spec.knowledge_base}' of app '{spec.name}' is unavailable "
@@ -112,6 +125,8 @@ class AppComposer:
                 fields["choices"] = [
                     {"citations": n.citations, "grounding": n.grounding} for n in notes
                 ]
+            for listed in _citation_lists(fields):
+                public_sources(listed)  # names in the knowledge base, not server paths
             return fields
 
         target = spec.adapter or self.base_name
@@ -127,3 +142,9 @@ class AppComposer:
             self.metrics.ungrounded.labels(app, claim["kind"]).inc()
         if not notes.grounding["grounded"]:
             self.metrics.ungrounded_answers.labels(app).inc()
+
+
+def _citation_lists(fields: dict) -> list[list[dict]]:
+    lists = [fields.get("sources") or [], fields.get("citations") or []]
+    lists += [choice.get("citations") or [] for choice in fields.get("choices") or []]
+    return lists

@@ -9,7 +9,7 @@ import random
 from collections.abc import Sequence
 
 from finetune.data.schema import Example, Message
-from hybrid.apps.budget import PromptBudget
+from hybrid.apps.budget import ContextExceeded, PromptBudget
 from hybrid.apps.pipeline import AppPipeline
 from hybrid.apps.prompt import system_prompt
 
@@ -39,7 +39,10 @@ def with_app_context(
         if budget is not None and passages and turns[-1].role == "assistant":
             before = [{"role": m.role, "content": m.content} for m in turns[:-1]]
             answer = budget.count([{"role": "assistant", "content": turns[-1].content}])
-            passages = budget.fit(pipeline.spec, passages, before, answer)
+            try:
+                passages = budget.fit(pipeline.spec, passages, before, answer)
+            except ContextExceeded:  # too long even without passages: no context to add
+                passages = []
         system = Message("system", system_prompt(pipeline.spec, passages))
         out.append(Example(origin=example.origin, messages=(system, *turns)))
         changed += 1

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.routing import APIRoute
 
 from serving.gateway.admin import PromoteBody, RegisterBody, VersionBody
-from serving.gateway.errors import InvalidRequest, PayloadTooLarge, to_answer
+from serving.gateway.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, to_answer
 from serving.gateway.handlers import EventStream
 from serving.gateway.openapi import ADMIN_ERRORS, GENERATION_ERRORS, documented
 from serving.gateway.schemas import ChatCompletionRequest, CompletionRequest
@@ -251,8 +251,16 @@ async def health() -> Response:
 
 @ops_router.get("/ready", responses={503: {"description": "No engine is healthy; the same report"}})
 async def ready(request: Request) -> Response:
-    report = await state_of(request).readiness()
-    return JSONResponse(report, status_code=200 if report["ready"] else 503)
+    """`{"ready": bool}` for anyone (probes send no key); the engines' URLs and adapters only
+    for an admin (everyone on a gateway without keys)."""
+    gateway = state_of(request)
+    report = await gateway.readiness()
+    status = 200 if report["ready"] else 503
+    try:
+        admin = gateway.keys.authenticate(request.headers.get("authorization")).admin
+    except AuthenticationFailed:
+        admin = False
+    return JSONResponse(report if admin else {"ready": report["ready"]}, status_code=status)
 
 
 @ops_router.get("/metrics", response_class=PlainTextResponse, **documented(errors=(401, 403)))

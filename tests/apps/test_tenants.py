@@ -1,9 +1,11 @@
 """Tenants stay apart: two apps with planted unique facts never see each other's knowledge, a
-key scoped to one app cannot reach or list the other, and neither keys nor prompts reach the
-logs at the default level."""
+key scoped to one app cannot reach or list the other, errors and answers show a key holder only
+its own models and no server paths, an app's hidden prompt cannot be read back through engine
+fields, and neither keys nor prompts reach the logs at the default level."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import httpx
@@ -11,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hybrid.apps.app import open_pipeline
+from hybrid.apps.budget import PromptBudget
 from hybrid.apps.composer import AppComposer
 from hybrid.apps.spec import AppSpec
 from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
@@ -45,7 +48,7 @@ def tenants(tmp_path, tiny_llama_dir):
             persona="You guard the vault.",
             retrieval={"min_similarity": -1.0},  # even weak matches: anything leaking would show
         )
-        pipelines.append(open_pipeline(spec, catalog))
+        pipelines.append(open_pipeline(spec, catalog, PromptBudget(tiny_llama_dir, 1024)))
     engine = FakeEngine()
     client = EngineClient("http://fake", transport=httpx.ASGITransport(engine.app))
     registry = AdapterRegistry(tmp_path / "registry", describe_base(tiny_llama_dir), 16)
@@ -61,6 +64,7 @@ def tenants(tmp_path, tiny_llama_dir):
     )
     assert not any(k in state.config.model_dump_json() for k in (*KEYS.values(), ADMIN_KEY))
     with TestClient(create_app(state)) as http:
+        http.tmp_path = tmp_path
         yield http, engine
 
 
@@ -139,3 +143,135 @@ def test_keys_and_prompts_stay_out_of_the_logs(tenants, caplog):
         log_lines=len(caplog.records),
         secrets_in_logs=0,
     )
+
+
+PERSONA = "You guard the vault."
+PROMPT_FIELDS = {  # vLLM fields that return, or rebuild, the prompt the engine sees
+    "prompt_logprobs": 1,
+    "echo": True,
+    "return_token_ids": True,
+    "return_prompt_text": True,
+    "chat_template": "{{ messages }}",
+    "continue_final_message": True,
+    "truncate_prompt_tokens": 5,
+}
+
+
+@pytest.mark.reliability
+def test_errors_and_answers_show_a_tenant_only_its_own(tenants):
+    http, engine = tenants
+    alpha = {"Authorization": f"Bearer {KEYS['alpha']}"}
+    leaks: list[str] = []
+    probes = 0
+    others = ("beta-app", "'base'", "voice", str(http.tmp_path))
+    for model in ("alpha-app@x", "nope", "beta-app", "base", "beta-app@v1"):
+        response = http.post(
+            "/v1/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+            headers=alpha,
+        )
+        probes += 1
+        assert response.status_code == 404, (model, response.text)
+        message = response.json()["error"]["message"]
+        assert "models you may use: alpha-app (GET /v1/models)" in message, message
+        told = message.replace(f"model '{model}'", "")  # the client's own words, echoed
+        leaks += [f"{model}: {o}" for o in others if o in told]
+    retrieved = http.get("/v1/models/beta-app", headers=alpha)
+    assert retrieved.status_code == 404 and "beta-app'" in retrieved.json()["error"]["message"]
+    probes += 1
+
+    ready = http.get("/ready")
+    assert ready.status_code == 200 and ready.json() == {"ready": True}
+    assert http.get("/ready", headers=alpha).json() == {"ready": True}
+    full = http.get("/ready", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()
+    assert full["engines"][0]["url"] == "http://fake"  # an admin sees the engines
+    probes += 2
+
+    answer = ask(http, "alpha", "alpha-app", "What is the alpha vault access code?").json()
+    notes = answer["hybrid"]
+    cited = [*notes["sources"], *notes["citations"]]
+    assert cited and {c["source"] for c in cited} == {"vault.md"}, cited
+    leaks += [c["source"] for c in cited if str(http.tmp_path) in json.dumps(c)]
+    probes += 1
+
+    asked = len(engine.requests)
+    for field, value in PROMPT_FIELDS.items():
+        response = http.post(
+            "/v1/chat/completions",
+            json={
+                "model": "alpha-app",
+                "messages": [{"role": "user", "content": "What is the vault code?"}],
+                field: value,
+            },
+            headers=alpha,
+        )
+        probes += 1
+        assert response.status_code == 400, (field, response.text)
+        error = response.json()["error"]
+        assert error["param"] == field and f"does not accept '{field}'" in error["message"]
+        if PERSONA in response.text or "ZEBRA" in response.text:
+            leaks.append(field)
+    assert len(engine.requests) == asked, "a refused field still reached the engine"
+    sampling = {"temperature": 0.2, "top_k": 5, "logprobs": True, "top_logprobs": 2, "seed": 1}
+    allowed = ask_with(http, alpha, **sampling)
+    assert allowed.status_code == 200, allowed.text
+    assert {k: engine.requests[-1][k] for k in sampling} == sampling
+    assert not leaks, leaks
+    record(
+        "Tenants and keys",
+        "Tenant leaks: key for app A asks for unknown and others' models (A@x, B, base), "
+        "/ready without an admin key, source paths in answers, engine fields that echo the "
+        "prompt (prompt_logprobs, echo, return_token_ids, ...)",
+        probes=probes,
+        leaks=len(leaks),
+        prompt_fields_refused=len(PROMPT_FIELDS),
+    )
+
+
+def ask_with(http, headers, messages=None, **fields) -> httpx.Response:
+    messages = messages or [{"role": "user", "content": "What is the alpha vault code?"}]
+    body = {"model": "alpha-app", "messages": messages, **fields}
+    return http.post("/v1/chat/completions", json=body, headers=headers)
+
+
+def test_app_requests_with_content_parts_and_tool_call_turns(tenants):
+    http, engine = tenants
+    alpha = {"Authorization": f"Bearer {KEYS['alpha']}"}
+    parts = [{"type": "text", "text": "What is the alpha"}, {"type": "text", "text": "vault code?"}]
+    response = ask_with(http, alpha, [{"role": "user", "content": parts}])
+    assert response.status_code == 200, response.text
+    assert FACTS["alpha"] in engine.requests[-1]["messages"][0]["content"]
+    assert engine.requests[-1]["messages"][-1]["content"] == parts  # sent on as the client wrote
+    calls = [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "lookup", "arguments": json.dumps({"vault": "alpha"})},
+        }
+    ]
+    conversation = [
+        {"role": "user", "content": "Look up the alpha vault."},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "call_1", "content": "vault found"},
+        {"role": "user", "content": [{"type": "text", "text": "And its access code?"}]},
+    ]
+    response = ask_with(http, alpha, conversation)
+    assert response.status_code == 200, response.text
+    assert engine.requests[-1]["messages"][2]["tool_calls"] == calls
+
+
+def test_max_tokens_beyond_the_context_gets_the_engines_400(tenants):
+    http, engine = tenants
+    alpha = {"Authorization": f"Bearer {KEYS['alpha']}"}
+    asked = len(engine.requests)
+    for field, value in (("max_tokens", 1e9), ("max_completion_tokens", 1024)):
+        response = ask_with(http, alpha, **{field: value})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert "maximum context length is 1024 tokens" in error["message"], error
+        assert error["param"] == field and error["code"] == "context_length_exceeded"
+    assert len(engine.requests) == asked
+    fits = ask_with(http, alpha, max_tokens=500)  # the prompt takes ~230 tiny-model tokens
+    assert fits.status_code == 200, fits.text
+    assert len(engine.requests) == asked + 1
+    assert FACTS["alpha"] in engine.requests[-1]["messages"][0]["content"]
