@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from hybrid.apps.budget import PromptBudget
 from hybrid.apps.figure_binding import binding_for
+from hybrid.apps.followups import retrieval_query
 from hybrid.apps.grounding import Grounding, check_grounding, citations
 from hybrid.apps.prompt import Passage, build_messages, number_hits
 from hybrid.apps.spec import AppSpec
@@ -83,9 +84,20 @@ class AppPipeline:
         )
         return self.budget.fit(self.spec, passages, body.get("messages") or [], int(max_tokens))
 
+    def search_query(self, question: str, messages: Sequence[dict]) -> str:
+        """What retrieval searches for: `question`, after the earlier user questions of
+        `messages` when it is a follow-up ("And the year before?"; `retrieval.follow_ups`)."""
+        r = self.spec.retrieval
+        if r.follow_ups == "off":
+            return question
+        query = retrieval_query(messages, turns=r.history_turns)
+        return query if query.endswith(question.strip()) else question
+
     def passages(self, question: str, body: dict) -> list[Passage]:
-        """What the prompt shows for `question`: the relevant passages that fit the context."""
-        return self.fit(self.retrieve(question), body)
+        """What the prompt shows for `question` (the last user message; earlier ones join the
+        search when it follows up on them): the relevant passages that fit the context."""
+        query = self.search_query(question, body.get("messages") or [])
+        return self.fit(self.retrieve(query), body)
 
     def answers_without_generation(self, passages: Sequence[Passage]) -> bool:
         return not passages and self.spec.no_context.mode == "message"

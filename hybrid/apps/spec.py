@@ -54,6 +54,13 @@ class RetrievalSettings(_Frozen):
     min_similarity: Annotated[float, Field(ge=-1, le=1)] = 0.25
     """Minimum relevance (cosine similarity to the question); weaker passages are dropped, and
     with none left the app takes its `no_context` path instead of inventing an answer."""
+    follow_ups: Literal["rule", "off"] = "rule"
+    """How a follow-up ("And the year before?") is searched: `rule` puts the earlier user
+    questions of the conversation before it when it reads as one (starts with "and"/"what
+    about", refers back with "it"/"that" in few words, or has no content word of its own);
+    `off` searches the last user message alone."""
+    history_turns: Annotated[int, Field(ge=1, le=10)] = 2
+    """With `follow_ups: rule`, how many earlier user questions a follow-up may take."""
 
 
 class GenerationDefaults(_Frozen):
