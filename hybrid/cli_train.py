@@ -92,6 +92,28 @@ def train(
                 f"{changed} of {len(examples)} examples laid out as app "
                 f"'{pipeline.spec.name}' serves them (knowledge base {pipeline.spec.knowledge_base})"
             )
+        if context.grounded_examples:
+            from hybrid.apps.grounded_examples import (
+                grounded_examples,
+                knowledge_base_passages,
+                load_questions,
+            )
+
+            grounded = grounded_examples(
+                knowledge_base_passages(pipeline.knowledge_base),
+                pipeline.spec,
+                examples,
+                count=context.grounded_examples,
+                seed=context.seed,
+                exclude=load_questions(context.holdout),
+                budget=budget,
+            )
+            examples = [*examples, *grounded]
+            if not quiet:
+                typer.echo(
+                    f"{len(grounded)} grounded-voice examples added from the knowledge base "
+                    "(figures perturbed, answers copy them with their [n] citation)"
+                )
     result = run_training(
         settings, resume=resume, overwrite=overwrite, progress=not quiet, examples=examples
     )

@@ -1,0 +1,434 @@
+"""Grounded-voice training examples (counterfactual RAFT), composed here from an app's knowledge
+base: each example asks about one figure-bearing statement of a passage, shows that passage
+among distractors in the app's own prompt layout, and answers by copying the statement with
+its `[n]` citation, wrapped in a sentence of the adapter's voice (from its style replies).
+
+Every figure is perturbed consistently across the prompt and the answer (seeded: 412.6 ->
+377.9, years shifted), so the adapter cannot learn the knowledge base's facts themselves: the
+only way to be right is to copy from the passages, which is the behaviour wanted at serve time.
+Labelled evaluation questions are kept out of the generated set (`exclude`).
+
+Plain functions; `hybrid train` calls `grounded_examples` when a training config's `context:`
+section asks for `grounded_examples: N`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from finetune.data.schema import Example, Message
+from hybrid.apps.budget import PromptBudget
+from hybrid.apps.prompt import Passage, system_prompt
+from hybrid.apps.spec import AppSpec
+from hybrid.errors import ConfigError
+
+# A number not glued to a word, a hyphen or a colon (model names like AMR-600, times like 10:00).
+FIGURE = re.compile(r"(?<![\w\-:.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w\-:]|,\d|\.\d)")
+_MONTH = re.compile(
+    r"(January|February|March|April|May|June|July|August|September|October|November|December|"
+    r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.?\s+$"
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"“(])")
+_VERB = re.compile(
+    r"\b(rose|fell|grew|improved|increased|decreased|declined|dropped|climbed|jumped|doubled|"
+    r"reached|totaled|totalled|was|were|is|are|stood at|came to|amounted to|reduced|cut)\b"
+)
+_CHANGE_VERBS = {
+    "rose",
+    "fell",
+    "grew",
+    "improved",
+    "increased",
+    "decreased",
+    "declined",
+    "dropped",
+    "climbed",
+    "jumped",
+    "doubled",
+    "reduced",
+    "cut",
+}
+_PRONOUNS = {"it", "this", "that", "they", "he", "she", "we", "which", "these", "those", "there"}
+_PREPOSITIONS = {
+    "in",
+    "on",
+    "at",
+    "by",
+    "for",
+    "during",
+    "after",
+    "before",
+    "since",
+    "with",
+    "over",
+    "from",
+    "as",
+    "when",
+    "while",
+    "although",
+    "because",
+    "if",
+    "under",
+    "across",
+    "through",
+}
+_ORDINALS = {"first", "second", "third", "fourth", "fifth", "last", "next"}
+_POSSESSIVES = {"our": "your", "its": "the company's", "their": "their"}
+
+# Openings that stand on their own (not "Because ...", "If ..." answering a specific question).
+_OPENING_WORDS = {"I", "We", "Our", "The", "That", "This", "It", "It's", "Yes,", "No,"}
+
+CHANGE_TEMPLATES = (
+    "How did {subject} change?",
+    "What happened to {subject}?",
+    "Did {subject} go up or down, and by how much?",
+    "Can you give me the numbers on {subject}?",
+)
+STATE_TEMPLATES = (
+    "What {be} {subject}?",
+    "What figure does the report give for {subject}?",
+    "Can you tell me what {subject} {be}?",
+)
+GENERIC_TEMPLATES = (
+    "What does the report say about {subject}?",
+    "Tell me about {subject}.",
+)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A sentence of a passage that states at least one figure, and what it is about."""
+
+    passage: int
+    """Index into the passage list it came from."""
+    text: str
+    subject: str
+    verb: str
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(" ".join(text.split())) if s.strip()]
+
+
+def _lowercase_words(passages: Sequence[Passage]) -> set[str]:
+    return {w for p in passages for w in re.findall(r"\b[a-z][a-z'-]*\b", p.text)}
+
+
+def _clean_subject(raw: str, common: set[str]) -> str | None:
+    subject = raw.strip(" ,;:-")
+    if ", " in subject:
+        head, _, tail = subject.partition(", ")
+        # "In 2025, total revenue" -> "total revenue"; "Compass 4.0, the fourth ..." -> "Compass 4.0"
+        lead = head.split()
+        adverb = len(lead) == 1 and lead[0].lower().endswith("ly")  # "Finally, ..."
+        subject = tail if adverb or lead[0].lower() in _PREPOSITIONS else head
+        subject = subject.split(", ")[0]
+    words = subject.split()
+    if not 1 <= len(words) <= 9 or any(c in subject for c in '()[];:"“”'):
+        return None
+    first = words[0]
+    if first.lower() in _PRONOUNS | _PREPOSITIONS | {"and", "but", "or", "so", "then"}:
+        return None
+    if any(w in _PRONOUNS | {"I"} for w in words[1:]) or words[-1].lower() in _ORDINALS:
+        return None
+    if any(float(m.group(0).replace(",", "")) >= 10 for m in FIGURE.finditer(subject)):
+        return None  # a figure of its own: a clause, not a noun phrase
+    if first.lower() in _POSSESSIVES:
+        words[0] = _POSSESSIVES[first.lower()]
+    elif first[:1].isupper() and first.lower() in common and not first.isupper():
+        words[0] = first.lower()  # capitalised only because it starts the sentence
+    return " ".join(words)
+
+
+def figure_statements(
+    passages: Sequence[Passage], *, min_chars: int = 30, max_chars: int = 280
+) -> list[Statement]:
+    """The sentences of `passages` that state a figure with a verb like rose/fell/was/reached,
+    each with its subject (the noun phrase before the verb)."""
+    common = _lowercase_words(passages)
+    found: list[Statement] = []
+    seen: set[str] = set()
+    for index, passage in enumerate(passages):
+        for sentence in sentences(passage.text):
+            if not min_chars <= len(sentence) <= max_chars or sentence in seen:
+                continue
+            if not sentence.endswith((".", "!")) or not FIGURE.search(sentence):
+                continue
+            verb = _VERB.search(sentence)
+            if verb is None or FIGURE.search(sentence[: verb.start()]) and "," in sentence[:3]:
+                continue
+            subject = _clean_subject(sentence[: verb.start()], common)
+            if subject is None or not _perturbable(sentence[verb.end() :]):
+                continue
+            seen.add(sentence)
+            found.append(Statement(index, sentence, subject, verb.group(1)))
+    return found
+
+
+def _perturbable(text: str) -> bool:
+    """Has a figure FigurePerturber changes (single digits like "SOC 2" stay as they are)."""
+    return any(
+        "." in m.group(0) or float(m.group(0).replace(",", "")) >= 10 for m in FIGURE.finditer(text)
+    )
+
+
+class FigurePerturber:
+    """Replaces every figure of a text by another, the same one each time it recurs (so a
+    passage and the answer copying it stay consistent): amounts scaled by 0.55-0.9 or 1.1-1.45
+    with the same decimals and thousands separators, percentages kept below 100, years shifted
+    by one offset, days of a month redrawn; single digits (counts, ordinals) stay."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.year_shift = rng.choice([-1, 1]) * rng.randint(3, 9)
+        self.mapping: dict[tuple[str, str], str] = {}
+
+    def _new(self, token: str, kind: str, percent: bool) -> str:
+        whole, _, decimals = token.partition(".")
+        value = float(token.replace(",", ""))
+        if kind == "year":
+            return str(int(value) + self.year_shift)
+        if kind == "day":
+            return str(self.rng.randint(1, 28))
+        for _ in range(20):
+            low = self.rng.random() < 0.5 or (percent and value * 1.1 >= 100)
+            factor = self.rng.uniform(0.55, 0.9) if low else self.rng.uniform(1.1, 1.45)
+            new = round(value * factor, len(decimals))
+            if percent and new >= 100:
+                continue
+            text = f"{new:,.{len(decimals)}f}" if "," in whole else f"{new:.{len(decimals)}f}"
+            if text != token and new > 0:
+                return text
+        return token
+
+    def __call__(self, text: str) -> str:
+        def replace(match: re.Match) -> str:
+            token = match.group(0)
+            value = float(token.replace(",", ""))
+            before = text[: match.start()]
+            after = text[match.end() : match.end() + 2]
+            if "," not in token and "." not in token and 1900 <= value <= 2100:
+                kind = "year"
+            elif _MONTH.search(before) and value <= 31 and "." not in token:
+                kind = "day"
+            elif value < 10 and "." not in token:
+                return token
+            else:
+                kind = "amount"
+            key = (token, kind)
+            if key not in self.mapping:
+                self.mapping[key] = self._new(token, kind, after.lstrip().startswith("%"))
+            return self.mapping[key]
+
+        return FIGURE.sub(replace, text)
+
+
+def voice_lines(examples: Iterable[Example]) -> tuple[list[str], list[str]]:
+    """(openings, closings): first and last sentences of the style replies that carry no
+    figures (so the voice wrapped around a copied statement adds no numbers of its own)."""
+    openings: list[str] = []
+    closings: list[str] = []
+    for example in examples:
+        for m in example.messages:
+            if m.role != "assistant" or not m.weight or any(ch.isdigit() for ch in m.content):
+                continue
+            parts = sentences(m.content)
+            if len(parts) < 2:
+                continue
+            if len(parts[0]) <= 140 and parts[0].split()[0] in _OPENING_WORDS:
+                openings.append(parts[0])
+            if len(parts[-1]) <= 160:
+                closings.append(parts[-1])
+    return openings, closings
+
+
+def normalise_question(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def load_questions(paths: Sequence[Path]) -> list[str]:
+    """The `question` of each line of labelled JSONL files (evaluation sets to keep out).
+
+    Raises:
+        ConfigError: a missing file or a line that is not a JSON object with a question.
+    """
+    questions: list[str] = []
+    for path in paths:
+        if not path.is_file():
+            raise ConfigError(f"held-out question file not found: {path}")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("question"), str):
+                raise ConfigError(f'{path}:{number}: expected {{"question": "...", ...}}')
+            questions.append(row["question"])
+    return questions
+
+
+def _with_citation(statement: str, number: int) -> str:
+    body = statement.rstrip()
+    end = body[-1] if body[-1] in ".!?" else ""
+    return f"{body[: len(body) - len(end)]} [{number}]{end or '.'}"
+
+
+def _fits(budget: PromptBudget | None, messages: list[dict]) -> bool:
+    return budget is None or budget.count(messages) <= budget.max_model_len
+
+
+def _window(passage_text: str, statement: str, width: int) -> str:
+    """The statement with up to `width` sentences on each side, from its passage."""
+    parts = sentences(passage_text)
+    at = next((i for i, s in enumerate(parts) if statement in s), 0)
+    return " ".join(parts[max(0, at - width) : at + width + 1])
+
+
+def grounded_examples(
+    passages: Sequence[Passage],
+    spec: AppSpec,
+    style: Sequence[Example] = (),
+    *,
+    count: int,
+    seed: int = 0,
+    distractors: int | None = None,
+    exclude: Sequence[str] = (),
+    budget: PromptBudget | None = None,
+) -> list[Example]:
+    """`count` chat examples: the app's system prompt with one figure passage among
+    `distractors` other passages (default: the app's top_k minus one), a templated question
+    about one of its statements, and an answer copying that statement with its [n] citation in
+    the voice of `style`'s replies. All figures perturbed per example. Questions equal (after
+    normalising) to one in `exclude` are never produced. With `budget` (base tokenizer and the
+    training max_length), distractors are dropped and then the fact passage narrowed to the
+    sentences around its statement until the example fits. Fewer than `count` come back only
+    when the passages hold no usable statement."""
+    statements = figure_statements(passages)
+    if not statements or count <= 0:
+        return []
+    rng = random.Random(seed)
+    held_out = {normalise_question(q) for q in exclude}
+    openings, closings = voice_lines(style)
+    n_distractors = max(0, spec.retrieval.top_k - 1) if distractors is None else distractors
+    with_figures = [i for i, p in enumerate(passages) if FIGURE.search(p.text)]
+    out: list[Example] = []
+    queue: list[Statement] = []
+    for _ in range(count * 5):
+        if len(out) >= count:
+            break
+        if not queue:  # every statement once per round, in a fresh order
+            queue = rng.sample(statements, len(statements))
+        statement = queue.pop()
+        example = _one_example(
+            statement, passages, spec, rng, with_figures, n_distractors, openings, closings, budget
+        )
+        if example is None or normalise_question(example[1]["content"]) in held_out:
+            continue
+        out.append(
+            Example(
+                origin=f"grounded:{passages[statement.passage].label}#{len(out)}",
+                messages=tuple(Message(m["role"], m["content"]) for m in example),
+            )
+        )
+    return out
+
+
+def _question(statement: Statement, subject: str, rng: random.Random) -> str:
+    if statement.verb in _CHANGE_VERBS:
+        template = rng.choice(CHANGE_TEMPLATES)
+    elif statement.verb in {"was", "were", "is", "are"}:
+        template = rng.choice(STATE_TEMPLATES)
+    else:
+        template = rng.choice(GENERIC_TEMPLATES)
+    be = "were" if statement.verb in {"were", "are"} else "was"
+    question = template.format(subject=subject, be=be)
+    return question[0].upper() + question[1:]
+
+
+def _one_example(
+    statement: Statement,
+    passages: Sequence[Passage],
+    spec: AppSpec,
+    rng: random.Random,
+    with_figures: list[int],
+    n_distractors: int,
+    openings: list[str],
+    closings: list[str],
+    budget: PromptBudget | None,
+) -> list[dict] | None:
+    """One example's messages, or None when even the statement alone does not fit."""
+    perturb = FigurePerturber(rng)
+    question = _question(statement, perturb(statement.subject), rng)
+    fact = statement.passage
+    pool = [i for i in with_figures if i != fact] or [i for i in range(len(passages)) if i != fact]
+    order = [fact, *rng.sample(pool, min(n_distractors, len(pool)))]
+    rng.shuffle(order)
+    opening = rng.choice(openings) if openings and rng.random() < 0.3 else None
+    closing = rng.choice(closings) if closings else None
+    copied = perturb(statement.text)
+    texts = {i: perturb(passages[i].text) for i in order}
+    # Each passage's anchor sentence: the statement in the fact passage, a figure elsewhere.
+    anchors = {fact: statement.text}
+    for i in order:
+        if i != fact:
+            parts = sentences(passages[i].text) or [passages[i].text]
+            anchors[i] = rng.choice([p for p in parts if FIGURE.search(p)] or parts)
+    # Layouts from the served one (whole passages) to the sentences around each anchor, then
+    # the fact passage alone: distractors stay as long as any width fits.
+    layouts = [(order, None), (order, 2), (order, 1), ([fact], 2), ([fact], 1), ([fact], 0)]
+    for shown_order, width in layouts:
+        shown_texts = dict(texts)
+        if width is not None:
+            for i in shown_order:
+                shown_texts[i] = perturb(_window(passages[i].text, anchors[i], width))
+        shown = [
+            dataclasses.replace(passages[i], number=n, text=shown_texts[i])
+            for n, i in enumerate(shown_order, start=1)
+        ]
+        answer = [opening, _with_citation(copied, shown_order.index(fact) + 1), closing]
+        messages = [
+            {"role": "system", "content": system_prompt(spec, shown)},
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": " ".join(a for a in answer if a)},
+        ]
+        if _fits(budget, messages):
+            return messages
+    return None
+
+
+def knowledge_base_passages(knowledge_base, page_size: int = 1000) -> list[Passage]:
+    """Every chunk of a knowledge base as a Passage (read page by page from its collection),
+    in a stable order."""
+    rows: list[tuple[str, str, dict]] = []
+    offset = 0
+    while True:
+        page = knowledge_base.collection.get(
+            include=["documents", "metadatas"], limit=page_size, offset=offset
+        )
+        for id_, doc, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
+            rows.append((id_, doc or "", meta or {}))
+        if len(page["ids"]) < page_size:
+            break
+        offset += page_size
+    rows.sort(key=lambda r: r[0])
+    return [
+        Passage(
+            number=i,
+            text=doc.strip(),
+            file_name=str(meta.get("file_name") or Path(str(meta.get("source", "?"))).name),
+            source=str(meta.get("source", "")),
+            page=int(meta["page"]) if meta.get("page") else None,
+            start_char=int(meta.get("start_char") or 0),
+            end_char=int(meta.get("end_char") or 0),
+            similarity=0.0,
+        )
+        for i, (_, doc, meta) in enumerate(rows, start=1)
+    ]

@@ -1,0 +1,236 @@
+"""Grounded-voice training examples (counterfactual RAFT): statements found, figures perturbed
+consistently, answers copy the statement with its [n] citation in the style replies' voice, the
+labelled evaluation questions never asked, the training config's `context:` options read."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from finetune.data import load_dataset
+from finetune.data.schema import Example, Message
+from hybrid.apps.grounded_examples import (
+    FIGURE,
+    FigurePerturber,
+    figure_statements,
+    grounded_examples,
+    load_questions,
+    normalise_question,
+)
+from hybrid.apps.prompt import Passage
+from hybrid.apps.spec import load_app_spec
+from hybrid.config import load_context_training
+from hybrid.errors import ConfigError
+from tests.conftest import EXAMPLES
+
+CEO = EXAMPLES / "ceo-report-qa"
+
+
+def passages_of(text: str, name: str = "report.pdf") -> list[Passage]:
+    paragraphs = [p for p in text.split("\n\n") if len(p) > 80]
+    return [Passage(i, p, name, name, 1, 0, len(p), 0.0) for i, p in enumerate(paragraphs, 1)]
+
+
+@pytest.fixture(scope="module")
+def report() -> list[Passage]:
+    return passages_of((CEO / "report_source.md").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_app_spec(CEO / "apps" / "northwind-ceo.yaml")
+
+
+@pytest.fixture(scope="module")
+def style() -> list[Example]:
+    return load_dataset([CEO / "style" / "qa.jsonl"])
+
+
+def figures(text: str) -> list[str]:
+    return [m.group(0) for m in FIGURE.finditer(text)]
+
+
+def test_statements_carry_a_figure_and_their_subject(report):
+    found = {s.text: s for s in figure_statements(report)}
+    revenue = found["Total revenue rose 18% to $412.6 million, from $349.7 million in 2024."]
+    assert (revenue.subject, revenue.verb) == ("total revenue", "rose")
+    cash = next(s for t, s in found.items() if t.startswith("Cash and cash equivalents were"))
+    assert cash.subject == "cash and cash equivalents"
+    assert all(FIGURE.search(s.text) for s in found.values())
+    # sentences without figures, or with a pronoun subject, are not statements
+    assert not any(s.subject.split()[0] in {"it", "we", "they"} for s in found.values())
+    assert len(found) >= 30
+
+
+def test_perturbation_changes_every_figure_consistently():
+    perturb = FigurePerturber(random.Random(3))
+    text = "Revenue rose 18% to $412.6 million, from $349.7 million in 2024 (launched March 11)."
+    once, again = perturb(text), perturb("It was $412.6 million in 2024.")
+    old, new = figures(text), figures(once)
+    assert len(old) == len(new) and all(a != b for a, b in zip(old, new, strict=True))
+    assert perturb.mapping[("412.6", "amount")] in again  # same figure, same replacement
+    year = int(new[old.index("2024")])
+    assert year == 2024 + perturb.year_shift and 3 <= abs(perturb.year_shift) <= 9
+    assert re.fullmatch(r"\d+\.\d", new[old.index("412.6")])  # same decimals
+    assert 1 <= int(new[-1]) <= 28  # the day of a month stays a day
+    # names with digits (model numbers, times) and single digits stay
+    kept = "The Tern AMR-600 opened at 10:00 with 3 robots."
+    assert perturb(kept) == kept
+
+
+def test_percentages_stay_below_one_hundred():
+    for seed in range(50):
+        out = FigurePerturber(random.Random(seed))("a success rate of 99.2%")
+        assert float(figures(out)[0]) < 100
+
+
+def test_examples_copy_the_perturbed_statement_with_its_citation(report, spec, style):
+    examples = grounded_examples(report, spec, style, count=40, seed=7)
+    assert len(examples) == 40
+    originals = " ".join(" ".join(p.text.split()) for p in report)
+    openings_or_closings = {m.content for e in style for m in e.messages if m.role == "assistant"}
+    for example in examples:
+        system, user, assistant = example.messages
+        assert (system.role, user.role, assistant.role) == ("system", "user", "assistant")
+        assert system.content.startswith(spec.persona)
+        cited = re.search(r"\[(\d+)\]", assistant.content)
+        assert cited, assistant.content
+        # the copied statement is in the cited passage of the prompt, word for word
+        passage = system.content.split(f"[{cited.group(1)}] (")[1].split("\n\n[")[0]
+        passage = " ".join(passage.split())
+        parts = re.split(r"(?<=[.!?]) ", assistant.content[: cited.start()].strip())
+        copied = [" ".join(parts[-k:]) for k in range(1, len(parts) + 1)]
+        statement = max((c for c in copied if c in passage), key=len, default="")
+        assert len(statement) >= 20 and FIGURE.search(statement), (assistant.content, passage)
+        # with its figures perturbed: not a sentence of the report
+        assert statement not in originals, statement
+        # the voice: a sentence of a style reply follows
+        tail = assistant.content[cited.end() :].strip(". ")
+        assert any(tail in reply for reply in openings_or_closings), tail
+    assert len({e.messages[1].content for e in examples}) > 30  # varied questions
+
+
+def test_distractors_follow_the_apps_top_k(report, spec):
+    examples = grounded_examples(report, spec, count=10, seed=1, distractors=None)
+    for example in examples:
+        shown = re.findall(r"^\[(\d+)\] \(", example.messages[0].content, re.M)
+        assert shown == [str(n) for n in range(1, spec.retrieval.top_k + 1)]
+    three = grounded_examples(report, spec, count=5, seed=1, distractors=2)
+    assert all("\n[3] (" in e.messages[0].content for e in three)
+
+
+def test_eval_questions_never_appear_in_the_generated_set(report, spec, style):
+    held_out = load_questions([CEO / "eval" / "questions.jsonl"])
+    assert len(held_out) >= 30
+    examples = grounded_examples(report, spec, style, count=200, seed=0, exclude=held_out)
+    asked = {
+        normalise_question(m.content) for e in examples for m in e.messages if m.role == "user"
+    }
+    assert asked and not asked & {normalise_question(q) for q in held_out}
+
+
+def test_exclusion_removes_a_question_the_templates_would_ask(spec):
+    passages = passages_of(
+        "Net income was $34.8 million, compared with $22.1 million in 2024, a strong year.\n\n"
+        "Inventory was $68.2 million at year end, and days on hand fell from 112 to 96 overall."
+    )
+    made = grounded_examples(passages, spec, count=30, seed=2)
+    asked = sorted({e.messages[1].content for e in made})
+    assert len(asked) >= 4
+    # the same question in other case and punctuation is kept out
+    kept = grounded_examples(passages, spec, count=30, seed=2, exclude=[asked[0].upper() + " "])
+    assert asked[0] not in {e.messages[1].content for e in kept}
+    assert len(kept) == 30
+
+
+def test_no_statements_no_examples(spec):
+    plain = passages_of("Our robots are careful and our people are kind to every customer we have.")
+    assert grounded_examples(plain, spec, count=10) == []
+
+
+def test_a_tight_budget_narrows_the_passages_around_the_statement(report, spec, tiny_llama_dir):
+    from hybrid.apps.budget import PromptBudget
+
+    def tokens(example):
+        return budget.count([{"role": m.role, "content": m.content} for m in example.messages])
+
+    budget = PromptBudget(tiny_llama_dir, 10**6)  # the tiny tokenizer: ~800 tokens per example
+    full = grounded_examples(report, spec, count=10, seed=4)
+    limit = min(tokens(e) for e in full) - 50
+    budget = PromptBudget(tiny_llama_dir, limit)
+    narrowed = grounded_examples(report, spec, count=10, seed=4, budget=budget)
+    assert len(narrowed) == 10
+    for example in narrowed:
+        assert tokens(example) <= limit
+        cited = re.search(r"\[(\d+)\]", example.messages[2].content)
+        assert cited and f"[{cited.group(1)}] (" in example.messages[0].content
+    # distractors are narrowed too, not only dropped
+    assert any("\n[2] (" in e.messages[0].content for e in narrowed)
+
+
+def test_context_section_reads_grounded_options(tmp_path):
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "q.jsonl").write_text(json.dumps({"question": "What?"}) + "\n")
+    path = tmp_path / "train.yaml"
+    path.write_text(
+        "context:\n  app: app.yaml\n  grounded_examples: 50\n  holdout: [eval/q.jsonl]\n"
+    )
+    context = load_context_training(path)
+    assert context.grounded_examples == 50
+    assert context.holdout == (tmp_path / "eval" / "q.jsonl",)
+    assert load_questions(list(context.holdout)) == ["What?"]
+    path.write_text("context:\n  app: app.yaml\n  grounded_examples: -1\n")
+    with pytest.raises(ConfigError, match="grounded_examples"):
+        load_context_training(path)
+
+
+def test_bad_holdout_files_get_a_one_line_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_questions([tmp_path / "missing.jsonl"])
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"question": "ok"}\n{"nope": 1}\n')
+    with pytest.raises(ConfigError, match=r"q\.jsonl:2"):
+        load_questions([bad])
+    bad.write_text("not json\n")
+    with pytest.raises(ConfigError, match=r"q\.jsonl:1: not valid JSON"):
+        load_questions([bad])
+
+
+def test_style_replies_with_figures_give_no_voice_lines(report, spec):
+    noisy = [
+        Example(
+            "s:1",
+            (
+                Message("user", "How are you?"),
+                Message("assistant", "We sold 5,000 units. That is 12% more."),
+            ),
+        )
+    ]
+    for example in grounded_examples(report, spec, noisy, count=5, seed=0):
+        assert example.messages[2].content.rstrip().endswith(("].", "]!", "]?"))
+
+
+def test_example_origin_names_the_passage(report, spec):
+    (example,) = grounded_examples(report, spec, count=1, seed=0)
+    assert example.origin.startswith("grounded:report.pdf")
+    assert Path(CEO / "report_source.md").exists()
+
+
+def test_knowledge_base_passages_are_every_chunk_with_its_source(catalog, tmp_path):
+    from hybrid.apps.grounded_examples import knowledge_base_passages
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "prices.md").write_text(
+        "# Prices\n\nThe BB-100 costs $249.00 and the BB-200 Pro costs $449.00 in the US.\n"
+    )
+    kb = catalog.create("grounded-kb")
+    kb.ingest([docs], progress=False)
+    passages = knowledge_base_passages(kb, page_size=1)  # paged reads
+    assert [p.number for p in passages] == list(range(1, len(passages) + 1))
+    assert {p.file_name for p in passages} == {"prices.md"}
+    assert "$249.00" in " ".join(p.text for p in passages)
