@@ -21,7 +21,7 @@ _OPENERS = re.compile(
     re.IGNORECASE,
 )
 _BACK_REFERENCES = re.compile(
-    r"\b(it|its|it's|that|this|those|these|they|them|their|there|he|she|him|her|one|ones"
+    r"\b(it|its|it's|that|this|those|these|they|them|their|he|she|him|her|one|ones"
     r"|the (year|month|quarter|period|time) (before|after|earlier)|the previous|the prior"
     r"|the other|the same|former|latter|above|mentioned|then)\b",
     re.IGNORECASE,

@@ -28,6 +28,7 @@ REPORT = Path(__file__).resolve().parents[2] / "examples" / "ceo-report-qa" / "d
         ("How do I descale the BB-100?", False),
         ("What is the price of the K-Classic?", False),
         ("Who is the CEO?", False),
+        ("Is there any benefit to registering my machine?", False),
     ],
 )
 def test_follow_ups_are_told_from_questions_that_stand_alone(message, follows):
