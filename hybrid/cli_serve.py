@@ -37,6 +37,7 @@ def serve(
     from rich.console import Console
 
     from hybrid.apps.budget import PromptBudget
+    from hybrid.apps.embeddings import KnowledgeBaseEmbeddings
     from hybrid.apps.loading import app_composer
     from hybrid.runtime import build_runtime
     from retrieval import KnowledgeBaseCatalog
@@ -81,7 +82,10 @@ def serve(
             preparing = _prepare_apps(composers)
         with console.status("preparing the apps' retrieval (embedder, keyword indexes) ..."):
             preparing.join()
-        gateway_state = runtime.gateway_state(composers=composers, metrics=metrics)
+        pipelines = [p for c in composers for p in c.pipelines.values()]
+        gateway_state = runtime.gateway_state(
+            composers=composers, metrics=metrics, embedders=[KnowledgeBaseEmbeddings(pipelines)]
+        )
         url = f"http://{settings.gateway.host}:{settings.gateway.port}"
         names = ", ".join(p for c in composers for p in c.pipelines) or "none"
         console.print(f"gateway at {url} (OpenAI base URL {url}/v1), apps: {names}; Ctrl-C stops")

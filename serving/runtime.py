@@ -26,6 +26,7 @@ from serving.engine import EngineConfig, EngineProcess, EngineSet, RemoteEngineC
 from serving.engine.protocol import ModelCard, parse_models
 from serving.errors import EngineStartError, ServingError
 from serving.gateway import ChatComposer, GatewayConfig, GatewayState
+from serving.gateway.embeddings import EmbeddingProvider
 from serving.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("serving")
@@ -135,9 +136,12 @@ class ServingRuntime:
         return self._registry
 
     def gateway_state(
-        self, composers: Sequence[ChatComposer] = (), metrics: GatewayMetrics | None = None
+        self,
+        composers: Sequence[ChatComposer] = (),
+        metrics: GatewayMetrics | None = None,
+        embedders: Sequence[EmbeddingProvider] = (),
     ) -> GatewayState:
-        """The gateway's state, over the started engines."""
+        """The gateway's state, over the started engines; `embedders` serve /v1/embeddings."""
         if self.base_name is None:
             raise EngineStartError("call start() before gateway_state()")
         registry = self.registry()
@@ -150,7 +154,12 @@ class ServingRuntime:
             unload_previous=self.gateway_config.unload_previous_on_promote,
         )
         return GatewayState.build(
-            self.gateway_config, manager, composers=composers, preload=self.preload, metrics=metrics
+            self.gateway_config,
+            manager,
+            composers=composers,
+            preload=self.preload,
+            metrics=metrics,
+            embedders=embedders,
         )
 
     def stop(self) -> None:

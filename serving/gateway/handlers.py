@@ -26,10 +26,21 @@ from serving.adapters.errors import AdapterNotFound
 from serving.adapters.manager import AdapterManager, Lease
 from serving.errors import EngineUnavailable, ServingError
 from serving.gateway.auth import Principal
+from serving.gateway.embeddings import (
+    EmbeddingProvider,
+    check_dimensions,
+    embedding_response,
+)
 from serving.gateway.errors import InvalidRequest, ModelNotFound, TooManyRequests, to_answer
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.normalize import normalize_answer
-from serving.gateway.schemas import ChatCompletionRequest, CompletionRequest, parse
+from serving.gateway.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ResponsesRequest,
+    parse,
+)
 
 log = logging.getLogger("serving.gateway")
 
@@ -38,6 +49,8 @@ MAX_LISTED = 20
 """A 404 for an unknown model names at most this many of the caller's models."""
 CHAT_ROUTE = "/v1/chat/completions"
 COMPLETION_ROUTE = "/v1/completions"
+EMBEDDINGS_ROUTE = "/v1/embeddings"
+RESPONSES_ROUTE = "/v1/responses"
 
 Annotate = Callable[[list[str]], "dict | Awaitable[dict]"]
 """Given the answer text of each choice, extra fields for the response (e.g. citations)."""
@@ -126,11 +139,13 @@ class InferenceHandler:
         timeout_s: float = 600.0,
         composers: Sequence[ChatComposer] = (),
         max_pending: int | None = None,
+        embedders: Sequence[EmbeddingProvider] = (),
     ):
         self.manager = manager
         self.metrics = metrics
         self.timeout_s = timeout_s
         self.composers = list(composers)
+        self.embedders = list(embedders)
         self.max_pending = max_pending
         """Generation requests the gateway holds at once; past it, 429 with Retry-After."""
         self.active = 0
@@ -182,6 +197,8 @@ class InferenceHandler:
             )
         for composer in self.composers:
             infos.extend(composer.models())
+        for embedder in self.embedders:
+            infos.extend(embedder.models())
         return infos
 
     def list_models(self, principal: Principal) -> dict:
@@ -210,7 +227,7 @@ class InferenceHandler:
         )
 
     def _exists(self, model: str) -> bool:
-        if any(c.owns(model) for c in self.composers):
+        if any(c.owns(model) for c in self.composers) or any(e.owns(model) for e in self.embedders):
             return True
         try:
             self.manager.resolve(model)
@@ -332,6 +349,84 @@ class InferenceHandler:
             )
         prepared = PreparedChat(request.model, body, response_model="")
         return await self._generate(COMPLETION_ROUTE, request.model, prepared, request, started)
+
+    async def embeddings(self, body: object, principal: Principal) -> dict:
+        """POST /v1/embeddings with an embedder handed to the gateway (EmbeddingProvider)."""
+        started = time.perf_counter()
+        request = parse(EmbeddingRequest, body)
+        self._authorise(request.model, principal)
+        provider = next((p for p in self.embedders if p.owns(request.model)), None)
+        if provider is None:
+            served = sorted(
+                m.id for p in self.embedders for m in p.models() if principal.may_use(m.id)
+            )
+            raise ModelNotFound(
+                f"model '{request.model}' makes no embeddings; embedding models here: "
+                f"{', '.join(served) or 'none (serve an app with a knowledge base)'}",
+                param="model",
+            )
+        check_dimensions(request.dimensions, provider.dimension(request.model), request.model)
+        embedded = await provider.embed(request.model, request.texts)
+        self._done(EMBEDDINGS_ROUTE, request.model, 200, started)
+        return embedding_response(embedded, request.encoding_format)
+
+    async def responses(self, body: object, principal: Principal) -> dict | EventStream:
+        """POST /v1/responses, passed to vLLM's Responses API for the base model or an adapter
+        (its version resolved as for chat). Apps answer on /v1/chat/completions only."""
+        started = time.perf_counter()
+        request = parse(ResponsesRequest, body)
+        assert isinstance(body, dict)
+        self._authorise(request.model, principal)
+        if any(c.owns(request.model) for c in self.composers):
+            raise InvalidRequest(
+                f"'{request.model}' is an app; apps answer on /v1/chat/completions", param="model"
+            )
+        in_flight = self._admit(request.model)
+        lease: Lease | None = None
+        handed_off = False
+        try:
+            lease = await self._lease(request.model)
+            payload = {**body, "model": lease.target.engine_name}
+            if not request.stream:
+                answer = await self._post(lease, RESPONSES_ROUTE, payload)
+                self._done(RESPONSES_ROUTE, request.model, 200, started)
+                return answer
+            upstream = await self._open_stream(lease, RESPONSES_ROUTE, payload)
+            handed_off = True
+            return EventStream(
+                self._pass_through(upstream, lease, request.model, started, in_flight)
+            )
+        except BaseException as exc:
+            self._done(RESPONSES_ROUTE, request.model, to_answer(exc).status, started)
+            raise
+        finally:
+            if not handed_off:
+                if lease is not None:
+                    lease.release()
+                self._leave(in_flight)
+
+    async def _pass_through(
+        self, upstream: httpx.Response, lease: Lease, requested: str, started: float, in_flight
+    ) -> AsyncIterator[bytes]:
+        """An engine's event stream relayed byte for byte (Responses API events)."""
+        status = 200
+        try:
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+        except (httpx.TransportError, EngineUnavailable) as exc:
+            status = 503
+            self.manager.engines.mark_unhealthy(lease.replica.url)
+            yield sse(to_answer(EngineUnavailable(str(exc), url=lease.replica.url)).body)
+        except (asyncio.CancelledError, GeneratorExit):
+            status = 499
+            self.metrics.client_disconnects.labels(requested).inc()
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await upstream.aclose()
+            lease.release()
+            self._leave(in_flight)
+            self._done(RESPONSES_ROUTE, requested, status, started)
 
     def _authorise(self, model: str, principal: Principal) -> None:
         if not principal.may_use(model) or not self._exists(model):  # 404, not 403

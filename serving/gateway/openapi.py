@@ -12,12 +12,20 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from serving.gateway.admin import PromoteBody, RegisterBody, VersionBody
-from serving.gateway.schemas import ChatCompletionRequest, CompletionRequest, ErrorResponse
+from serving.gateway.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ErrorResponse,
+    ResponsesRequest,
+)
 
 COMPONENTS = "#/components/schemas/"
 MODELS: tuple[type[BaseModel], ...] = (
     ChatCompletionRequest,
     CompletionRequest,
+    EmbeddingRequest,
+    ResponsesRequest,
     RegisterBody,
     VersionBody,
     PromoteBody,

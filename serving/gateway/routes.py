@@ -16,7 +16,12 @@ from serving.gateway.admin import PromoteBody, RegisterBody, VersionBody
 from serving.gateway.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, to_answer
 from serving.gateway.handlers import EventStream
 from serving.gateway.openapi import ADMIN_ERRORS, GENERATION_ERRORS, documented
-from serving.gateway.schemas import ChatCompletionRequest, CompletionRequest
+from serving.gateway.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ResponsesRequest,
+)
 from serving.gateway.sites import UnsupportedMediaType
 from serving.gateway.state import GatewayState
 
@@ -185,6 +190,22 @@ async def completions(request: Request) -> Response:
     gateway = state_of(request)
     principal = gateway.keys.authenticate(request.headers.get("authorization"))
     return answer(await gateway.inference.completion(await json_body(request), principal))
+
+
+@openai_router.post("/v1/embeddings", **documented(EmbeddingRequest, errors=GENERATION_ERRORS))
+async def embeddings(request: Request) -> Response:
+    gateway = state_of(request)
+    principal = gateway.keys.authenticate(request.headers.get("authorization"))
+    return answer(await gateway.inference.embeddings(await json_body(request), principal))
+
+
+@openai_router.post(
+    "/v1/responses", **documented(ResponsesRequest, errors=GENERATION_ERRORS, stream=True)
+)
+async def responses(request: Request) -> Response:
+    gateway = state_of(request)
+    principal = gateway.keys.authenticate(request.headers.get("authorization"))
+    return answer(await gateway.inference.responses(await json_body(request), principal))
 
 
 @openai_router.get("/v1/models", **documented(errors=(401,)))

@@ -89,6 +89,30 @@ class CompletionRequest(_Sampling):
     echo: bool | None = None
 
 
+class EmbeddingRequest(_Open):
+    """POST /v1/embeddings. Served by an embedder the gateway was given (a knowledge base's,
+    under its model name or its app's name); texts only: token-id inputs are refused."""
+
+    model: Annotated[str, Field(min_length=1, max_length=300)]
+    input: str | Annotated[list[str], Field(min_length=1, max_length=2048)]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Annotated[int, Field(ge=1)] | None = None
+    user: str | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class ResponsesRequest(_Open):
+    """POST /v1/responses (OpenAI's Responses API), passed to vLLM's own implementation for
+    the base model or an adapter; only what the gateway routes on is checked here."""
+
+    model: Annotated[str, Field(min_length=1, max_length=300)]
+    input: str | list[Any] | None = None
+    stream: bool = False
+
+
 class ErrorDetail(BaseModel):
     message: str
     type: str
@@ -110,7 +134,7 @@ def content_text(content: str | list[dict[str, Any]] | None) -> str:
     return "\n".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
 
 
-def parse(model: type[_Sampling], body: object) -> _Sampling:
+def parse(model: type[BaseModel], body: object) -> Any:
     """Validate a request body; the first problem becomes a 400 naming the field.
 
     Raises:

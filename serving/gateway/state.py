@@ -12,6 +12,7 @@ from serving.adapters.manager import AdapterManager
 from serving.gateway.admin import AdminHandler
 from serving.gateway.auth import KeyRing
 from serving.gateway.config import GatewayConfig
+from serving.gateway.embeddings import EmbeddingProvider
 from serving.gateway.handlers import ChatComposer, InferenceHandler
 from serving.gateway.metrics import GatewayMetrics
 
@@ -38,6 +39,7 @@ class GatewayState:
         composers: Sequence[ChatComposer] = (),
         preload: Sequence[str] = (),
         metrics: GatewayMetrics | None = None,
+        embedders: Sequence[EmbeddingProvider] = (),
     ) -> GatewayState:
         metrics = metrics or GatewayMetrics()
         return cls(
@@ -51,6 +53,7 @@ class GatewayState:
                 timeout_s=config.request_timeout_s,
                 composers=composers,
                 max_pending=config.max_pending_requests,
+                embedders=embedders,
             ),
             admin=AdminHandler(manager, metrics),
             preload=tuple(preload),

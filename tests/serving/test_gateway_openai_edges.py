@@ -89,3 +89,59 @@ def json_copy(value):
     import json
 
     return json.loads(json.dumps(value))
+
+
+class StubEmbedder:
+    """An EmbeddingProvider as hybrid/ plugs one in (KnowledgeBaseEmbeddings, tested on the
+    real embedder in test_openai_edges_vllm.py)."""
+
+    def models(self):
+        from serving.gateway import ModelInfo
+
+        return [ModelInfo("stub-embedder", kind="embedder")]
+
+    def owns(self, model: str) -> bool:
+        return model in ("stub-embedder", "some-app")
+
+    def dimension(self, model: str) -> int:
+        return 3
+
+    async def embed(self, model: str, texts: list[str]):
+        from serving.gateway.embeddings import Embedded
+
+        return Embedded([[len(t), 0.5, -1.0] for t in texts], sum(map(len, texts)), model)
+
+
+def test_embeddings_route_float_and_base64_with_the_official_client(tmp_path, tiny_llama_dir):
+    import httpx
+    import openai
+    from fastapi.testclient import TestClient
+
+    from serving.adapters import AdapterRegistry, describe_base
+    from serving.adapters.manager import AdapterManager
+    from serving.engine import EngineClient, EngineSet, Replica
+    from serving.gateway import GatewayConfig, GatewayState, create_app
+    from tests.serving.fake_engine import FakeEngine
+
+    engine = FakeEngine()
+    replica = Replica(EngineClient("http://fake", transport=httpx.ASGITransport(engine.app)))
+    registry = AdapterRegistry(tmp_path / "registry", describe_base(tiny_llama_dir), max_rank=16)
+    manager = AdapterManager(registry, EngineSet([replica]), engine.base)
+    state = GatewayState.build(GatewayConfig(), manager, embedders=[StubEmbedder()])
+    with TestClient(create_app(state)) as http:
+        api = openai.OpenAI(base_url="http://testserver/v1", api_key="-", http_client=http)
+        packed = api.embeddings.create(model="stub-embedder", input=["ab", "abcd"])
+        assert [d.embedding for d in packed.data] == [[2.0, 0.5, -1.0], [4.0, 0.5, -1.0]]
+        assert packed.usage.prompt_tokens == 6 and packed.model == "stub-embedder"
+        plain = http.post(
+            "/v1/embeddings",
+            json={"model": "some-app", "input": "abc", "encoding_format": "float"},
+        ).json()
+        assert plain["data"][0]["embedding"] == [3.0, 0.5, -1.0]
+        for body, status, says in (
+            ({"model": "base", "input": "x"}, 404, "makes no embeddings"),
+            ({"model": "stub-embedder", "input": [1, 2]}, 400, "input"),
+            ({"model": "stub-embedder", "input": "x", "dimensions": 2}, 400, "3-dimensional"),
+        ):
+            refused = http.post("/v1/embeddings", json=body)
+            assert refused.status_code == status and says in refused.json()["error"]["message"]
