@@ -63,10 +63,23 @@ def static_response(
     return Response(body, media_type=media_type, headers=common)
 
 
+KEY_HINTS = {
+    True: "required: this gateway has API keys",
+    False: "not needed: this gateway has no keys",
+}
+"""The key field's placeholder, from whether the serving gateway has keys."""
+
+
+@functools.cache
+def playground_page(keyed: bool) -> bytes:
+    return asset("playground.html").replace(b"{{key_hint}}", KEY_HINTS[keyed].encode())
+
+
 @playground_router.get("/playground")
 async def playground(request: Request) -> Response:
     headers = {"Content-Security-Policy": PAGE_POLICY, "Referrer-Policy": "no-referrer"}
-    return static_response(request, asset("playground.html"), MEDIA_TYPES["html"], headers)
+    page = playground_page(request.app.state.gateway.config.auth.enabled)
+    return static_response(request, page, MEDIA_TYPES["html"], headers)
 
 
 @playground_router.get("/playground/{name}")

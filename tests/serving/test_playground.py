@@ -70,6 +70,18 @@ def test_playground_page_links_only_assets_it_serves(open_gateway):
     assert again.status_code == 304
 
 
+def test_the_key_field_says_whether_this_gateway_needs_a_key(open_gateway, keyed_gateway):
+    """It said "not needed on loopback" on a loopback gateway with keys."""
+    hint = re.compile(r'id="api-key"[^>]*placeholder="([^"]*)"')
+    assert (
+        hint.search(open_gateway.get("/playground").text)[1]
+        == "not needed: this gateway has no keys"
+    )
+    keyed = keyed_gateway.get("/playground").text
+    assert hint.search(keyed)[1] == "required: this gateway has API keys"
+    assert "{{" not in keyed
+
+
 @pytest.mark.parametrize("path", ["/playground/widget.css", "/playground/..%2Fapp.py"])
 def test_unknown_playground_file_is_an_openai_404(open_gateway, path):
     answer = open_gateway.get(path)
