@@ -475,6 +475,9 @@ class Claim:
     """In the unit's base (412600000 for $412.6 million, 5184000 s for 2 months)."""
     tolerance: Decimal
     """Half the last written digit, in the same base: what rounding may hide."""
+    magnitude: Decimal
+    """The number with its scale, without the unit (412600000 for $412.6 million, 2 for
+    2 months)."""
     unit: str
     """USD/EUR/GBP, percent, points, duration, volume, ..., year, date:<month>, count."""
     clause: frozenset[str]
@@ -499,6 +502,10 @@ class Claim:
         return self.unit == "count" and len(self.number) == 1
 
     def same_quantity(self, other: Claim) -> bool:
+        """The same value in the same unit; a figure written without a unit ("412.6 million",
+        "41.3") is the same as one with a unit and that number."""
+        if self.unit == "count" and other.unit != "count":
+            return abs(self.magnitude - other.magnitude) <= self.tolerance
         if self.unit != other.unit:
             return False
         slack = max(self.tolerance, Decimal(0))
@@ -583,6 +590,7 @@ class _Raw:
     unit: str
     clause_index: int
     noun: str = ""
+    magnitude: Decimal = Decimal(0)
 
 
 _FILLER = re.compile(
@@ -611,7 +619,7 @@ def _figures(clause: str, index: int) -> list[_Raw]:
             pm = time.group(2).lower() == "p" and int(hours) != 12
             total = (int(hours) + (12 if pm else 0)) * 60 + int(minutes)
             raw = _Raw(clause[match.start() : time.end()].strip(), canon, Decimal(total),
-                       Decimal(0), "time", index)  # fmt: skip
+                       Decimal(0), "time", index, magnitude=value)  # fmt: skip
             found.append((raw, match.start(), time.end()))
             continue
         scale = Decimal(1)
@@ -639,7 +647,7 @@ def _figures(clause: str, index: int) -> list[_Raw]:
                     unit = "year"
         factor = factor * scale
         raw = _Raw(clause[match.start() : end].strip(), canon, value * factor, step * factor,
-                   unit, index)  # fmt: skip
+                   unit, index, magnitude=value * scale)  # fmt: skip
         found.append((raw, match.start(), end))
     out: list[_Raw] = []
     for i, (raw, _, end) in enumerate(found):
@@ -647,9 +655,11 @@ def _figures(clause: str, index: int) -> list[_Raw]:
         if raw.unit == "count" and nxt and nxt[0].unit != "count":
             between = clause[end : nxt[1]]
             if _RANGE.match(between) or between.strip() in ("to", "-", "–", "and", "or"):
-                factor = nxt[0].value / Decimal(nxt[0].number) if Decimal(nxt[0].number) else 1
+                size = Decimal(nxt[0].number) or Decimal(1)
+                factor, scale = nxt[0].value / size, nxt[0].magnitude / size
                 raw = _Raw(raw.figure, raw.number, Decimal(raw.number) * factor,
-                           raw.tolerance * factor, nxt[0].unit, index)  # fmt: skip
+                           raw.tolerance * factor, nxt[0].unit, index,
+                           magnitude=Decimal(raw.number) * scale)  # fmt: skip
         if raw.unit == "count":
             noun = _UNIT_WORD.match(clause, end)
             raw = replace(raw, noun=_stem(noun.group(1)) if noun else "")
@@ -723,6 +733,7 @@ def extract_claims(
                         number=raw.number,
                         value=raw.value,
                         tolerance=raw.tolerance,
+                        magnitude=raw.magnitude,
                         unit=raw.unit,
                         clause=clause_words,
                         sentence=sentence_words,

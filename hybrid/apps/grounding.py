@@ -163,10 +163,12 @@ def _overlap(words: frozenset[str], source: Claim) -> float:
 
 def _judge(claim: Claim, evidence: list[Claim], vocabulary: frozenset[str]) -> str | None:
     """None when `claim` is supported, else the reason it is not."""
-    same_unit = [e for e in evidence if e.unit == claim.unit]
-    if claim.weak and not any(e.noun == claim.noun for e in same_unit):
+    if claim.weak and not any(e.unit == "count" and e.noun == claim.noun for e in evidence):
         return None
-    same = [e for e in same_unit if claim.same_quantity(e)]
+    same = [e for e in evidence if claim.same_quantity(e)]
+    # a figure written without its unit ("412.6 million") is judged in the unit it matched
+    units = {e.unit for e in same} or {claim.unit}
+    same_unit = [e for e in evidence if e.unit in units]
     if not same:
         near = [e for e in evidence if e.number == claim.number]
         if near:

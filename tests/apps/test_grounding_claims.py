@@ -65,6 +65,8 @@ def test_claims_carry_value_scale_unit_and_period():
         ),
         ("Revenue grew from $349.7 million to $412,600,000.", ("Total revenue rose",), None),
         ("Our revenue was $412.6m [1].", ("Total revenue rose",), None),
+        ("Total revenue was 412.6 million.", ("Total revenue rose",), None),  # unit left out
+        ("Revenue was 412.6 billion.", ("Total revenue rose",), "not 412.6 billion"),
         ("The BB-200 Pro costs $249.00.", ("$249.00", "bb-200-pro.md"), "another subject"),
         ("The BB-100 costs $249.", ("$249.00", "bb-200-pro.md"), None),
     ],
