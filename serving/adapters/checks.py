@@ -5,14 +5,26 @@ Every refusal is an AdapterRejected naming the folder, the reason and the fix.
 
 from __future__ import annotations
 
-import json
 import re
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from serving.adapters.base import ServedBase
 from serving.adapters.errors import AdapterRejected
+from serving.adapters.schema import (
+    LoraConfigFile,
+    ManifestFile,
+    parse,
+    read_json,
+    unsupported_options,
+)
+from serving.adapters.weights import (
+    MAX_ABS_WEIGHT,
+    check_scaling,
+    check_size,
+    check_values,
+    read_header,
+)
 
 MANIFEST_FILE = "hybrid_adapter.json"
 MANIFEST_FORMAT = "hybrid-adapter/1"
@@ -26,7 +38,7 @@ COPIED_FILES = (
     "README.md",
 )
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-_LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<kind>A|B)(?:\.weight)$")
+_LORA_KEY = re.compile(r"(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<kind>A|B)\.weight")
 
 
 @dataclass(frozen=True)
@@ -65,72 +77,63 @@ def check_files(folder: Path) -> None:
         )
 
 
-def _safetensors_header(path: Path) -> dict:
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(8)
-            if len(raw) < 8:
-                raise ValueError("file too short")
-            (length,) = struct.unpack("<Q", raw)
-            if length > 100_000_000:
-                raise ValueError("header length implausible")
-            header = json.loads(fh.read(length))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a mapping")
-        return {k: v for k, v in header.items() if k != "__metadata__"}
-    except (OSError, ValueError) as exc:
-        raise AdapterRejected(f"{path}: not a readable safetensors file ({exc})") from exc
+def check_adapter(
+    folder: Path,
+    base: ServedBase,
+    max_rank: int,
+    *,
+    max_bytes: int | None = None,
+    max_abs_weight: float = MAX_ABS_WEIGHT,
+) -> AdapterFacts:
+    """Refuse anything the served base and engine cannot serve exactly as trained: unsafe or
+    missing files, a folder larger than `max_bytes`, malformed JSON files, options the engine
+    does not implement, tensors that do not fit the base, a truncated weights file, and
+    non-finite or implausibly large weights.
 
-
-def check_adapter(folder: Path, base: ServedBase, max_rank: int) -> AdapterFacts:
-    """Refuse anything the served base and engine cannot serve exactly as trained."""
+    Raises:
+        AdapterRejected: one line naming the file (and field or tensor), the problem and the fix.
+    """
     check_files(folder)
-    try:
-        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise AdapterRejected(f"{folder}/adapter_config.json: not valid JSON ({exc})") from exc
-    if str(config.get("peft_type", "LORA")).upper() != "LORA":
-        raise AdapterRejected(
-            f"{folder}: peft_type {config.get('peft_type')!r}; only LoRA adapters are served"
-        )
-    rank = int(config.get("r") or 0)
-    if rank < 1:
-        raise AdapterRejected(f"{folder}: adapter_config.json has no LoRA rank 'r'")
+    if max_bytes is not None:
+        check_size(folder, COPIED_FILES, max_bytes)
+    config_path = folder / "adapter_config.json"
+    config = parse(LoraConfigFile, read_json(config_path), config_path)
+    problems = unsupported_options(config)
+    if problems:
+        raise AdapterRejected(f"{config_path}: " + "; ".join(problems))
+    rank = config.r
     if rank > max_rank:
         raise AdapterRejected(
             f"{folder}: LoRA rank {rank} exceeds the engine's max rank {max_rank}; raise "
             "engine.max_lora_rank (and restart the engine) or train with a lower rank"
         )
-    if config.get("modules_to_save"):
-        raise AdapterRejected(
-            f"{folder}: modules_to_save={config['modules_to_save']} (full copies of base modules) "
-            "is not supported by the engine; retrain without modules_to_save"
-        )
+    alpha = float(config.lora_alpha if config.lora_alpha is not None else rank)
+    check_scaling(config_path, rank, alpha, config.use_rslora)
     manifest_path = folder / MANIFEST_FILE
-    manifest = {}
+    manifest: dict = {}
     if manifest_path.exists():
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise AdapterRejected(f"{manifest_path}: not valid JSON ({exc})") from exc
-        if manifest.get("format") != MANIFEST_FORMAT:
+        raw = read_json(manifest_path)
+        parsed = parse(ManifestFile, raw, manifest_path)
+        manifest = raw
+        if parsed.format != MANIFEST_FORMAT:
             raise AdapterRejected(
-                f"{manifest_path}: unknown manifest format {manifest.get('format')!r} "
+                f"{manifest_path}: unknown manifest format {parsed.format!r} "
                 f"(this server reads {MANIFEST_FORMAT})"
             )
-        trained_on = manifest.get("base_model") or {}
-        if trained_on.get("fingerprint") != base.fingerprint:
+        trained_on = parsed.base_model
+        if trained_on.fingerprint != base.fingerprint:
             raise AdapterRejected(
-                f"{folder}: trained on base model '{trained_on.get('id', '?')}' "
-                f"(fingerprint {str(trained_on.get('fingerprint'))[:12]}), but this server serves "
+                f"{folder}: trained on base model '{trained_on.id or '?'}' "
+                f"(fingerprint {str(trained_on.fingerprint)[:12]}), but this server serves "
                 f"{base.path} (fingerprint {base.fingerprint[:12]}); serve it on its own base model"
             )
     check_tensors(folder, base, rank)
-    targets = config.get("target_modules") or []
-    targets = tuple(sorted(targets)) if isinstance(targets, list) else (str(targets),)
+    check_values(folder / "adapter_model.safetensors", max_abs_weight)
+    targets = config.target_modules or []
+    targets = tuple(sorted(targets)) if isinstance(targets, list) else (targets,)
     return AdapterFacts(
         rank=rank,
-        alpha=float(config.get("lora_alpha") or rank),
+        alpha=alpha,
         target_modules=targets,
         manifest=manifest,
         foreign=not manifest,
@@ -139,12 +142,12 @@ def check_adapter(folder: Path, base: ServedBase, max_rank: int) -> AdapterFacts
 
 def check_tensors(folder: Path, base: ServedBase, rank: int) -> None:
     """Every tensor is a LoRA A/B matrix of a base linear layer, with matching shapes."""
-    header = _safetensors_header(folder / "adapter_model.safetensors")
+    header, _ = read_header(folder / "adapter_model.safetensors")
     if not header:
         raise AdapterRejected(f"{folder}/adapter_model.safetensors holds no tensors")
     problems = []
     for key, info in sorted(header.items()):
-        match = _LORA_KEY.match(key)
+        match = _LORA_KEY.fullmatch(key)
         if not match:
             problems.append(f"{key}: not a LoRA A/B weight (unsupported module)")
             continue
@@ -155,8 +158,8 @@ def check_tensors(folder: Path, base: ServedBase, rank: int) -> None:
             continue
         out_features, in_features = base_shape
         expected = [rank, in_features] if kind == "A" else [out_features, rank]
-        if list(info.get("shape", [])) != expected:
-            problems.append(f"{key}: shape {info.get('shape')} but the base needs {expected}")
+        if info.shape != expected:
+            problems.append(f"{key}: shape {info.shape} but the base needs {expected}")
     if problems:
         shown = "; ".join(problems[:5]) + (
             f"; and {len(problems) - 5} more" if len(problems) > 5 else ""

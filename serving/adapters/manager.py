@@ -21,10 +21,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.adapters.errors import AdapterNotFound
+from serving.adapters.errors import AdapterNotFound, AdapterRejected
 from serving.adapters.registry import AdapterRegistry, AdapterVersion
 from serving.engine.client import EngineSet, Replica
-from serving.errors import AdapterNotLoaded, EngineUnavailable, ServingError
+from serving.errors import (
+    AdapterNotLoaded,
+    EngineRequestError,
+    EngineUnavailable,
+    ServingError,
+)
 
 log = logging.getLogger("serving.adapters")
 
@@ -130,7 +135,7 @@ class AdapterManager:
                 if self.resolve(model).engine_name != target.engine_name:
                     continue  # promoted while we waited: serve what is current now
                 assert target.adapter is not None
-                replica = await self.engines.ensure_adapter(target.engine_name, target.adapter.path)
+                replica = await self._ensure(target.adapter)
                 self._in_flight[target.engine_name] += 1
                 return Lease(target, replica, self)
 
@@ -193,8 +198,54 @@ class AdapterManager:
         if target.adapter is None:
             raise AdapterNotFound(f"'{ref}' is the base model, which is always loaded")
         async with self._gate(target.engine_name):
-            replica = await self.engines.ensure_adapter(target.engine_name, target.adapter.path)
+            replica = await self._ensure(target.adapter)
         return target.adapter, [replica.url]
+
+    async def _ensure(self, adapter: AdapterVersion) -> Replica:
+        """`engines.ensure_adapter`, after checking the stored files again when no engine holds
+        the version yet (files can change on disk after registration; a NaN weight must never
+        reach the engine, see docs/serving.md)."""
+        if adapter.engine_name not in self.loaded():
+            try:
+                await asyncio.to_thread(self.registry.check, adapter.path)
+            except AdapterRejected as exc:
+                raise AdapterRejected(
+                    f"adapter '{adapter.engine_name}' was not loaded: its stored files fail the "
+                    f"registry's checks ({exc})"
+                ) from None
+        return await self.engines.ensure_adapter(adapter.engine_name, adapter.path)
+
+    async def load_test(self, adapter: AdapterVersion, *, timeout_s: float = 120.0) -> None:
+        """Load `adapter` on an engine and generate one token with it, with its logprob: vLLM
+        reads the weights lazily at the first request, so this is what proves the engine can
+        serve it (a damaged file, an option the engine refuses, NaN logits all fail here). One
+        prefill-only token cannot leave NaN behind in the engine (docs/serving.md).
+
+        Raises:
+            AdapterRejected: the engine refused the adapter or computed non-finite values.
+            EngineUnavailable: no engine answered.
+        """
+        async with self._gate(adapter.engine_name):
+            try:
+                replica = await self._ensure(adapter)
+                await replica.client.generate(
+                    "/v1/completions",
+                    {
+                        "model": adapter.engine_name,
+                        "prompt": "Hello",
+                        "max_tokens": 1,
+                        "temperature": 0,
+                        "logprobs": 1,
+                    },
+                    timeout_s=timeout_s,
+                )
+            except EngineRequestError as exc:
+                message = getattr(exc, "engine_message", "") or str(exc)
+                if "JSON compliant" in message:
+                    message = "the engine computed NaN or infinite logits with it"
+                raise AdapterRejected(
+                    f"adapter '{adapter.engine_name}' failed its load test on the engine: {message}"
+                ) from None
 
     async def unload(self, ref: str, *, timeout_s: float | None = None) -> list[str]:
         """Unload every loaded version of `name` (or just `name@version`) once their requests in
@@ -238,7 +289,7 @@ class AdapterManager:
         except AdapterNotFound:
             previous = None
         async with self._gate(new.engine_name):
-            await self.engines.ensure_adapter(new.engine_name, new.path)
+            await self._ensure(new)
         await asyncio.to_thread(self.registry.promote, name, version)
         retiring = (
             self.unload_previous
@@ -255,24 +306,49 @@ class AdapterManager:
     async def register(
         self, source: Path, name: str, version: str | None = None, *, promote: bool = True
     ) -> AdapterVersion:
-        """Check and copy an adapter folder into the registry. With `promote`, it becomes the
-        current version; if an earlier version of `name` is loaded, the new one is loaded and
-        swapped in as by `promote`.
+        """Check and copy an adapter folder into the registry, load-test it on the engine, and
+        only then make it current (with `promote`, or when it is the first version). If an
+        earlier version of `name` is loaded, the new one is swapped in as by `promote`. A
+        version that fails its load test is removed again: the previous one stays current.
 
         Raises:
-            AdapterRejected: the folder cannot be served on this base (the reason is given).
+            AdapterRejected: the folder cannot be served on this base, or the engine could not
+                load it (the reason is given).
+            EngineUnavailable: no engine answered the load test (nothing was registered).
         """
         loaded = self.loaded()
         hot = any(v.name == name and v.engine_name in loaded for v in self.registry.list())
-        # A loaded earlier version is swapped out by `promote` (new version loaded first);
-        # otherwise the registry switches its pointer itself (a first version always becomes
-        # current).
         registered = await asyncio.to_thread(
-            self.registry.register, source, name, version, promote=promote and not hot
+            self.registry.register, source, name, version, promote=False, pending=True
         )
-        if promote and hot:
-            await self.promote(name, registered.version)
+        try:
+            await self.load_test(registered)
+        except (AdapterRejected, EngineUnavailable) as exc:
+            await self._discard(registered)
+            try:
+                kept = f"'{name}' still serves {self.registry.resolve(name).adapter.version}"
+            except AdapterNotFound:
+                kept = f"'{name}' is not registered"
+            raise type(exc)(f"{exc}; it was not registered ({kept})", **_extra(exc)) from None
+        first = not any(
+            v.name == name and v.current for v in await asyncio.to_thread(self.registry.list)
+        )
+        if promote or first:
+            if hot:
+                await self.promote(name, registered.version)
+            else:
+                await asyncio.to_thread(self.registry.promote, name, registered.version)
+        else:  # tested, not served yet: free its engine slot until it is promoted
+            async with self._gate(registered.engine_name):
+                with contextlib.suppress(AdapterNotLoaded, EngineUnavailable):
+                    await self.engines.unload_adapter(registered.engine_name)
         return self.registry.resolve(f"{name}@{registered.version}").adapter
+
+    async def _discard(self, adapter: AdapterVersion) -> None:
+        """Unload (if loaded) and remove a version that failed its load test."""
+        with contextlib.suppress(AdapterNotLoaded, EngineUnavailable, EngineRequestError):
+            await self.engines.unload_adapter(adapter.engine_name)
+        await asyncio.to_thread(self.registry.remove, adapter.name, adapter.version)
 
     async def _retire(self, engine_name: str) -> None:
         try:
@@ -290,3 +366,7 @@ class AdapterManager:
         """Wait for background unloads (after promotes) to finish; for shutdown and tests."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+def _extra(exc: Exception) -> dict:
+    return {"url": exc.url} if isinstance(exc, EngineUnavailable) else {}

@@ -27,9 +27,11 @@ from pathlib import Path
 from serving.adapters.base import ServedBase
 from serving.adapters.checks import COPIED_FILES, MANIFEST_FILE, MANIFEST_FORMAT, check_adapter
 from serving.adapters.errors import AdapterNotFound, AdapterRejected, RegistryError
+from serving.adapters.weights import MAX_ABS_WEIGHT, default_max_bytes
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}[a-z0-9]$|^[a-z0-9]$")
-VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+# Checked with fullmatch: `$` would also match before a trailing newline.
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}[a-z0-9]|[a-z0-9]")
+VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,29 @@ def _now() -> str:
 
 
 class AdapterRegistry:
-    def __init__(self, root: Path, base: ServedBase, max_rank: int):
+    def __init__(
+        self,
+        root: Path,
+        base: ServedBase,
+        max_rank: int,
+        *,
+        max_bytes: int | None = None,
+        max_abs_weight: float = MAX_ABS_WEIGHT,
+    ):
+        """
+        Args:
+            root: the registry folder (created if missing).
+            base: the served base model adapters are checked against.
+            max_rank: the engine's max LoRA rank.
+            max_bytes: largest adapter folder accepted; default: a rank-`max_rank` fp32 LoRA
+                on every linear layer of the base, with headroom (`default_max_bytes`).
+            max_abs_weight: largest |weight| accepted in a LoRA matrix.
+        """
         self.root = root.expanduser()
         self.base = base
         self.max_rank = max_rank
+        self.max_bytes = max_bytes or default_max_bytes(base.shapes, max_rank)
+        self.max_abs_weight = max_abs_weight
         (self.root / "store").mkdir(parents=True, exist_ok=True)
 
     # ---- reading ---------------------------------------------------------------------------
@@ -160,23 +181,30 @@ class AdapterRegistry:
             raise
 
     def register(
-        self, source: Path, name: str, version: str | None = None, *, promote: bool = True
+        self,
+        source: Path,
+        name: str,
+        version: str | None = None,
+        *,
+        promote: bool = True,
+        pending: bool = False,
     ) -> AdapterVersion:
         """Check `source` against the served base, copy it in as `name@version`.
 
         A folder without a Hybrid manifest (trained by another tool) is checked by its tensor
-        names and shapes, and a manifest is written for it.
+        names and shapes, and a manifest is written for it. The first version of a name becomes
+        current unless `pending` (the caller promotes it after testing it on the engine).
         Raises:
             AdapterRejected: bad name, the folder cannot be served on this base, or it exists.
         """
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise AdapterRejected(
                 f"invalid adapter name '{name}': use 1-64 characters of a-z, 0-9, '.', '_', '-'"
             )
-        if version is not None and not VERSION.match(version):
+        if version is not None and not VERSION.fullmatch(version):
             raise AdapterRejected(f"invalid version '{version}': use up to 32 of A-Z a-z 0-9 . _ -")
         source = Path(source).expanduser()
-        facts = check_adapter(source, self.base, self.max_rank)
+        facts = self.check(source)
         with self._locked():
             index = self._index()
             entry = index["adapters"].setdefault(name, {"current": None, "versions": {}})
@@ -194,7 +222,7 @@ class AdapterRegistry:
                 manifest = facts.manifest or self._foreign_manifest(name, facts)
                 manifest = {**manifest, "registered_as": f"{name}@{version}"}
                 (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-                check_adapter(staging, self.base, self.max_rank)  # the copy is what is served
+                self.check(staging)  # the copy is what is served
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if target.exists():  # left by a run killed before its index update
                     shutil.rmtree(target)
@@ -208,10 +236,24 @@ class AdapterRegistry:
                 "foreign": facts.foreign,
                 "source": str(source),
             }
-            if promote or entry["current"] is None:
+            if promote or (entry["current"] is None and not pending):
                 entry["current"] = version
             self._write_index(index)
             return self._version(name, version, entry, entry["current"])
+
+    def check(self, folder: Path):
+        """Every check of `check_adapter` with this registry's limits; the folder's facts.
+
+        Raises:
+            AdapterRejected: the folder cannot be served (the message says why and the fix).
+        """
+        return check_adapter(
+            folder,
+            self.base,
+            self.max_rank,
+            max_bytes=self.max_bytes,
+            max_abs_weight=self.max_abs_weight,
+        )
 
     def _foreign_manifest(self, name: str, facts) -> dict:
         return {

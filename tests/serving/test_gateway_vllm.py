@@ -390,18 +390,22 @@ def test_client_disconnect_mid_stream_aborts_the_engine_request(gateway, vllm_en
 @pytest.mark.reliability
 def test_adapter_corrupted_on_disk_fails_alone(gateway, adapters):
     """A registered adapter whose files are damaged on disk is refused with a 4xx naming the
-    reason when it is first used; every other model keeps serving."""
+    reason when it is next loaded (its files are checked again before every load); every other
+    model keeps serving."""
     added = _admin(
         gateway, "POST", "/adapters", {"path": str(adapters["brand"]), "name": "fragile"}
     )
     assert added.status_code == 201
+    # registration load-tested it, so the engine holds it: unload, so the next use loads it
+    assert _admin(gateway, "POST", "/adapters/fragile/unload").status_code == 200
     folder = gateway.state.manager.registry.root / "store" / "fragile" / "v1"
     weights = folder / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # truncated, as by a full disk
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
     with pytest.raises(openai.UnprocessableEntityError) as info:
         client.chat.completions.create(model="fragile", messages=PROMPT, max_tokens=2)
-    assert info.value.code == "adapter_load_failed" and "fragile@v1" in info.value.message
+    assert info.value.code == "adapter_rejected" and "fragile@v1" in info.value.message
+    assert "not a readable safetensors file" in info.value.message
     assert greedy(gateway, "brand").choices[0].message.content
     assert greedy(gateway, "tiny-llama").choices[0].message.content
     record(
