@@ -591,6 +591,7 @@ class _Raw:
     clause_index: int
     noun: str = ""
     magnitude: Decimal = Decimal(0)
+    start: int = 0
 
 
 _FILLER = re.compile(
@@ -650,7 +651,7 @@ def _figures(clause: str, index: int) -> list[_Raw]:
                    unit, index, magnitude=value * scale)  # fmt: skip
         found.append((raw, match.start(), end))
     out: list[_Raw] = []
-    for i, (raw, _, end) in enumerate(found):
+    for i, (raw, start, end) in enumerate(found):
         nxt = found[i + 1] if i + 1 < len(found) else None
         if raw.unit == "count" and nxt and nxt[0].unit != "count":
             between = clause[end : nxt[1]]
@@ -663,7 +664,7 @@ def _figures(clause: str, index: int) -> list[_Raw]:
         if raw.unit == "count":
             noun = _UNIT_WORD.match(clause, end)
             raw = replace(raw, noun=_stem(noun.group(1)) if noun else "")
-        out.append(raw)
+        out.append(replace(raw, start=start))
     return out
 
 
@@ -702,24 +703,43 @@ def extract_claims(
         entities = find_entities(sentence)
         section = heading_entities(heading) if heading else frozenset()
         sentence_words = keywords(sentence) | keywords(heading)
+        # a year (or "a year earlier") belongs to the nearest other figure of its clause; in a
+        # clause with no other figure ("In 2025, ...") to the sentence's figures without one
         owned: dict[int, set[int]] = {}
         free: set[int] = set()
+        all_years: set[int] = set()
         for i, clause_raw in enumerate(raws):
-            years = _years(clause_raw)
-            if _RELATIVE_PRIOR.search(clauses[i]) and current_year:
-                years.add(current_year - 1)
-            if clause_raw and all(r.unit == "year" for r in clause_raw):
-                free |= _years(clause_raw)  # "In 2025, ...": the year of the other figures
-            owned[i] = years
-        all_years = set().union(*owned.values()) if owned else set()
+            others = [r for r in clause_raw if r.unit != "year"]
+            marks = [(r.start, int(r.number)) for r in clause_raw if r.unit == "year"]
+            if current_year and others:  # "which did not exist a year ago" dates nothing
+                marks += [
+                    (m.start(), current_year - 1) for m in _RELATIVE_PRIOR.finditer(clauses[i])
+                ]
+            for position, year in marks:
+                all_years.add(year)
+                if not others:
+                    free.add(year)
+                    continue
+                nearest = min(others, key=lambda r, at=position: abs(r.start - at))
+                owned.setdefault(id(nearest), set()).add(year)
+        words: list[frozenset[str]] = []
+        for i, clause in enumerate(clauses):
+            own_words = keywords(clause)
+            if i and (_COMPARATIVE.match(clause) or re.match(r"\s*to\s", clause)):
+                own_words |= words[-1]  # "..., from $349.7 million": the subject before it
+            words.append(own_words)
         for i, clause_raw in enumerate(raws):
-            clause_words = keywords(clauses[i])
+            clause_words = words[i]
             for raw in clause_raw:
                 itself = {int(raw.number)} if raw.unit == "year" else set()
-                own = (owned[i] - itself) or (free - itself)
+                own = owned.get(id(raw), set()) or (free - itself)
                 periods = frozenset(own)
                 if not periods and current_year:
-                    comparative = _COMPARATIVE.match(clauses[i])
+                    # "from 8.8% to 11.2%": the figure before "to" is the earlier one
+                    comparative = (
+                        _COMPARATIVE.match(clauses[i])
+                        and raw.figure in re.split(r"\sto\s", clauses[i], maxsplit=1)[0]
+                    )
                     periods = frozenset({current_year - 1 if comparative else current_year})
                 if entities:
                     about, source = entities, "sentence"

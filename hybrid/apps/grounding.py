@@ -134,8 +134,17 @@ def _passage_scope(passage: Passage) -> frozenset[str]:
     return frozenset(codes | entities_in(first_line))
 
 
+def _file_years(passages: Sequence[Passage]) -> set[str]:
+    """Years in the passages' file names ("annual-report-2025.pdf"): what the documents are
+    about, even when a passage never writes its year."""
+    return {y for p in passages for y in re.findall(r"(?<!\d)((?:19|20)\d\d)(?!\d)", p.file_name)}
+
+
 def _evidence(passages: Sequence[Passage]) -> tuple[list[Claim], int | None]:
     year = dominant_year("\n".join(p.text for p in passages))
+    named = _file_years(passages)
+    if year is None and len(named) == 1:
+        year = int(next(iter(named)))
     claims: list[Claim] = []
     for passage in passages:
         claims += extract_claims(passage.text, scope=_passage_scope(passage), current_year=year)
@@ -221,7 +230,7 @@ def check_grounding(
     Multi-word names and product codes must appear in a passage, the question or the persona.
     """
     evidence, year = _evidence(passages)
-    given = numbers_in("\n".join([question, persona]))
+    given = numbers_in("\n".join([question, persona])) | _file_years(passages)
     vocabulary = frozenset().union(*(e.clause for e in evidence)) if evidence else frozenset()
     known = frozenset().union(*(e.entities for e in evidence)) if evidence else frozenset()
     everything = " ".join(" ".join([*(p.text for p in passages), question, persona]).split())

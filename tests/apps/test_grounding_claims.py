@@ -105,3 +105,26 @@ def test_generation_is_deterministic_and_seeded():
     first = [c.answer for c in generate(corpus, seed=1)]
     assert first == [c.answer for c in generate(corpus, seed=1)]
     assert first != [c.answer for c in generate(corpus, seed=2)]
+
+
+@pytest.mark.parametrize(
+    ("where", "answer"),
+    [
+        (
+            "Revenue of $412.6 million, up 18%",
+            "Northwind's revenue in 2025 came to $412.6 million, which is 18 percent higher "
+            "than the $349.7 million of 2024.",
+        ),
+        ("Headcount of 1,864", "We ended with 1,864 employees, compared to 1,612 the year before."),
+        ("operating margin widened", "Operating margin widened from 8.8% to 11.2% in 2025."),
+        (
+            "Cash and cash equivalents were $138.9",
+            "At the end of 2025 we had $138.9 million in cash, up from $112.6 million a year "
+            "earlier, and no debt.",
+        ),
+        ("Net income was $34.8 million", "In 2025 net income reached $34.8 million."),
+    ],
+)
+def test_free_paraphrases_of_the_report_are_not_flagged(docs, where, answer):
+    report, _ = docs
+    assert check_grounding(answer, renumber([holding(report, where)])).ungrounded == []
