@@ -145,3 +145,16 @@ def test_embeddings_route_float_and_base64_with_the_official_client(tmp_path, ti
         ):
             refused = http.post("/v1/embeddings", json=body)
             assert refused.status_code == status and says in refused.json()["error"]["message"]
+
+
+def test_tools_on_an_engine_without_a_parser_say_how_to_enable_them():
+    from serving.errors import EngineRequestError
+    from serving.gateway.errors import to_answer
+
+    said = '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+    answer = to_answer(
+        EngineRequestError("x", url="http://e", status_code=400, engine_message=said)
+    )
+    assert answer.status == 400
+    message = answer.body["error"]["message"]
+    assert message.startswith(said) and "engine.tool_call_parser" in message
