@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="SmolLM2-135M-Instruct", help="folder or default name")
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--limit", type=int, help="only the first N prompts (CPU time)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    examples = read_style_examples(style_files(args.style))
+    examples = read_style_examples(style_files(args.style))[: args.limit]
     rows = []
     for start in range(0, len(examples), args.batch):
         batch = examples[start : start + args.batch]

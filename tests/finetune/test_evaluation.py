@@ -1,4 +1,4 @@
-"""`hybrid eval` and `hybrid adapter merge` on a tiny model trained from a real JSONL file."""
+"""`hybrid eval adapter` and `hybrid adapter merge` on a tiny model trained from a real JSONL file."""
 
 from __future__ import annotations
 
@@ -102,14 +102,31 @@ def test_eval_reports_base_vs_adapter_on_three_sets(trained, tmp_path):
 def test_cli_exit_code_follows_the_verdict(trained, tmp_path, capsys):
     train_config, _ = trained
     code = main(
-        ["eval", str(train_config.output_dir), "--out", str(tmp_path / "r"), "-q", "--json"]
+        [
+            "eval",
+            "adapter",
+            str(train_config.output_dir),
+            "--out",
+            str(tmp_path / "r"),
+            "-q",
+            "--json",
+        ]
     )
     report = json.loads(capsys.readouterr().out)
     assert code == (0 if report["passed"] else 1)
     # a bound of 0 fails whenever the guard loss rose at all
     guard = next(s for s in report["sets"] if s["name"] == "general guard")
     code0 = main(
-        ["eval", str(train_config.output_dir), "--out", str(tmp_path / "r0"), "-q", "--bound", "0"]
+        [
+            "eval",
+            "adapter",
+            str(train_config.output_dir),
+            "--out",
+            str(tmp_path / "r0"),
+            "-q",
+            "--bound",
+            "0",
+        ]
     )
     assert code0 == (1 if guard["relative_change"] > 0 or not report["passed"] else 0)
 

@@ -1,5 +1,5 @@
 """The slower tier's evidence on the real default base model: `hybrid model prepare`, then
-`hybrid train` on the CEO style set of examples/ceo-report-qa and `hybrid eval`. Held-out loss on
+`hybrid train` on the CEO style set of examples/ceo-report-qa and `hybrid eval adapter`. Held-out loss on
 the style data falls clearly, the general guard moves little, and the report says so.
 
 About 2 minutes on a 2-core CPU once SmolLM2 is prepared (the conversion adds ~25 s, once per
@@ -71,6 +71,7 @@ def test_style_adapter_on_smollm2_lowers_held_out_loss_and_spares_the_guard(tmp_
     code = main(
         [
             "eval",
+            "adapter",
             str(adapter),
             "--config",
             str(tmp_path / "eval.yaml"),
