@@ -5,6 +5,7 @@ the response's `hybrid` field; in a stream, in the last chunk before [DONE])."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter
@@ -16,6 +17,8 @@ from retrieval import InvalidQuery, RetrievalError, StoreUnavailable
 from serving.gateway import ModelInfo, PreparedChat
 from serving.gateway.errors import GatewayError, InvalidRequest
 from serving.gateway.schemas import ChatCompletionRequest
+
+log = logging.getLogger("hybrid.apps")
 
 
 class KnowledgeBaseUnavailable(GatewayError):
@@ -104,16 +107,21 @@ class AppComposer:
         except ContextExceeded as exc:
             param = "max_tokens" if "max_tokens" in body else "max_completion_tokens"
             raise InvalidRequest(str(exc), param=param, code="context_length_exceeded") from None
-        except StoreUnavailable as exc:
+        except StoreUnavailable as exc:  # its text names the store's path or address: logged
+            log.warning("app %s: knowledge base %s: %s", spec.name, spec.knowledge_base, exc)
             raise KnowledgeBaseUnavailable(
                 f"the knowledge base '{spec.knowledge_base}' of app '{spec.name}' is unavailable "
-                f"({exc}); retry in a few seconds",
+                "(its store does not answer; the gateway log has details); retry in a few seconds",
                 headers={"Retry-After": "5"},
             ) from None
         except InvalidQuery as exc:
             raise InvalidRequest(str(exc), param="messages") from None
         except RetrievalError as exc:
-            raise KnowledgeBaseUnavailable(str(exc)) from None
+            log.warning("app %s: knowledge base %s: %s", spec.name, spec.knowledge_base, exc)
+            raise KnowledgeBaseUnavailable(
+                f"the knowledge base '{spec.knowledge_base}' of app '{spec.name}' failed; the "
+                "gateway log has details"
+            ) from None
 
         def annotate(texts: list[str]) -> dict:
             notes = [pipeline.notes(text, passages, question) for text in texts] or [

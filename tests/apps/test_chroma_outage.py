@@ -59,6 +59,7 @@ def test_app_survives_a_chroma_outage(tmp_path, tiny_llama_dir):
             error = down.json()["error"]
             assert error["code"] == "knowledge_base_unavailable"
             assert "'outage-kb' of app 'helpdesk' is unavailable" in error["message"]
+            assert "http://" not in error["message"]  # the store's address stays in the log
             assert "Traceback" not in down.text
             (docs / "more.md").write_text("Shipping is free above 50 dollars.")
             with pytest.raises(StoreUnavailable):
