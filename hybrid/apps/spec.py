@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hybrid.errors import ConfigError
 
-APP_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}[a-z0-9]$")
+APP_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}[a-z0-9]")  # fullmatch: `$` allows "\n"
 
 DEFAULT_TEMPLATE = """{persona}
 
@@ -125,7 +125,7 @@ class AppSpec(_Frozen):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not APP_NAME.match(value):
+        if not APP_NAME.fullmatch(value):
             raise ValueError(
                 "use 2-64 characters of a-z, 0-9, '.', '_' or '-', starting and ending with a "
                 "letter or digit (e.g. acme-support)"
