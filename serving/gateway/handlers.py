@@ -24,14 +24,20 @@ import httpx
 
 from serving.adapters.errors import AdapterNotFound
 from serving.adapters.manager import AdapterManager, Lease
-from serving.errors import EngineUnavailable, ServingError
+from serving.errors import AdapterLoadError, EngineUnavailable, ServingError
 from serving.gateway.auth import Principal
 from serving.gateway.embeddings import (
     EmbeddingProvider,
     check_dimensions,
     embedding_response,
 )
-from serving.gateway.errors import InvalidRequest, ModelNotFound, TooManyRequests, to_answer
+from serving.gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    TooManyRequests,
+    to_answer,
+)
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.normalize import normalize_answer
 from serving.gateway.schemas import (
@@ -437,6 +443,14 @@ class InferenceHandler:
             return await self.manager.lease(model)
         except AdapterNotFound:  # removed since _authorise; its message lists every adapter
             raise ModelNotFound(f"model '{model}' does not exist", param="model") from None
+        except AdapterLoadError as exc:  # names the engine's URL and the folder: logged only
+            log.error("loading '%s' for a request failed: %s", model, exc)
+            raise GatewayError(
+                f"model '{model}' could not be loaded on the engine; the gateway log has "
+                "details (an admin's POST /admin/adapters/{name}/load shows them too)",
+                status=422,
+                code="adapter_load_failed",
+            ) from None
 
     async def _generate(
         self,

@@ -440,3 +440,32 @@ def test_keys_new_refuses_a_scoped_admin_key(capsys):
     assert "--model does not apply" in capsys.readouterr().err
     assert main(["keys", "new", "--name", "site", "--model", "voice"]) == 0
     assert "models:\n  - voice" in capsys.readouterr().out
+
+
+def test_a_failed_on_demand_load_names_no_engine_url_or_path(registry, caplog):
+    """The engine's refusal names its URL and the adapter folder: logged, not told to clients."""
+    from tests.serving.fake_engine import vllm_error
+
+    engine = FakeEngine()
+
+    async def refusing(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/v1/load_lora_adapter":
+            refusal = vllm_error(400, "Loading lora voice@v1 failed: bad weights")
+            return await refusal(scope, receive, send)
+        return await engine.app(scope, receive, send)
+
+    client = EngineClient("http://engine.internal:8000", transport=httpx.ASGITransport(refusing))
+    manager = AdapterManager(registry, EngineSet([Replica(client)]), engine.base)
+    auth = AuthConfig(api_keys=(ApiKey(name="t", sha256=hash_key("k-t"), models=("voice",)),))
+    state = GatewayState.build(GatewayConfig(auth=auth), manager)
+    with TestClient(create_app(state)) as http:
+        response = chat(http, "voice", {"Authorization": "Bearer k-t"})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (
+        error["code"] == "adapter_load_failed" and "'voice' could not be loaded" in error["message"]
+    )
+    folder = str(registry.resolve("voice").adapter.path)
+    for secret in ("engine.internal", folder, str(registry.root)):
+        assert secret not in response.text
+    assert "engine.internal" in caplog.text  # the operator still learns why
