@@ -33,6 +33,19 @@ def test_bad_question_lines_are_all_reported(tmp_path):
     assert "2 bad line(s)" in message and "line 2" in message and "line 3" in message
 
 
+def test_app_eval_lines_without_a_single_query_to_check_are_skipped(tmp_path):
+    """Unanswerable questions and follow-ups (prior `messages`) of `hybrid eval app` share the
+    file; they have no passage to find for the question alone."""
+    path = tmp_path / "q.jsonl"
+    path.write_text(
+        '{"question": "a", "source": "f", "evidence": "e", "answers": ["1"]}\n'
+        '{"question": "banana bread?", "answerable": false}\n'
+        '{"messages": [{"role": "user", "content": "a"}], "question": "and before?", '
+        '"source": "f", "evidence": "e"}\n'
+    )
+    assert [q.question for q in load_questions(path)] == ["a"]
+
+
 def test_evaluate_scores_a_small_kb(catalog, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
