@@ -99,6 +99,12 @@ def last_checkpoint(checkpoint_dir: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.rsplit("-", 1)[-1]), default=None)
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    """The optimizer step a checkpoint was saved at (from its trainer_state.json)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    return int(state.get("global_step", 0))
+
+
 def load_training_examples(config: TrainConfig) -> list[Example]:
     from finetune.data import load_dataset, mix_replay
 
@@ -222,10 +228,14 @@ def train(
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
+        start_step = checkpoint_step(resume_from) if resume_from else 0  # read before: the
+        # trainer may delete old checkpoints as it saves new ones
         outcome = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         metrics = {
             "train_loss": round(float(outcome.training_loss), 5),
             "steps": int(trainer.state.global_step),
+            "steps_run": int(trainer.state.global_step) - start_step,
+            "resumed_from_step": start_step,
             "epochs": round(float(trainer.state.epoch or 0), 3),
             "train_examples": len(train_examples),
             "validation_examples": len(val_examples),

@@ -119,8 +119,12 @@ def train(
     )
     m = result.metrics
     val = f", validation loss {m['validation_loss']:.4f}" if "validation_loss" in m else ""
+    steps = f"{m['steps']} steps"
+    if m.get("resumed_from_step"):
+        steps = f"{m['steps_run']} steps run after resuming at step {m['resumed_from_step']}"
+        steps += f", {m['steps']} in all"
     typer.echo(
-        f"adapter written to {result.adapter_dir} ({m['steps']} steps in {m['runtime_s']:.0f}s, "
+        f"adapter written to {result.adapter_dir} ({steps} in {m['runtime_s']:.0f}s, "
         f"train loss {m['train_loss']:.4f}{val})"
     )
 

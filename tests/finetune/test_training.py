@@ -143,6 +143,7 @@ def test_gradient_accumulation_sets_the_steps_and_the_bar_shows_live_loss(
     )
     result = train(cfg, examples=style_examples(24), progress=True)
     assert result.metrics["steps"] == 4 and result.metrics["epochs"] == 2
+    assert (result.metrics["steps_run"], result.metrics["resumed_from_step"]) == (4, 0)
     bar = capsys.readouterr().err
     assert "train: 100%" in bar and "4/4" in bar and "loss=" in bar and "lr=" in bar
 
@@ -225,6 +226,9 @@ def test_interrupted_training_leaves_no_output_and_resumes(tiny_llama_dir, tmp_p
         config(tiny_llama_dir, out, epochs=3), examples=examples, progress=False, resume=True
     )
     assert out.is_dir() and resumed.metrics["steps"] > 5
+    # the total counts the steps before the interruption; steps_run only this process's
+    assert resumed.metrics["resumed_from_step"] == 4
+    assert resumed.metrics["steps_run"] == resumed.metrics["steps"] - 4
 
 
 def test_existing_output_is_not_overwritten_by_default(tiny_llama_dir, tmp_path):
