@@ -23,6 +23,7 @@ Example `hybrid.yaml` (every section is optional)::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -46,6 +47,9 @@ class AdapterSettings(BaseModel):
     """Folder of the adapter registry (index.json + checked copies of each version)."""
     preload: tuple[str, ...] = ()
     """Adapters (`name` or `name@version`) loaded at start instead of on first use."""
+    max_adapter_mib: Annotated[int, Field(ge=1)] | None = None
+    """Largest adapter folder accepted, in MiB; default: a LoRA of the engine's max rank on every
+    linear layer of the base model in fp32, twice, plus 16 MiB (docs/adapter-format.md)."""
 
 
 class HybridConfig(BaseModel):

@@ -57,7 +57,14 @@ def build_runtime(config: HybridConfig) -> ServingRuntime:
         base_model=base_model_folder(config, engine),
         gateway=config.gateway,
         preload=config.adapters.preload,
+        max_adapter_bytes=max_adapter_bytes(config),
     )
+
+
+def max_adapter_bytes(config: HybridConfig) -> int | None:
+    """adapters.max_adapter_mib in bytes; None: the registry's default from the base shapes."""
+    mib = config.adapters.max_adapter_mib
+    return mib * 2**20 if mib is not None else None
 
 
 def offline_registry(config: HybridConfig) -> AdapterRegistry:
@@ -66,4 +73,6 @@ def offline_registry(config: HybridConfig) -> AdapterRegistry:
     engine = engine_config(config)
     rank = engine.max_lora_rank if engine is not None else 512
     base = describe_base(base_model_folder(config, engine))
-    return AdapterRegistry(config.adapters.registry, base, rank)
+    return AdapterRegistry(
+        config.adapters.registry, base, rank, max_bytes=max_adapter_bytes(config)
+    )

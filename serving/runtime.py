@@ -42,6 +42,7 @@ class ServingRuntime:
         base_model: Path | None = None,
         gateway: GatewayConfig | None = None,
         preload: Sequence[str] = (),
+        max_adapter_bytes: int | None = None,
     ):
         """
         Args:
@@ -52,6 +53,8 @@ class ServingRuntime:
                 `engine.model`. Required when only `remote` engines are given.
             gateway: gateway settings.
             preload: adapters (`name` or `name@version`) loaded at start, not on first use.
+            max_adapter_bytes: largest adapter folder the registry accepts; default: computed
+                from the base model's shapes at the engine's max rank.
         """
         if engine is None and remote is None:
             raise ValueError("configure an engine to start (engine) or to attach to (remote)")
@@ -69,6 +72,7 @@ class ServingRuntime:
         self.registry_root = Path(registry_root).expanduser().absolute()
         self.gateway_config = gateway or GatewayConfig()
         self.preload = tuple(preload)
+        self.max_adapter_bytes = max_adapter_bytes
         self.process: EngineProcess | None = None
         self.base_name: str | None = engine.base_model_name if engine is not None else None
         self._registry: AdapterRegistry | None = None
@@ -132,6 +136,7 @@ class ServingRuntime:
                 self.registry_root,
                 describe_base(self.base_model),
                 self.engine_config.max_lora_rank if self.engine_config else 512,
+                max_bytes=self.max_adapter_bytes,
             )
         return self._registry
 
