@@ -9,6 +9,7 @@ import json
 import pytest
 
 from hybrid.cli import main
+from hybrid.errors import UsageError
 from tests.helpers.gateway import ServerThread
 from tests.serving.fake_engine import FakeEngine
 
@@ -196,3 +197,57 @@ def test_eval_adapter_keeps_its_old_behaviour_under_the_group(capsys, tmp_path):
     code = main(["eval", "adapter", str(tmp_path / "missing")])
     _, stderr = capsys.readouterr()
     assert code == 1 and "missing" in stderr and stderr.count("\n") == 1
+
+
+def test_gateway_mode_scores_like_in_process(setup, tmp_path, tiny_llama_dir):
+    """The same apps behind the real gateway (over the fake engine), asked through the official
+    openai client: the same answers, citations and no-context path as in-process."""
+    import httpx
+    import openai
+    from fastapi.testclient import TestClient
+
+    from hybrid.apps.app import open_pipeline
+    from hybrid.apps.composer import AppComposer
+    from hybrid.apps.spec import load_app_spec
+    from hybrid.evaluation.responders import GatewayResponder
+    from hybrid.evaluation.runner import AppEvalSettings, evaluate_apps
+    from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
+    from serving.adapters import AdapterRegistry, describe_base
+    from serving.adapters.manager import AdapterManager
+    from serving.engine import EngineClient, EngineSet, Replica
+    from serving.gateway import GatewayConfig, GatewayState, create_app
+    from tests.helpers.adapters import random_lora
+
+    root, store, apps, questions, *_ = setup
+    catalog = KnowledgeBaseCatalog(EmbeddedStoreConfig(path=store))
+    registry = AdapterRegistry(tmp_path / "registry", describe_base(tiny_llama_dir), 16)
+    registry.register(random_lora(tiny_llama_dir, tmp_path / "lora"), "voice")
+    engine = FakeEngine()
+    engine.reply = "Returns are accepted within 45 days [1]. Happy brewing!"
+    client = EngineClient("http://fake", transport=httpx.ASGITransport(engine.app))
+    manager = AdapterManager(registry, EngineSet([Replica(client)]), "base")
+    pipelines = [open_pipeline(load_app_spec(f), catalog) for f in sorted(apps.glob("*.yaml"))]
+    state = GatewayState.build(
+        GatewayConfig(), manager, composers=[AppComposer(pipelines, "base", None)]
+    )
+    with TestClient(create_app(state)) as http:
+        sdk = openai.OpenAI(
+            base_url="http://testserver/v1", api_key="none", http_client=http, max_retries=0
+        )
+        settings = AppEvalSettings(
+            apps=("pip", "plain"), questions=questions, output_dir=tmp_path / "out"
+        )
+        report = evaluate_apps(settings, GatewayResponder("http://testserver", client=sdk), False)
+        with pytest.raises(UsageError, match="unknown app 'ghost'; apps available: pip, plain"):
+            evaluate_apps(
+                settings.model_copy(update={"apps": ("ghost",)}),
+                GatewayResponder("http://testserver", client=sdk),
+                False,
+            )
+    assert [r["model"] for r in engine.requests] == ["voice@v1"] * 3 + ["base"] * 3
+    pip = report["results"]["pip"]
+    assert [r["correct"] for r in pip] == [True, False, False, None]
+    assert [r["cited_gold"] for r in pip] == [True, True, True, None]
+    assert [r["abstained"] for r in pip] == [False, False, False, True]
+    assert report["settings"]["mode"] == "gateway"
+    assert report["summaries"][0]["tokens"]["completion"] >= 3 * len(engine.reply.split())
