@@ -73,7 +73,7 @@ class ChatCompletionRequest(_Sampling):
         return ""
 
 
-TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+TokenIds = Annotated[list[Annotated[int, Field(ge=0, lt=2**31)]], Field(min_length=1)]
 
 
 class CompletionRequest(_Sampling):
