@@ -126,12 +126,12 @@ class Grounding:
         }
 
 
-def _passage_scope(passage: Passage) -> frozenset[str]:
-    """What a passage as a whole is about: the codes in its file name and first line."""
+def _passage_scope(passage: Passage, known: frozenset[str]) -> frozenset[str]:
+    """What a passage as a whole is about: the entities of its first line, and the entities
+    the passages name that its file name holds ("k-classic.txt", "bb-200-pro.md")."""
     first_line = passage.text.strip().splitlines()[0] if passage.text.strip() else ""
-    name = passage.file_name.rsplit(".", 1)[0]
-    codes = {m.group(0).lower() for m in re.finditer(r"[a-z]+-[a-z]*\d+", name.lower())}
-    return frozenset(codes | entities_in(first_line))
+    name = passage.file_name.lower()
+    return frozenset({k for k in known if k in name} | entities_in(first_line))
 
 
 def _file_years(passages: Sequence[Passage]) -> set[str]:
@@ -141,13 +141,18 @@ def _file_years(passages: Sequence[Passage]) -> set[str]:
 
 
 def _evidence(passages: Sequence[Passage]) -> tuple[list[Claim], int | None]:
-    year = dominant_year("\n".join(p.text for p in passages))
+    # the year a figure without one is about: the documents' own (their file names), else the
+    # year the passages mention most
     named = _file_years(passages)
-    if year is None and len(named) == 1:
-        year = int(next(iter(named)))
+    if len(named) == 1:
+        year: int | None = int(next(iter(named)))
+    else:
+        year = dominant_year("\n".join(p.text for p in passages))
+    known = frozenset().union(*(entities_in(p.text) for p in passages)) if passages else frozenset()
     claims: list[Claim] = []
     for passage in passages:
-        claims += extract_claims(passage.text, scope=_passage_scope(passage), current_year=year)
+        scope = _passage_scope(passage, known)
+        claims += extract_claims(passage.text, scope=scope, current_year=year)
     return claims, year
 
 
@@ -165,9 +170,8 @@ def _periods_compatible(claim: Claim, source: Claim) -> bool:
 
 def _overlap(words: frozenset[str], source: Claim) -> float:
     """How well `words` (what the answer says a figure measures) match a source figure's own
-    clause; a source about a named section or product the answer does not name counts less."""
-    score = len(words & source.clause) + 0.5 * len(words & source.sentence)
-    return score
+    clause (its sentence counts half)."""
+    return len(words & source.clause) + 0.5 * len(words & source.sentence)
 
 
 def _judge(claim: Claim, evidence: list[Claim], vocabulary: frozenset[str]) -> str | None:
@@ -196,9 +200,7 @@ def _judge(claim: Claim, evidence: list[Claim], vocabulary: frozenset[str]) -> s
         return None
 
     def score(e: Claim) -> float:
-        # a figure under a section heading ("Industrial Arms") is about that section
-        penalty = 0.75 if e.entities_from == "section" and not claim.entities else 0.0
-        return _overlap(measured, e) - penalty
+        return _overlap(measured, e)
 
     best = max(score(e) for e in fitting)
     if best <= 0 and not any(measured & e.sentence for e in fitting):

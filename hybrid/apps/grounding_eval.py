@@ -155,18 +155,27 @@ def _sentences(text: str) -> list[str]:
     lines = []
     for line in text.splitlines():
         bare = line.strip()
-        heading = bare and len(bare) < 60 and not re.search(r"[.!?:;,]$", bare)
+        heading = (
+            bare
+            and len(bare) < 60
+            and not re.search(r"[.!?:;,]$", bare)
+            and not re.match(r"([-*•]|\d+[.)]|[a-z]\))\s", bare)
+            and not re.search(r"\d", bare)
+        )
         if re.search(r"Page \d+ of \d+|Annual Report$", bare) or heading or "|" in bare:
             lines.append("")  # a break, as a blank line
         else:
             lines.append(line)
     out = []
     text = "\n".join(lines)
-    for block in re.split(r"\n\s*\n|\n(?=\s*(?:[-*•#]|\d+[.)]|[a-z]\))\s)", text):
+    items = r"\n(?=\s*(?:[-*•#]|\d+[.)]|[a-z]\))\s)|\n(?=[A-Z][\w ]{1,30}: )"
+    for block in re.split(r"\n\s*\n|" + items, text):
         block = re.sub(r"^\s*(?:[-*•#]+|\d+[.)]|[a-z]\))\s+", "", block.strip())
         block = re.sub(r"\s+", " ", block.replace("**", ""))
+        if block and not block.endswith((".", "!", "?", ":")):
+            block += "."  # a list item: "Weight: 4.1 kg"
         for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z])", block):
-            if not 30 <= len(sentence) <= 320 or not sentence.endswith((".", "!", "?")):
+            if not 20 <= len(sentence) <= 320 or not sentence.endswith((".", "!", "?")):
                 continue
             if _figures(sentence):
                 out.append(sentence.strip())
@@ -356,7 +365,11 @@ def generate(corpus: Corpus, seed: int = 0, passages: list[Passage] | None = Non
                 answer = _correct(sentence, rng)
                 cases.append(Case(corpus.name, "correct", answer, given, sentence))
             planted = 0
-            for kind in rng.sample(KINDS, len(KINDS)):
+            kinds = rng.sample(KINDS, len(KINDS))
+            if rng.random() < 0.7:  # entity swaps apply to few sentences: try them first
+                kinds.remove("entity")
+                kinds.insert(0, "entity")
+            for kind in kinds:
                 made = _plant(kind, sentence, passage, corpus, homes, rng)
                 if made is None or made[0] == sentence:
                     continue
