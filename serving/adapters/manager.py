@@ -25,6 +25,7 @@ from serving.adapters.errors import AdapterNotFound, AdapterRejected
 from serving.adapters.registry import AdapterRegistry, AdapterVersion
 from serving.engine.client import EngineSet, Replica
 from serving.errors import (
+    AdapterLoadError,
     AdapterNotLoaded,
     EngineRequestError,
     EngineUnavailable,
@@ -204,14 +205,21 @@ class AdapterManager:
     async def _ensure(self, adapter: AdapterVersion) -> Replica:
         """`engines.ensure_adapter`, after checking the stored files again when no engine holds
         the version yet (files can change on disk after registration; a NaN weight must never
-        reach the engine, see docs/serving.md)."""
+        reach the engine, see docs/serving.md).
+
+        Raises:
+            AdapterLoadError: the stored files fail the checks (the message names server paths:
+                the gateway logs it and tells clients only that the model could not be loaded).
+        """
         if adapter.engine_name not in self.loaded():
             try:
                 await asyncio.to_thread(self.registry.check, adapter.path)
             except AdapterRejected as exc:
-                raise AdapterRejected(
+                raise AdapterLoadError(
                     f"adapter '{adapter.engine_name}' was not loaded: its stored files fail the "
-                    f"registry's checks ({exc})"
+                    f"registry's checks ({exc})",
+                    url=", ".join(replica.url for replica in self.engines.replicas),
+                    status_code=422,
                 ) from None
         return await self.engines.ensure_adapter(adapter.engine_name, adapter.path)
 
@@ -280,16 +288,15 @@ class AdapterManager:
 
         Raises:
             AdapterNotFound: unknown name or version.
-            AdapterLoadError / EngineUnavailable: the new version could not be loaded; nothing
-                was switched.
+            AdapterRejected / EngineUnavailable: the new version failed its load test on the
+                engine (`load_test`); nothing was switched.
         """
         new = self.registry.resolve(f"{name}@{version}").adapter
         try:
             previous = self.registry.resolve(name).adapter
         except AdapterNotFound:
             previous = None
-        async with self._gate(new.engine_name):
-            await self._ensure(new)
+        await self.load_test(new)  # also for versions registered offline, never tested
         await asyncio.to_thread(self.registry.promote, name, version)
         retiring = (
             self.unload_previous

@@ -73,7 +73,9 @@ def start_gateway(vllm_engine, tiny_llama_dir, root: Path, **registry_options):
     manager = AdapterManager(
         registry, EngineSet.build(supervised=vllm_engine), vllm_engine.config.base_model_name
     )
-    return ServerThread(create_app(GatewayState.build(GatewayConfig(), manager)))
+    server = ServerThread(create_app(GatewayState.build(GatewayConfig(), manager)))
+    server.registry = registry
+    return server
 
 
 def admin(server, method: str, path: str, body: dict | None = None) -> httpx.Response:
@@ -176,6 +178,12 @@ def test_adapter_that_computes_nan_fails_its_load_test_and_the_previous_version_
         assert {a["id"]: a["current"] for a in listed} == {"voice@v1": True, "tenant-b@v1": True}
         assert "voice@v2" not in vllm_engine.served_adapters()
         assert not (tmp_path / "registry" / "store" / "voice" / "v2").exists()
+        # registered offline (no engine, so not load-tested), then promoted: tested first
+        server.registry.register(folders["huge"], "voice", "v3", promote=False)
+        response = admin(server, "POST", "/adapters/voice/promote", {"version": "v3"})
+        assert response.status_code == 422, response.text
+        assert "'voice@v3' failed its load test" in response.json()["error"]["message"]
+        assert server.registry.resolve("voice").adapter.version == "v1"
         rounds = 3
         for _ in range(rounds):
             assert answers(server, models) == before

@@ -171,7 +171,8 @@ def test_errors_come_in_openai_shape(gateway):
     with pytest.raises(openai.NotFoundError) as info:
         c.chat.completions.create(model="nope", messages=PROMPT)
     assert info.value.code == "model_not_found"
-    assert "registered: brand, voice" in info.value.message
+    listed = info.value.message.partition("models you may use: ")[2]  # the caller's, only
+    assert {"tiny-llama", "brand", "voice"} <= set(listed.split(" (")[0].split(", "))
     with pytest.raises(openai.NotFoundError):
         c.chat.completions.create(model="voice@v9", messages=PROMPT)
     with pytest.raises(openai.BadRequestError) as info:
@@ -404,8 +405,8 @@ def test_adapter_corrupted_on_disk_fails_alone(gateway, adapters):
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
     with pytest.raises(openai.UnprocessableEntityError) as info:
         client.chat.completions.create(model="fragile", messages=PROMPT, max_tokens=2)
-    assert info.value.code == "adapter_rejected" and "fragile@v1" in info.value.message
-    assert "not a readable safetensors file" in info.value.message
+    assert info.value.code == "adapter_load_failed"
+    assert "'fragile' could not be loaded" in info.value.message
     assert greedy(gateway, "brand").choices[0].message.content
     assert greedy(gateway, "tiny-llama").choices[0].message.content
     record(
