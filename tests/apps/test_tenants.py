@@ -275,3 +275,16 @@ def test_max_tokens_beyond_the_context_gets_the_engines_400(tenants):
     assert fits.status_code == 200, fits.text
     assert len(engine.requests) == asked + 1
     assert FACTS["alpha"] in engine.requests[-1]["messages"][0]["content"]
+
+
+def test_source_names_tell_same_named_files_apart_without_server_paths():
+    from hybrid.apps.fields import public_sources
+
+    cited = [
+        {"source": "/srv/kb/eu/terms.md"},
+        {"source": "/srv/kb/us/terms.md"},
+        {"source": "/srv/kb/eu/terms.md"},
+        {"source": "/srv/kb/faq.md"},
+    ]
+    public_sources(cited)
+    assert [c["source"] for c in cited] == ["eu/terms.md", "us/terms.md", "eu/terms.md", "faq.md"]
