@@ -134,6 +134,11 @@ class AdapterRegistry:
                 f"unknown adapter '{name}' (registered: {', '.join(sorted(adapters)) or 'none'})"
             )
         entry = adapters[name]
+        if not version and not entry.get("current"):
+            raise AdapterNotFound(
+                f"adapter '{name}' has no current version yet (its first version is being "
+                f"load-tested on the engine; versions: {', '.join(entry['versions'])})"
+            )
         version = version or entry.get("current")
         if not version or version not in entry["versions"]:
             raise AdapterNotFound(

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from serving.adapters import AdapterRegistry, AdapterRejected, describe_base
+from serving.adapters import AdapterNotFound, AdapterRegistry, AdapterRejected, describe_base
 from serving.adapters.weights import check_values, default_max_bytes
 from tests.helpers.adapters import random_lora
 
@@ -218,3 +218,13 @@ def test_names_with_trailing_newline_are_refused(registry, lora, name):
     with pytest.raises(AdapterRejected, match="invalid version"):
         registry.register(lora, "ok", version="v1\n")
     assert registry.list() == [] and not list((registry.root / "store").iterdir())
+
+
+def test_pending_first_version_is_not_current_until_promoted(registry, lora):
+    pending = registry.register(lora, "fresh", pending=True, promote=False)
+    assert not pending.current
+    with pytest.raises(AdapterNotFound, match="'fresh' has no current version yet"):
+        registry.resolve("fresh")
+    assert registry.resolve("fresh@v1").adapter.version == "v1"
+    registry.promote("fresh", "v1")
+    assert registry.resolve("fresh").adapter.current
