@@ -530,10 +530,52 @@ def _unit_after(text: str, end: int, number: str) -> tuple[str, Decimal, int]:
     return "count", Decimal(1), end
 
 
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+            "twenty",
+        ]
+    )
+} | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "ninety": "90", "hundred": "100"}
+_WORDED = re.compile(
+    r"\b(" + "|".join(_NUMBER_WORDS) + r")(?=[\s-]+(?:(?:business|working|calendar|full)\s)?"
+    r"(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|percent|per cent|million|billion"
+    r"|thousand|litres?|liters?|ml|kg|grams?|cm|mm|bar|watts?)\b)",
+    re.IGNORECASE,
+)
+
+
+def _digits_for_words(text: str) -> str:
+    """ "two months" -> "2 months": a number word is a figure when a unit follows it."""
+    return _WORDED.sub(lambda m: _NUMBER_WORDS[m.group(1).lower()], text)
+
+
 def _split_sentences(text: str) -> list[tuple[str, str]]:
     """(heading, sentence) pairs; headings are markdown `#` lines, upper-case lines, short
     lines without a full stop and table rows' labels."""
     text = MARKER.sub(" ", text.replace("**", "").replace("__", ""))
+    text = _digits_for_words(text)
     text = _DATE_COMMA.sub(r"\1 \2", text)
     out: list[tuple[str, str]] = []
     heading = ""

@@ -51,8 +51,10 @@ def test_claims_carry_value_scale_unit_and_period():
 @pytest.mark.parametrize(
     ("answer", "where", "flag"),
     [
-        ("Descale every 1 week in hard water.", ("every 2 months",), "no passage gives 1 week"),
+        ("Descale every 1 week in hard water.", ("every 2 months",), "not 1 week"),
         ("In hard water, descale every 2 months.", ("every 2 months",), None),
+        ("In hard water, descale every two months.", ("every 2 months",), None),
+        ("In hard water, descale every one week.", ("every 2 months",), "not 1 week"),
         ("We saw a 17.5% increase in gross margin.", ("improved by 1.5",), "no passage gives"),
         ("Gross margin was 41.3 percent, up 1.5 percentage points.", ("improved by 1.5",), None),
         ("Gross margin was 41.3%, up 1.5%.", ("improved by 1.5",), "1.5 percentage points"),
