@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -113,7 +114,12 @@ class TensorEntry(BaseModel):
         return math.prod(self.shape)
 
 
-def one_line(exc: ValidationError, file: Path | str, model: type[BaseModel] | None = None) -> str:
+def one_line(
+    exc: ValidationError,
+    file: Path | str,
+    model: type[BaseModel] | None = None,
+    data: dict | None = None,
+) -> str:
     """Every problem of a validation as `file: field 'a.b': problem (got value)`, one line. A
     field that failed every member of a union is reported once, with the type it needs."""
     by_field: dict[object, list] = {}
@@ -121,11 +127,12 @@ def one_line(exc: ValidationError, file: Path | str, model: type[BaseModel] | No
         by_field.setdefault(err["loc"][0] if err["loc"] else "", []).append(err)
     problems = []
     for field, errors in by_field.items():
-        got = json.dumps(errors[0].get("input"), default=str)
+        whole = data is not None and field in data and len(errors) > 1
+        got = json.dumps(data[field] if whole else errors[0].get("input"), default=str)
         got = got if len(got) <= 60 else got[:57] + "..."
         info = model.model_fields.get(str(field)) if model is not None else None
         if len(errors) > 1 and info is not None:
-            needed = str(info.annotation).replace("typing.", "").replace("NoneType", "null")
+            needed = re.sub(r"\bNone(Type)?\b", "null", str(info.annotation).replace("typing.", ""))
             problems.append(f"field '{field}': must be {needed} (got {got})")
             continue
         err = errors[0]
@@ -151,4 +158,4 @@ def parse(model: type[_Model], data: Any, file: Path | str):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise AdapterRejected(one_line(exc, file, model)) from None
+        raise AdapterRejected(one_line(exc, file, model, data)) from None

@@ -133,7 +133,11 @@ def test_unsupported_options_are_refused_with_the_option(
         ("adapter_config.json", {"r": 8.5}, r"field 'r': "),
         ("adapter_config.json", {"lora_alpha": "big"}, r"field 'lora_alpha'"),
         ("adapter_config.json", {"lora_alpha": True}, r"field 'lora_alpha'"),
-        ("adapter_config.json", {"target_modules": ["q_proj", 3]}, r"field 'target_modules"),
+        (
+            "adapter_config.json",
+            {"target_modules": ["q_proj", 3]},
+            r"field 'target_modules': must be list\[str\] \| str \| null \(got \[\"q_proj\", 3\]\)",
+        ),
         ("adapter_config.json", {"use_dora": "yes"}, r"field 'use_dora'"),
         ("adapter_config.json", [1, 2], r"adapter_config.json: must be a JSON object, got list"),
         ("hybrid_adapter.json", [1], r"hybrid_adapter.json: must be a JSON object, got list"),
