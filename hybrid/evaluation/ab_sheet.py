@@ -1,6 +1,7 @@
 """A blind A/B sheet: two apps' answers per question, shown as A and B in a seeded random order,
-in one self-contained HTML file (no scripts or styles from elsewhere); which app is A is only
-in the separate answer key (JSON). A rater picks A, B or "same" per question and notes it."""
+in one self-contained HTML file (nothing loaded from elsewhere); which app is A is only in the
+separate answer key (JSON). A rater picks A, B or "same" per question, adds a note, and copies
+the ratings the page shows as JSON (keyed like the answer key)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0
 .pair{display:grid;grid-template-columns:1fr 1fr;gap:1rem}.ans{background:#f6f6f6;padding:.7rem;
 border-radius:6px;white-space:pre-wrap}.rate label{margin-right:1rem}
 """
+
+
+# Inline, no network: the rater's choices as JSON to copy into a file beside the key.
+_COLLECT = """<div class="q"><button type="button" onclick="collect()">Show my ratings</button>
+<textarea id="ratings" rows="6" style="width:100%" readonly></textarea></div><script>
+function collect(){const r={};document.querySelectorAll('.q[id]').forEach(q=>{
+const c=q.querySelector('input[type=radio]:checked');const n=q.querySelector('input[type=text]');
+r[q.id.slice(1)]={choice:c?c.value:null,note:n?n.value:''}});
+document.getElementById('ratings').value=JSON.stringify(r,null,1)}</script>"""
 
 
 def build_ab_sheet(
@@ -53,6 +63,7 @@ def build_ab_sheet(
         "Which answer is better (right facts, cites its source, the intended voice)? "
         "The order of A and B is random per question; the key is in a separate file.</p>"
         + "".join(blocks)
+        + _COLLECT
         + "</body></html>"
     )
     return html, key

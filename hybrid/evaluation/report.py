@@ -40,14 +40,14 @@ def markdown(report: dict) -> str:
     apps = [s["app"] for s in summaries]
     rows = [
         ("answer correct", lambda s: _pct(s["correctness"])),
-        ("  single-turn", lambda s: _pct(s["correctness_single_turn"])),
-        ("  multi-turn", lambda s: _pct(s["correctness_multi_turn"])),
+        ("correct, single-turn", lambda s: _pct(s["correctness_single_turn"])),
+        ("correct, follow-ups", lambda s: _pct(s["correctness_multi_turn"])),
         ("judge says correct", lambda s: _pct(s["judge"])),
         ("cites the gold passage", lambda s: _pct(s["citation"])),
         ("was given the gold passage", lambda s: _pct(s["given_gold_passage"])),
         ("abstention right", lambda s: _pct(s["abstention"])),
-        ("  abstained, unanswerable", lambda s: _pct(s["abstained_when_unanswerable"])),
-        ("  abstained, answerable", lambda s: _pct(s["abstained_when_answerable"])),
+        ("abstained when unanswerable", lambda s: _pct(s["abstained_when_unanswerable"])),
+        ("abstained when answerable", lambda s: _pct(s["abstained_when_answerable"])),
         ("voice score (mean)", lambda s: _num(s["voice"]["mean"], ".3f")),
         ("grounding flag precision", lambda s: _num(s["grounding"]["precision"], ".2f")),
         ("grounding flag recall", lambda s: _num(s["grounding"]["recall"], ".2f")),

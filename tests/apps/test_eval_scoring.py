@@ -214,7 +214,8 @@ def test_ab_sheet_is_blind_seeded_and_keyed(tmp_path):
     orders = [v["A"] for v in key["questions"].values()]
     assert 0 < orders.count("ceo") < 20  # shuffled, not always the same side
     assert "ceo" not in re.sub(r"ceo \d+", "", html) and "base" not in re.sub(r"base \d+", "", html)
-    assert "Q1 &lt;b&gt;?" in html and "<script" not in html and "http" not in html
+    assert "Q1 &lt;b&gt;?" in html and "src=" not in html and "http" not in html
+    assert "Show my ratings" in html
     for qid, sides in key["questions"].items():
         a_block = html.split(f'id="q{qid}"')[1].split("<b>B</b>")[0]
         assert f"{sides['A']} {qid}<" in a_block
@@ -242,3 +243,17 @@ def test_report_folder_has_markdown_json_and_chart(tmp_path):
     assert "| answer correct | 100% (1/1) |" in md and "| 1 | Cash? | ✓: $138.9 million |" in md
     assert json.loads(paths["json"].read_text())["summaries"][0]["app"] == "a"
     assert paths["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ceo_voice_model_separates_held_out_replies_with_real_embeddings():
+    """The committed CEO set: Margaret Okafor's replies vs SmolLM2's own answers to the same
+    prompts (bench/style_baseline.py), on the real MiniLM embedder."""
+    from hybrid.evaluation.voice import read_baseline, read_style_examples, style_files
+
+    ceo = EXAMPLES / "ceo-report-qa"
+    style = [e.reply for e in read_style_examples(style_files(ceo / "train.yaml"))]
+    base = read_baseline(ceo / "eval" / "base_replies.jsonl")
+    assert len(style) == 120 and len(base) >= 40
+    v = fit_voice_model(style, base).validation
+    assert v.auc >= 0.9, v
+    assert v.heldout_style_mean >= 0.7 and v.heldout_base_mean <= 0.3, v
