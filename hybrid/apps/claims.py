@@ -770,6 +770,9 @@ def extract_claims(
             if i and (_COMPARATIVE.match(clause) or re.match(r"\s*to\s", clause)):
                 own_words |= words[-1]  # "..., from $349.7 million": the subject before it
             words.append(own_words)
+        clause_entities = [
+            find_entities(c) if raws[i] else frozenset() for i, c in enumerate(clauses)
+        ]
         for i, clause_raw in enumerate(raws):
             clause_words = words[i]
             for raw in clause_raw:
@@ -783,7 +786,9 @@ def extract_claims(
                         and raw.figure in re.split(r"\sto\s", clauses[i], maxsplit=1)[0]
                     )
                     periods = frozenset({current_year - 1 if comparative else current_year})
-                if entities:
+                if clause_entities[i]:  # "...; the BB-200 Pro carries a 3-year warranty"
+                    about, source = clause_entities[i], "sentence"
+                elif entities:
                     about, source = entities, "sentence"
                 elif section:
                     about, source = section, "section"

@@ -16,6 +16,7 @@ from hybrid.apps.grounding_eval import (
     measure,
     renumber,
 )
+from hybrid.apps.prompt import Passage
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +131,17 @@ def test_generation_is_deterministic_and_seeded():
 def test_free_paraphrases_of_the_report_are_not_flagged(docs, where, answer):
     report, _ = docs
     assert check_grounding(answer, renumber([holding(report, where)])).ungrounded == []
+
+
+def test_each_clause_keeps_its_own_subject():
+    text = (
+        "# Warranty\n\nThe BB-100 carries a 2-year warranty; the BB-200 Pro carries a 3-year "
+        "warranty covering the boiler and pump."
+    )
+    passages = [Passage(1, text, "warranty.md", "/kb/warranty.md", None, 0, len(text), 0.8)]
+    swapped = check_grounding("The BB-100 has a 3-year warranty.", passages).ungrounded
+    assert swapped == [
+        {"text": "3", "kind": "number", "reason": "the passages give 3-year for another subject"}
+    ]
+    both = "The BB-100 has a 2-year warranty and the BB-200 Pro a 3-year one."
+    assert check_grounding(both, passages).ungrounded == []
