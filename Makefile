@@ -65,6 +65,8 @@ style: install
 bench: install
 	$(BIN)/python -m bench.retrieval_bench
 	$(BIN)/python -m bench.retrieval_quality
+	$(BIN)/python -m bench.grounding_bench
+	$(BIN)/python -m bench.follow_ups_bench
 	$(BIN)/python -m bench.train_bench
 	$(BIN)/python -m bench.serving_bench
 	$(BIN)/python -m bench.reliability_bench
