@@ -67,6 +67,7 @@ def test_pages_of_other_sites_are_refused_without_keys(registry):
         for origin in ("http://localhost:3000", "https://intranet.example"):
             served = client.post("/v1/chat/completions", json=CHAT, headers={"Origin": origin})
             assert served.status_code == 200, origin
+            assert served.headers["access-control-allow-origin"] == origin  # the widget's CORS
         for origin in ("https://evil.example", "null", "http://testserver:81", "garbage"):
             response = client.post("/v1/chat/completions", json=CHAT, headers={"Origin": origin})
             assert response.status_code == 403, origin
