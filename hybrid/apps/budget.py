@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
-from hybrid.apps.prompt import Passage, build_messages
+from hybrid.apps.prompt import Passage, build_messages, content_text
 from hybrid.apps.spec import AppSpec
 
 
@@ -26,17 +26,10 @@ def countable(message: dict) -> dict:
     """`message` as a chat template can render it for counting: OpenAI content parts become
     their text joined, a `null` content (an assistant turn with `tool_calls`) the calls' JSON.
     Images and other non-text parts are not counted."""
-    content = message.get("content")
-    if isinstance(content, list):
-        content = "\n".join(
-            str(part.get("text", ""))
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    elif content is None:
-        calls = message.get("tool_calls")
-        content = json.dumps(calls, ensure_ascii=False) if calls else ""
-    return {"role": message.get("role", "user"), "content": str(content)}
+    content = content_text(message.get("content"))
+    if message.get("content") is None and message.get("tool_calls"):
+        content = json.dumps(message["tool_calls"], ensure_ascii=False)
+    return {"role": message.get("role", "user"), "content": content}
 
 
 class PromptBudget:

@@ -78,10 +78,26 @@ def build_messages(
     chat templates take one), then the client's conversation."""
     system = system_prompt(spec, passages)
     client_system = [
-        m.get("content") for m in conversation if m.get("role") in ("system", "developer")
+        content_text(m.get("content"))
+        for m in conversation
+        if m.get("role") in ("system", "developer")
     ]
-    extra = "\n\n".join(c for c in client_system if isinstance(c, str) and c.strip())
+    extra = "\n\n".join(c for c in client_system if c.strip())
     if extra:
         system += "\n\n" + extra
     turns = [dict(m) for m in conversation if m.get("role") not in ("system", "developer")]
     return [{"role": "system", "content": system}, *turns]
+
+
+def content_text(content: object) -> str:
+    """A message's text: a string as it is, OpenAI content parts' text parts joined by
+    newlines, anything else (null, images) as nothing."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""

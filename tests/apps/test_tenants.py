@@ -238,9 +238,13 @@ def test_app_requests_with_content_parts_and_tool_call_turns(tenants):
     http, engine = tenants
     alpha = {"Authorization": f"Bearer {KEYS['alpha']}"}
     parts = [{"type": "text", "text": "What is the alpha"}, {"type": "text", "text": "vault code?"}]
-    response = ask_with(http, alpha, [{"role": "user", "content": parts}])
+    french = [{"type": "text", "text": "Answer in French."}]
+    response = ask_with(
+        http, alpha, [{"role": "system", "content": french}, {"role": "user", "content": parts}]
+    )
     assert response.status_code == 200, response.text
-    assert FACTS["alpha"] in engine.requests[-1]["messages"][0]["content"]
+    system = engine.requests[-1]["messages"][0]["content"]
+    assert FACTS["alpha"] in system and system.endswith("Answer in French.")
     assert engine.requests[-1]["messages"][-1]["content"] == parts  # sent on as the client wrote
     calls = [
         {
