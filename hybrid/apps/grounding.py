@@ -251,7 +251,7 @@ def check_grounding(
         find_entities=answer_entities,
     )
     nouns = {e.noun for e in evidence if e.unit == "count"}
-    claims = [c for c in claims if not c.weak or c.noun in nouns]
+    claims = [c for c in claims if not c.weak or (c.noun and c.noun in nouns)]
     ungrounded = []
     for claim in claims:
         if claim.number in given:
