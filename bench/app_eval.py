@@ -2,7 +2,7 @@
 retrieval) and northwind-base (retrieval only), served as a user serves them.
 
     .venv/bin/python examples/ceo-report-qa/run.py --quick     # once: knowledge base + adapter
-    flock /tmp/hybrid-team/vllm.lock .venv/bin/python -m bench.app_eval   # ~10 min on 2 cores
+    .venv/bin/python -m bench.app_eval            # (--prepare runs the line above if needed)
 
 It reads the example's work folder (`artifacts/ceo-report-qa/hybrid.yaml`, written by run.py:
 knowledge base, registered ceo-voice adapter), starts `hybrid serve` with it on a free port
@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", help="a gateway serving both apps already (skip hybrid serve)")
     parser.add_argument("--max-tokens", type=int, default=120)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (embeddings)")
+    parser.add_argument(
+        "--prepare",
+        action="store_true",
+        help="run examples/ceo-report-qa/run.py --quick first when its work folder is missing",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -79,6 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     work = args.work_dir.resolve()
     config = work / "hybrid.yaml"
+    if args.url is None and not config.is_file() and args.prepare:
+        run_py = EXAMPLE / "run.py"
+        subprocess.run(
+            [sys.executable, str(run_py), "--quick", "--work-dir", str(work)], check=True
+        )
     if args.url is None and not config.is_file():
         raise SystemExit(
             f"{config} not found: run `.venv/bin/python examples/ceo-report-qa/run.py --quick` "
