@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     examples = read_style_examples(style_files(args.style))[: args.limit]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("", encoding="utf-8")
     rows = []
     for start in range(0, len(examples), args.batch):
         batch = examples[start : start + args.batch]
@@ -62,15 +64,13 @@ def main(argv: list[str] | None = None) -> None:
                 repetition_penalty=1.1,
                 pad_token_id=tokenizer.pad_token_id,
             )
-        for ex, ids in zip(batch, out[:, inputs["input_ids"].shape[1] :], strict=True):
-            reply = tokenizer.decode(ids, skip_special_tokens=True).strip()
-            rows.append({"prompt": [dict(m) for m in ex.prompt], "reply": reply})
+        with args.out.open("a", encoding="utf-8") as f:  # batch by batch: a long run keeps
+            for ex, ids in zip(batch, out[:, inputs["input_ids"].shape[1] :], strict=True):
+                reply = tokenizer.decode(ids, skip_special_tokens=True).strip()
+                row = {"prompt": [dict(m) for m in ex.prompt], "reply": reply}
+                rows.append(row)
+                f.write(json.dumps({**row, "model": folder.name}, ensure_ascii=False) + "\n")
         print(f"{len(rows)}/{len(examples)}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", encoding="utf-8") as f:
-        for row in rows:
-            row["model"] = folder.name
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
     print(f"wrote {len(rows)} base replies to {args.out}")
 
 
