@@ -234,3 +234,56 @@ def test_knowledge_base_passages_are_every_chunk_with_its_source(catalog, tmp_pa
     assert [p.number for p in passages] == list(range(1, len(passages) + 1))
     assert {p.file_name for p in passages} == {"prices.md"}
     assert "$249.00" in " ".join(p.text for p in passages)
+
+
+@pytest.mark.slow
+def test_hybrid_train_adds_grounded_examples_from_the_apps_knowledge_base(tmp_path, tiny_llama_dir):
+    import subprocess
+    import sys
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "facts.md").write_text(
+        "# Year\n\nTotal revenue rose 18% to $412.6 million, from $349.7 million in 2024.\n\n"
+        "Net income was $34.8 million, compared with $22.1 million in 2024.\n"
+    )
+    (tmp_path / "hybrid.yaml").write_text(f"store: {{mode: embedded, path: {tmp_path / 'db'}}}\n")
+    (tmp_path / "app.yaml").write_text(
+        "name: shop\nknowledge_base: facts\npersona: You are the CEO.\n"
+    )
+    reply = "We keep our promises. The wind changes; the destination does not."
+    (tmp_path / "style.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"Q{i}?"},
+                        {"role": "assistant", "content": reply},
+                    ]
+                }
+            )
+            + "\n"
+            for i in range(6)
+        )
+    )
+    (tmp_path / "q.jsonl").write_text(json.dumps({"question": "What was net income?"}) + "\n")
+    (tmp_path / "train.yaml").write_text(
+        f"base_model: {tiny_llama_dir}\ndata: [style.jsonl]\noutput_dir: out\nmax_steps: 1\n"
+        "batch_size: 2\ngradient_accumulation: 1\nmax_length: 512\nvalidation_share: 0\n"
+        "context: {app: app.yaml, share: 0.5, grounded_examples: 6, holdout: [q.jsonl]}\n"
+    )
+    hybrid = [sys.executable, "-m", "hybrid.cli", "--config", str(tmp_path / "hybrid.yaml")]
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    for args in (["kb", "create", "facts"], ["kb", "ingest", "facts", str(docs)]):
+        subprocess.run([*hybrid, *args], check=True, env=env, capture_output=True, timeout=600)
+    result = subprocess.run(
+        [*hybrid, "train", str(tmp_path / "train.yaml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "6 grounded-voice examples added" in result.stdout
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["final"]["train_examples"] == 12  # 6 replies + 6 grounded
