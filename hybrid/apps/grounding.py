@@ -19,25 +19,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from hybrid.apps.claims import Claim, dominant_year, entities_in, extract_claims
+from hybrid.apps.claims import MARKER as _MARKER
+from hybrid.apps.claims import Claim, dominant_year, entities_in, extract_claims, names_in
 from hybrid.apps.prompt import Passage
 
-_MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 _NUMBER = re.compile(r"(?<![\w.])[$€£]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.])[$€£]?\d+(?:\.\d+)?")
-_NAME = re.compile(
-    r"\b[A-Z][a-z]+(?:[-'][A-Za-z]+)?(?:\s+(?:&\s+)?[A-Z][a-z]+(?:[-'][A-Za-z]+)?)+\b"
-)
 _UNIT = re.compile(
     r"[\s-]*(?:%|percent|per ?cent|years?|months?|weeks?|days?|hours?|minutes?|million|billion"
     r"|thousand|times|dollars?|euros?|pounds?|[kKmM]?[gG]\b|litres?|liters?|bar\b)",
     re.IGNORECASE,
 )
 _YEAR = re.compile(r"^(19|20)\d\d$")
-_LEADING_WORDS = {
-    "The", "A", "An", "Our", "We", "In", "On", "At", "This", "That", "These", "Those", "Dear",
-    "Yes", "No", "Hello", "Hi", "Thanks", "Thank", "Please", "Kind", "Best", "If", "When", "For",
-    "And", "But", "So", "As", "It", "Its", "My", "Your", "Their", "His", "Her", "To", "From",
-}  # fmt: skip
 
 
 def cited_numbers(answer: str) -> list[int]:
@@ -90,17 +82,6 @@ def numbers_in(text: str) -> set[str]:
             continue
         found.add(canonical)
     return found
-
-
-def names_in(text: str) -> set[str]:
-    names = set()
-    for match in _NAME.findall(text):
-        words = match.split()
-        while words and words[0] in _LEADING_WORDS:
-            words = words[1:]
-        if len(words) >= 2:
-            names.add(" ".join(words))
-    return names
 
 
 @dataclass(frozen=True)
