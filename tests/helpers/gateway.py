@@ -15,10 +15,11 @@ import httpx
 HYBRID = [sys.executable, "-m", "hybrid.cli"]
 
 
-def start_serve(config: Path, log: Path) -> subprocess.Popen:
-    """`hybrid serve CONFIG` in its own session, its output in `log`."""
+def start_serve(config: Path, log: Path, cwd: Path | None = None) -> subprocess.Popen:
+    """`hybrid serve CONFIG` in its own session (in `cwd` if given), its output in `log`."""
     return subprocess.Popen(
         [*HYBRID, "serve", str(config)],
+        cwd=cwd,
         stdout=open(log, "wb"),  # noqa: SIM115 - closed when the process ends
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -45,13 +45,7 @@ def test_serve_attached_to_a_running_engine_and_adapter_cli(
     log = tmp_path / "serve.log"
     # `hybrid serve hybrid.yaml` from the project folder: the registry path is relative to a
     # relatively named config, and the engine runs in another working directory (issue 13.11).
-    proc = subprocess.Popen(
-        [*HYBRID, "serve", "hybrid.yaml"],
-        cwd=tmp_path,
-        stdout=open(log, "wb"),  # noqa: SIM115 - closed when the process ends
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = start_serve(Path("hybrid.yaml"), log, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc, log, 120)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
+from pathlib import Path
 
 import httpx
 import openai
@@ -17,7 +17,7 @@ import yaml
 
 from finetune.base_models import prepare_default_model
 from tests.helpers.adapters import random_lora
-from tests.helpers.gateway import HYBRID, free_port, wait_ready
+from tests.helpers.gateway import free_port, start_serve, wait_ready
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -42,13 +42,7 @@ def default_serve(tmp_path_factory):
     port = free_port()
     (root / "hybrid.yaml").write_text(yaml.safe_dump({"gateway": {"port": port}}))
     log = root / "serve.log"
-    proc = subprocess.Popen(
-        [*HYBRID, "serve", "hybrid.yaml"],
-        cwd=root,
-        stdout=open(log, "wb"),  # noqa: SIM115 - closed when the process ends
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = start_serve(Path("hybrid.yaml"), log, cwd=root)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc, log, 600)
