@@ -10,16 +10,12 @@ import pytest
 
 from hybrid.apps.app import open_pipeline
 from hybrid.apps.budget import PromptBudget
-from hybrid.apps.composer import AppComposer
 from hybrid.apps.spec import AppSpec
 from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
 from serving.adapters import AdapterRegistry, describe_base
-from serving.adapters.manager import AdapterManager
-from serving.engine import EngineSet
-from serving.gateway import GatewayConfig, GatewayMetrics, GatewayState, create_app
 from tests.conftest import EXAMPLES
 from tests.helpers.adapters import peft_greedy, random_lora
-from tests.helpers.gateway import ServerThread
+from tests.helpers.gateway import serve_apps
 from tests.helpers.reliability import record
 
 pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("clean_vllm_engine")]
@@ -48,13 +44,7 @@ def two_apps(vllm_engine, tiny_llama_dir, tmp_path_factory):
         )
         budget = PromptBudget(tiny_llama_dir, vllm_engine.config.max_model_len)
         pipelines.append(open_pipeline(spec, catalog, budget))
-    metrics = GatewayMetrics()
-    manager = AdapterManager(
-        registry, EngineSet.build(supervised=vllm_engine), vllm_engine.config.base_model_name
-    )
-    composer = AppComposer(pipelines, manager.base_name, metrics.registry)
-    state = GatewayState.build(GatewayConfig(), manager, composers=[composer], metrics=metrics)
-    with ServerThread(create_app(state)) as server:
+    with serve_apps(vllm_engine, registry, pipelines) as server:
         yield server, {p.spec.name: p for p in pipelines}, adapters
 
 

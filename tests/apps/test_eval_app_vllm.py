@@ -10,18 +10,14 @@ import pytest
 
 from hybrid.apps.app import open_pipeline
 from hybrid.apps.budget import PromptBudget
-from hybrid.apps.composer import AppComposer
 from hybrid.apps.spec import AppSpec
 from hybrid.cli import main
 from hybrid.evaluation.labelled import read_cases
 from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
 from serving.adapters import AdapterRegistry, describe_base
-from serving.adapters.manager import AdapterManager
-from serving.engine import EngineSet
-from serving.gateway import GatewayConfig, GatewayMetrics, GatewayState, create_app
 from tests.conftest import EXAMPLES
 from tests.helpers.adapters import random_lora
-from tests.helpers.gateway import ServerThread
+from tests.helpers.gateway import serve_apps
 
 pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("clean_vllm_engine")]
 
@@ -52,13 +48,7 @@ def gateway(vllm_engine, tiny_llama_dir, tmp_path_factory):
         )
         for name, adapter in (("pip", "voice"), ("pip-base", None))
     ]
-    metrics = GatewayMetrics()
-    manager = AdapterManager(
-        registry, EngineSet.build(supervised=vllm_engine), vllm_engine.config.base_model_name
-    )
-    composer = AppComposer(pipelines, manager.base_name, metrics.registry)
-    state = GatewayState.build(GatewayConfig(), manager, composers=[composer], metrics=metrics)
-    with ServerThread(create_app(state)) as server:
+    with serve_apps(vllm_engine, registry, pipelines) as server:
         yield server
 
 

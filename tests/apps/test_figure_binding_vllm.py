@@ -11,17 +11,13 @@ import pytest
 
 from hybrid.apps.app import open_pipeline
 from hybrid.apps.budget import PromptBudget
-from hybrid.apps.composer import AppComposer
 from hybrid.apps.figure_binding import figures_in, unbound_figures
 from hybrid.apps.spec import AppSpec
 from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
 from serving.adapters import AdapterRegistry, describe_base
-from serving.adapters.manager import AdapterManager
-from serving.engine import EngineSet
-from serving.gateway import GatewayConfig, GatewayMetrics, GatewayState, create_app
 from tests.conftest import EXAMPLES
 from tests.helpers.adapters import random_lora
-from tests.helpers.gateway import ServerThread
+from tests.helpers.gateway import serve_apps
 
 pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("clean_vllm_engine")]
 
@@ -49,13 +45,7 @@ def gateway(vllm_engine, tiny_llama_dir, tmp_path_factory):
             generation={"bind_figures": bind},
         )
         pipelines[name] = open_pipeline(spec, catalog, budget)
-    metrics = GatewayMetrics()
-    manager = AdapterManager(
-        registry, EngineSet.build(supervised=vllm_engine), vllm_engine.config.base_model_name
-    )
-    composer = AppComposer(list(pipelines.values()), manager.base_name, metrics.registry)
-    state = GatewayState.build(GatewayConfig(), manager, composers=[composer], metrics=metrics)
-    with ServerThread(create_app(state)) as server:
+    with serve_apps(vllm_engine, registry, list(pipelines.values())) as server:
         yield openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0), pipelines
 
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -83,3 +85,22 @@ class ServerThread:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+@contextmanager
+def serve_apps(engine, registry, pipelines: list) -> Iterator[ServerThread]:
+    """A gateway for `pipelines` (apps) on the supervised vLLM `engine`, with the adapters of
+    `registry`, served on a loopback port until the block ends."""
+    from hybrid.apps.composer import AppComposer
+    from serving.adapters.manager import AdapterManager
+    from serving.engine import EngineSet
+    from serving.gateway import GatewayConfig, GatewayMetrics, GatewayState, create_app
+
+    metrics = GatewayMetrics()
+    manager = AdapterManager(
+        registry, EngineSet.build(supervised=engine), engine.config.base_model_name
+    )
+    composer = AppComposer(pipelines, manager.base_name, metrics.registry)
+    state = GatewayState.build(GatewayConfig(), manager, composers=[composer], metrics=metrics)
+    with ServerThread(create_app(state)) as server:
+        yield server
