@@ -53,6 +53,8 @@ log = logging.getLogger("serving.gateway")
 RETRY_AFTER_BUSY_S = 1
 MAX_LISTED = 20
 """A 404 for an unknown model names at most this many of the caller's models."""
+UNKNOWN_MODEL_LABEL = "(unknown)"
+"""The `model` label of requests refused because the model does not exist for the caller."""
 CHAT_ROUTE = "/v1/chat/completions"
 COMPLETION_ROUTE = "/v1/completions"
 EMBEDDINGS_ROUTE = "/v1/embeddings"
@@ -247,7 +249,7 @@ class InferenceHandler:
         started = time.perf_counter()  # a composer's retrieval counts in the latency too
         request = parse(ChatCompletionRequest, body)
         assert isinstance(body, dict) and isinstance(request, ChatCompletionRequest)
-        self._authorise(request.model, principal)
+        self._authorise(CHAT_ROUTE, request.model, principal)
         composer = next((c for c in self.composers if c.owns(request.model)), None)
         if composer is not None:
             try:
@@ -348,7 +350,7 @@ class InferenceHandler:
         started = time.perf_counter()
         request = parse(CompletionRequest, body)
         assert isinstance(body, dict)
-        self._authorise(request.model, principal)
+        self._authorise(COMPLETION_ROUTE, request.model, principal)
         if any(c.owns(request.model) for c in self.composers):
             raise InvalidRequest(
                 f"'{request.model}' is a chat app; send it to /v1/chat/completions", param="model"
@@ -360,7 +362,7 @@ class InferenceHandler:
         """POST /v1/embeddings with an embedder handed to the gateway (EmbeddingProvider)."""
         started = time.perf_counter()
         request = parse(EmbeddingRequest, body)
-        self._authorise(request.model, principal)
+        self._authorise(EMBEDDINGS_ROUTE, request.model, principal)
         provider = next((p for p in self.embedders if p.owns(request.model)), None)
         if provider is None:
             served = sorted(
@@ -382,7 +384,7 @@ class InferenceHandler:
         started = time.perf_counter()
         request = parse(ResponsesRequest, body)
         assert isinstance(body, dict)
-        self._authorise(request.model, principal)
+        self._authorise(RESPONSES_ROUTE, request.model, principal)
         if any(c.owns(request.model) for c in self.composers):
             raise InvalidRequest(
                 f"'{request.model}' is an app; apps answer on /v1/chat/completions", param="model"
@@ -434,8 +436,10 @@ class InferenceHandler:
             self._leave(in_flight)
             self._done(RESPONSES_ROUTE, requested, status, started)
 
-    def _authorise(self, model: str, principal: Principal) -> None:
+    def _authorise(self, route: str, model: str, principal: Principal) -> None:
         if not principal.may_use(model) or not self._exists(model):  # 404, not 403
+            # Counted under one label: a client's made-up names must not grow the metrics.
+            self.metrics.requests.labels(route, UNKNOWN_MODEL_LABEL, "404").inc()
             raise self.unknown_model(model, principal)
 
     async def _lease(self, model: str) -> Lease:

@@ -335,6 +335,10 @@ def test_real_sigint_and_sigkill_leave_no_output_and_resume_finishes(tiny_llama_
         [*hybrid, "-q", "--resume"], capture_output=True, text=True, timeout=300, env=env
     )
     assert done.returncode == 0, done.stderr
-    assert f"adapter written to {out} (60 steps" in done.stdout
+    resumed = int(done.stdout.split(" steps run after resuming at step ")[1].split(",")[0])
+    assert f"adapter written to {out} ({60 - resumed} steps run after resuming at step " in (
+        done.stdout
+    )
+    assert f"at step {resumed}, 60 in all" in done.stdout and 0 < resumed < 60
     assert leftovers() == ["voice"] and not checkpoints.exists()
     assert json.loads((out / "metrics.json").read_text())["final"]["steps"] == 60

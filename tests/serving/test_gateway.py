@@ -105,6 +105,16 @@ def test_stream_relays_chunks_and_usage_only_when_asked(registry):
         )
 
 
+def test_unknown_models_are_counted_under_one_label(registry):
+    with make_client(registry) as client:
+        for name in ("made-up-1", "made-up-2", "voice@v9"):
+            assert chat(client, name).status_code == 404
+        metrics = client.get("/metrics").text
+    line = 'hybrid_requests_total{model="(unknown)",route="/v1/chat/completions",status="404"} 3.0'
+    assert line in metrics
+    assert "made-up" not in metrics and "voice@v9" not in metrics
+
+
 def test_completions_route(registry):
     with make_client(registry) as client:
         answer = client.post("/v1/completions", json={"model": "voice", "prompt": "hi"}).json()

@@ -209,7 +209,8 @@ def test_health_ready_and_metrics(gateway):
     text = httpx.get(gateway.url + "/metrics").text
     assert 'hybrid_requests_total{model="voice",route="/v1/chat/completions",status="200"}' in text
     assert 'hybrid_tokens_total{kind="completion",model="voice",served="voice@v1"}' in text
-    assert 'status="404"' in text
+    assert 'model="(unknown)",route="/v1/chat/completions",status="404"' in text
+    assert 'model="nope"' not in text  # made-up names do not become metric labels
 
 
 def _admin(gateway, method: str, path: str, body: dict | None = None) -> httpx.Response:
