@@ -17,10 +17,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 
 from hybrid.apps.claims import MARKER as _MARKER
-from hybrid.apps.claims import Claim, dominant_year, entities_in, extract_claims, names_in
+from hybrid.apps.claims import (
+    Claim,
+    canonical,
+    dominant_year,
+    entities_in,
+    extract_claims,
+    names_in,
+)
 from hybrid.apps.prompt import Passage
 
 _NUMBER = re.compile(r"(?<![\w.])[$€£]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.])[$€£]?\d+(?:\.\d+)?")
@@ -60,27 +66,18 @@ def citations(answer: str, passages: Sequence[Passage]) -> tuple[list[dict], lis
     return sorted(out, key=lambda c: c["index"]), [n for n in marked if n not in by_number]
 
 
-def _canonical(token: str) -> str | None:
-    cleaned = token.lstrip("$€£").replace(",", "")
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        return None
-    return format(value.normalize(), "f")
-
-
 def numbers_in(text: str) -> set[str]:
     """Canonical numbers in `text`, without citation markers. A single digit counts only with a
     unit after it ("5 years", "3%", "2 million"): "3 steps" is phrasing, not a figure."""
     text = _MARKER.sub(" ", text)
     found = set()
     for match in _NUMBER.finditer(text):
-        canonical = _canonical(match.group())
-        if canonical is None:
+        number = canonical(match.group().lstrip("$€£"))
+        if number is None:
             continue
-        if canonical.isdigit() and len(canonical) == 1 and not _UNIT.match(text, match.end()):
+        if number.isdigit() and len(number) == 1 and not _UNIT.match(text, match.end()):
             continue
-        found.add(canonical)
+        found.add(number)
     return found
 
 
