@@ -171,8 +171,9 @@ def test_a_rebound_dns_name_gets_nothing(tab, open_gateway):
         "Tenants and keys",
         "DNS rebinding in Chromium: a rebound name (rebind.example -> 127.0.0.1) opens the "
         "playground, model list, admin list and /ready of a gateway without keys",
-        attempts=len(recorder.seen),
-        refused=refused,
+        pages=4,
+        refused_403=refused,
+        requests_that_reached_the_gateway=len(recorder.seen),  # the pages and their favicons
     )
 
 
