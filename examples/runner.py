@@ -146,9 +146,8 @@ def show(question: Question, answers: dict[str, object]) -> None:
             page = f" p.{c['page']}" if c.get("page") else ""
             snippet = " ".join(c["snippet"].split())[:60]
             print(f"    {label} [{c['index']}] {c['file_name']}{page}: {snippet}...")
-        flagged = [u["text"] for u in notes.get("grounding", {}).get("ungrounded", [])]
-        if flagged:
-            print(f"    not found in the sources: {', '.join(flagged)}")
+        for claim in notes.get("grounding", {}).get("ungrounded", []):
+            print(f"    flagged: {claim.get('reason') or claim['text'] + ' is in no source'}")
 
 
 def ask(url: str, demo: Demo) -> None:
