@@ -60,7 +60,9 @@ _GROUP_GONE_TIMEOUT_S = 10.0
 _LIVE_SUPERVISORS: weakref.WeakSet[EngineProcess] = weakref.WeakSet()
 GUARD_DIR = Path(__file__).resolve().parent / "vllm_plugins"
 """Put on the server's PYTHONPATH: `hybrid_engine_guard`, the middleware that requires the
-engine key on every route but /health (standard library only)."""
+engine key on every route but /health (standard library only), and the vLLM general plugin
+`hybrid_cpu_seeded_sampling` (found through the dist-info beside it) that keeps a seeded
+request from killing a CPU engine."""
 GUARD_MIDDLEWARE = "hybrid_engine_guard.EngineGuard"
 
 

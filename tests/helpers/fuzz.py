@@ -5,7 +5,7 @@ Used over the fake engine (tests/serving/test_gateway_fuzz.py) and real vLLM (..
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 
 from hypothesis import HealthCheck, given, settings
@@ -81,13 +81,22 @@ class Fuzzer:
         self.statuses: Counter = Counter()
         self.errors: Counter = Counter()
         """(status, start of the message) of each error answer: what stopped the cases."""
+        self.recent: deque[str] = deque(maxlen=4)
+        self.first_server_error: list[str] = []
+        """The requests up to the first 5xx: once a request kills the engine every later case
+        fails too, so the case hypothesis shrinks to is not the one that did it."""
 
     def send(self, case, caller: dict, check_schema: bool = True) -> None:
         response = case.call(headers=caller, timeout=self.timeout_s)
         self.cases += 1
         self.statuses[response.status_code] += 1
         where = f"{case.method} {case.formatted_path} {case.body!r:.300}"
-        assert response.status_code < 500, where
+        self.recent.append(f"{where} -> {response.status_code}")
+        if response.status_code >= 500 and not self.first_server_error:
+            self.first_server_error = list(self.recent)
+        assert response.status_code < 500, f"{where}; the first 5xx came after: " + " | ".join(
+            self.first_server_error
+        )
         if response.status_code >= 400:
             assert_openai_error(response.status_code, response.content, where)
             message = json.loads(response.content)["error"]["message"]
