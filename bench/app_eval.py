@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", help="a gateway serving both apps already (skip hybrid serve)")
     parser.add_argument("--max-tokens", type=int, default=120)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (embeddings)")
+    parser.add_argument("--concurrency", type=int, default=4, help="questions in flight")
+    parser.add_argument(
+        "--name", default="app_eval_ceo-report-qa", help="results file name in bench/results/"
+    )
     parser.add_argument(
         "--prepare",
         action="store_true",
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         sampling={"temperature": 0, "max_tokens": args.max_tokens},
         style=(EXAMPLE / "train.yaml",),
         style_baseline=EXAMPLE / "eval" / "base_replies.jsonl",
+        concurrency=args.concurrency,
     )
     proc = None
     url = args.url
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         if proc is not None:
             stop(proc)
     payload = {"machine": machine(), **report}
-    path = write_results("app_eval_ceo-report-qa", payload, markdown(report))
+    path = write_results(args.name, payload, markdown(report))
     print(report["summary_line"])
     print(f"results in {path} and {path.with_suffix('.md')}; A/B sheet in {settings.output_dir}")
 

@@ -39,6 +39,19 @@ class Question:
 
 
 @dataclass(frozen=True)
+class Evaluation:
+    """The labelled set the demo scores its apps on at the end (`hybrid eval app`)."""
+
+    questions: Path
+    apps: tuple[str, ...]
+    """The app under test first, then the one it is compared against."""
+    style: Path
+    """The adapter's training config: its data are the voice model's positives."""
+    style_baseline: Path
+    """Base-model replies to the style prompts: the voice model's negatives."""
+
+
+@dataclass(frozen=True)
 class Demo:
     name: str
     folder: Path
@@ -46,6 +59,7 @@ class Demo:
     adapters: list[Adapter]
     apps: list[Path]
     questions: list[Question]
+    evaluation: Evaluation | None = None
     quick_train: dict = field(default_factory=dict)
     """Training settings of the quick run (`make demo`): on a 2-core CPU a SmolLM2 training
     step costs about 10 s per 1,000 tokens, so the quick run trains on the short Q&A replies
@@ -170,6 +184,21 @@ def ask(url: str, demo: Demo) -> None:
         show(question, answers)
 
 
+def evaluate(config: Path, url: str, demo: Demo, work: Path) -> None:
+    """Score the apps on the labelled set through the running gateway and print the report's
+    summary line (correctness, voice, abstention per app)."""
+    spec = demo.evaluation
+    assert spec is not None
+    first, *others = spec.apps
+    step(f"scoring {', '.join(spec.apps)} on the labelled set ({spec.questions.name})")
+    args = ["eval", "app", first, str(demo.folder / spec.questions), "--url", url]
+    args += [arg for other in others for arg in ("--against", other)]
+    args += ["--style", str(demo.folder / spec.style)]
+    args += ["--style-baseline", str(demo.folder / spec.style_baseline)]
+    args += ["--out", str(work / "eval"), "--max-tokens", "120", "--concurrency", "4", "--quiet"]
+    print(hybrid(config, *args, capture=True).strip())
+
+
 def run(demo: Demo, argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=f"Run the {demo.name} example end to end.")
     parser.add_argument("--quick", action="store_true", help="short training (make demo)")
@@ -209,6 +238,8 @@ def run(demo: Demo, argv: list[str] | None = None) -> None:
         wait_ready(url, proc, log)
         step("asking through the official openai client: the app (adapter) beside the base")
         ask(url, demo)
+        if demo.evaluation is not None:
+            evaluate(config, url, demo, work)
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -73,6 +73,9 @@ def evaluate_app(
     judge_model: Annotated[str | None, typer.Option(help="The judge's model name.")] = None,
     judge_api_key: Annotated[str | None, typer.Option(help="The judge's API key.")] = None,
     ab_seed: Annotated[int, typer.Option(help="Seed of the blind A/B order.")] = 0,
+    concurrency: Annotated[
+        int, typer.Option(help="Questions in flight at once against --url (the engine batches).")
+    ] = 1,
     threads: Annotated[int, typer.Option(help="Torch threads (embeddings, local models).")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summaries as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -103,6 +106,7 @@ def evaluate_app(
         judge_model=judge_model,
         judge_api_key=judge_api_key,
         ab_seed=ab_seed,
+        concurrency=concurrency,
     )
     if url is not None:
         from hybrid.evaluation.responders import GatewayResponder

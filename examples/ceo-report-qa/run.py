@@ -13,7 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from examples.runner import Adapter, Demo, Question, run  # noqa: E402
+from examples.runner import Adapter, Demo, Evaluation, Question, run  # noqa: E402
 
 APPS = ("northwind-ceo", "northwind-base")
 
@@ -29,6 +29,12 @@ DEMO = Demo(
         Question("How much cash did Northwind have at the end of 2025?", APPS),
         Question("What is the best recipe for banana bread?", APPS),
     ],
+    evaluation=Evaluation(
+        questions=Path("eval/questions.jsonl"),
+        apps=APPS,
+        style=Path("train.yaml"),
+        style_baseline=Path("eval/base_replies.jsonl"),
+    ),
     quick_train={
         "data": f"[{HERE / 'style' / 'qa.jsonl'}]",
         "max_steps": 30,

@@ -44,6 +44,9 @@ def _usage_dict(usage) -> dict | None:
 class GatewayResponder:
     """A running Hybrid gateway (`hybrid serve`): each app is a `model`."""
 
+    thread_safe = True
+    """The openai client may be shared by threads: questions can be asked concurrently."""
+
     def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 600.0, client=None):
         import openai
 

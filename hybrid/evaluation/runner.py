@@ -46,6 +46,9 @@ class AppEvalSettings(BaseModel):
     judge_api_key: str | None = None
     ab_seed: int = 0
     """Seed of the A/B order of the blind sheet."""
+    concurrency: int = Field(default=1, ge=1, le=64)
+    """Questions in flight at once against a gateway (the engine batches them; latencies then
+    include queueing). In-process runs ask one at a time whatever this says."""
 
     @model_validator(mode="after")
     def _pairs(self) -> AppEvalSettings:
@@ -95,7 +98,9 @@ def evaluate_apps(settings: AppEvalSettings, responder: Responder, progress: boo
         judge = Judge(settings.judge_url, settings.judge_model, settings.judge_api_key)
     results: dict[str, list[CaseResult]] = {}
     for app in settings.apps:
-        results[app] = _run_app(app, cases, responder, settings.sampling, progress)
+        results[app] = _run_app(
+            app, cases, responder, settings.sampling, progress, settings.concurrency
+        )
     if voice is not None:
         results = {app: _with_voice(rs, voice) for app, rs in results.items()}
     if judge is not None:
@@ -108,6 +113,7 @@ def evaluate_apps(settings: AppEvalSettings, responder: Responder, progress: boo
             "only": settings.only,
             "mode": type(responder).__name__.removesuffix("Responder").lower() or "responder",
             "sampling": settings.sampling,
+            "concurrency": settings.concurrency if _concurrent(responder) else 1,
             "judge_model": settings.judge_model,
         },
         "voice_validation": voice.validation.to_dict() if voice else None,
@@ -128,16 +134,35 @@ def evaluate_apps(settings: AppEvalSettings, responder: Responder, progress: boo
     return report
 
 
+def _concurrent(responder: Responder) -> bool:
+    return bool(getattr(responder, "thread_safe", False))
+
+
 def _run_app(
-    app: str, cases: list[LabelledCase], responder: Responder, sampling: dict, progress: bool
+    app: str,
+    cases: list[LabelledCase],
+    responder: Responder,
+    sampling: dict,
+    progress: bool,
+    concurrency: int = 1,
 ) -> list[CaseResult]:
+    from concurrent.futures import ThreadPoolExecutor
+
     no_context = responder.no_context_message(app)
-    out = []
-    for i, case in enumerate(cases, 1):
+    done = 0
+
+    def ask(case: LabelledCase) -> CaseResult:
+        nonlocal done
         reply = responder.reply(app, case.chat_messages(), dict(sampling))
-        out.append(score_case(case, reply, no_context))
+        result = score_case(case, reply, no_context)
+        done += 1
         if progress:
-            print(f"\r{app}: {i}/{len(cases)}", end="", file=sys.stderr, flush=True)
+            print(f"\r{app}: {done}/{len(cases)}", end="", file=sys.stderr, flush=True)
+        return result
+
+    workers = concurrency if _concurrent(responder) else 1
+    with ThreadPoolExecutor(workers) as pool:
+        out = list(pool.map(ask, cases))  # in the order of the question file
     if progress:
         print(file=sys.stderr)
     return out

@@ -238,12 +238,24 @@ def test_gateway_mode_scores_like_in_process(setup, tmp_path, tiny_llama_dir):
             apps=("pip", "plain"), questions=questions, output_dir=tmp_path / "out"
         )
         report = evaluate_apps(settings, GatewayResponder("http://testserver", client=sdk), False)
+        together = evaluate_apps(
+            settings.model_copy(update={"concurrency": 3, "output_dir": tmp_path / "out3"}),
+            GatewayResponder("http://testserver", client=sdk),
+            False,
+        )
         with pytest.raises(UsageError, match="unknown app 'ghost'; apps available: pip, plain"):
             evaluate_apps(
                 settings.model_copy(update={"apps": ("ghost",)}),
                 GatewayResponder("http://testserver", client=sdk),
                 False,
             )
+    # three at a time: the same scores, in the question file's order
+    assert together["settings"]["concurrency"] == 3
+    keep = ("question", "correct", "cited_gold", "abstained", "answer")
+    assert [{k: r[k] for k in keep} for r in together["results"]["pip"]] == [
+        {k: r[k] for k in keep} for r in report["results"]["pip"]
+    ]
+    engine.requests = engine.requests[:6]
     assert [r["model"] for r in engine.requests] == ["voice@v1"] * 3 + ["base"] * 3
     pip = report["results"]["pip"]
     assert [r["correct"] for r in pip] == [True, False, False, None]
