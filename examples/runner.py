@@ -177,7 +177,6 @@ def ask(url: str, demo: Demo) -> None:
                 messages=[{"role": "user", "content": question.text}],
                 temperature=0,
                 max_tokens=120,
-                extra_body={"repetition_penalty": 1.1},
             )
             for app in question.apps
         }

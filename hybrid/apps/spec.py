@@ -71,7 +71,10 @@ class GenerationDefaults(_Frozen):
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     stop: tuple[str, ...] | None = None
     repetition_penalty: Annotated[float, Field(gt=0)] | None = None
-    """vLLM's repetition penalty (1.0 = off); small models ramble less with 1.1."""
+    """vLLM's repetition penalty (1.0 = off). It counts the prompt's tokens too, so it pushes
+    the model away from the passages' own figures and words: on the CEO report example 1.1
+    cost the adapter app 6 of 9 right answers (docs/apps.md). Leave it off for apps that
+    answer from passages; `frequency_penalty` counts generated tokens only."""
     bind_figures: bool = False
     """Every number the answer writes must appear in its passages or the question, written as
     there (a grammar per request; see docs/apps.md). Not a sampling value: never sent as such."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hybrid.evaluation.comparison import comparison_line
+
 CHART_METRICS = (
     ("correctness", "answer correct"),
     ("citation", "cites gold passage"),
@@ -22,8 +24,9 @@ def _num(value, fmt: str) -> str:
     return "n/a" if value is None else format(value, fmt)
 
 
-def summary_line(summaries: list[dict]) -> str:
-    """One line per run, e.g. for `make demo`: correctness and voice of each app."""
+def summary_line(summaries: list[dict], comparisons: list[dict] = ()) -> str:
+    """One line per run, e.g. for `make demo`: correctness and voice of each app, then the
+    first app against each other one (paired voice difference with its interval)."""
     parts = []
     for s in summaries:
         c = s["correctness"]
@@ -32,6 +35,7 @@ def summary_line(summaries: list[dict]) -> str:
             f"{s['app']}: correct {_pct(c)}, voice {_num(voice, '.2f')}, "
             f"abstention {_pct(s['abstention'])}"
         )
+    parts += [comparison_line(c) for c in comparisons]
     return "; ".join(parts)
 
 
@@ -67,6 +71,12 @@ def markdown(report: dict) -> str:
         "|---|" + "---|" * len(apps),
     ]
     lines += [f"| {name} | " + " | ".join(get(s) for s in summaries) + " |" for name, get in rows]
+    if report.get("comparisons"):
+        lines += [
+            "",
+            "Paired, question by question (bootstrap interval of the mean voice difference):",
+        ]
+        lines += ["", *[f"- {comparison_line(c)}" for c in report["comparisons"]]]
     voice = report.get("voice_validation")
     lines += ["", "## Voice model", ""]
     if voice:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hybrid.errors import UsageError
 from hybrid.evaluation.ab_sheet import write_ab_sheet
+from hybrid.evaluation.comparison import compare
 from hybrid.evaluation.labelled import LabelledCase, read_cases
 from hybrid.evaluation.report import summary_line, write_report
 from hybrid.evaluation.responders import Responder
@@ -118,6 +119,10 @@ def evaluate_apps(settings: AppEvalSettings, responder: Responder, progress: boo
         },
         "voice_validation": voice.validation.to_dict() if voice else None,
         "summaries": [summarise(app, rs) for app, rs in results.items()],
+        "comparisons": [
+            compare(settings.apps[0], results[settings.apps[0]], other, results[other])
+            for other in settings.apps[1:]
+        ],
         "results": {app: [r.to_dict() for r in rs] for app, rs in results.items()},
     }
     paths = write_report(report, settings.output_dir)
@@ -130,7 +135,7 @@ def evaluate_apps(settings: AppEvalSettings, responder: Responder, progress: boo
         )
         paths |= {"ab_sheet": sheet, "ab_key": key}
     report["paths"] = {k: str(v) for k, v in paths.items()}
-    report["summary_line"] = summary_line(report["summaries"])
+    report["summary_line"] = summary_line(report["summaries"], report["comparisons"])
     return report
 
 
