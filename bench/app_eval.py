@@ -17,6 +17,7 @@ and key) goes to artifacts/ceo-report-qa/app-eval/.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.common import machine, write_results  # noqa: E402
+from bench.common import machine, update_readme, write_results  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "ceo-report-qa"
 APPS = ("northwind-ceo", "northwind-base")
@@ -70,6 +71,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (embeddings)")
     parser.add_argument("--concurrency", type=int, default=4, help="questions in flight")
     parser.add_argument(
+        "--sampling",
+        default="{}",
+        help="JSON of sampling values over the apps' own, e.g. '{\"repetition_penalty\": 1.0}'",
+    )
+    parser.add_argument(
         "--name", default="app_eval_ceo-report-qa", help="results file name in bench/results/"
     )
     parser.add_argument(
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         apps=APPS,
         questions=EXAMPLE / "eval" / "questions.jsonl",
         output_dir=work / "app-eval",
-        sampling={"temperature": 0, "max_tokens": args.max_tokens},
+        sampling={"temperature": 0, "max_tokens": args.max_tokens, **json.loads(args.sampling)},
         style=(EXAMPLE / "train.yaml",),
         style_baseline=EXAMPLE / "eval" / "base_replies.jsonl",
         concurrency=args.concurrency,
@@ -120,6 +126,9 @@ def main(argv: list[str] | None = None) -> None:
             stop(proc)
     payload = {"machine": machine(), **report}
     path = write_results(args.name, payload, markdown(report))
+    # The README shows the side-by-side summary; the questions one by one stay in the .md.
+    summary = markdown(report).split("\n## Voice model")[0].strip()
+    update_readme(args.name, summary.replace(f"{REPO}/", ""))
     print(report["summary_line"])
     print(f"results in {path} and {path.with_suffix('.md')}; A/B sheet in {settings.output_dir}")
 
