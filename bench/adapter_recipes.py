@@ -1,0 +1,155 @@
+"""Which voice-adapter recipe keeps the report's facts? Each recipe in bench/adapter_recipes/
+is trained with `hybrid train`, registered as `ceo-voice` in a registry of its own, served with
+`hybrid serve`, and scored with bench/app_eval.py on the CEO report's labelled set: the app
+with the adapter (northwind-ceo) against the same retrieval without it (northwind-base), in one
+run, question by question. Writes bench/results/adapter_recipes/RECIPE.json and the table
+bench/results/adapter_recipes.md (+ the README block).
+
+    .venv/bin/python examples/ceo-report-qa/run.py --quick     # once: the knowledge base
+    .venv/bin/python -m bench.adapter_recipes [RECIPE ...] [--sampling JSON]
+    .venv/bin/python -m bench.adapter_recipes --table          # the table from stored runs
+
+One recipe takes 1-3 minutes to train on a quiet 2-core machine (much longer next to another
+job: pause it) and about 5 minutes to score. Runs are stored per recipe and sampling, so the
+table can compare a recipe with and without, e.g., the old repetition penalty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.common import RESULTS, markdown_table, update_readme  # noqa: E402
+
+RECIPES = Path(__file__).resolve().parent / "adapter_recipes"
+STORED = RESULTS / "adapter_recipes"
+WORK = REPO / "artifacts" / "ceo-report-qa"
+HYBRID = [sys.executable, "-m", "hybrid.cli"]
+
+
+def run_name(recipe: str, sampling: dict) -> str:
+    extra = "".join(f"_{k}{v}" for k, v in sorted(sampling.items()))
+    return recipe + extra.replace("repetition_penalty", "rp")
+
+
+def train_and_score(recipe: Path, sampling: dict, threads: int, reuse: bool = False) -> Path:
+    """Train `recipe` (or, with `reuse`, take the adapter trained before), register it in a
+    registry of its own, score it; the stored run's path."""
+    name = recipe.stem
+    work = REPO / "artifacts" / "adapter-recipes" / name
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load((WORK / "hybrid.yaml").read_text(encoding="utf-8"))
+    config["adapters"]["registry"] = str(work / "registry")
+    config["engine"]["log_file"] = str(work / "logs" / "vllm.log")
+    (work / "hybrid.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads)}
+    hybrid = [*HYBRID, "--config", str(work / "hybrid.yaml")]
+    started = time.monotonic()
+    train_s = None
+    if not (reuse and (work / "adapter" / "adapter_config.json").is_file()):
+        subprocess.run(
+            [*hybrid, "train", str(recipe), "--overwrite", f"--set=output_dir={work / 'adapter'}"],
+            check=True,
+            env=env,
+        )
+        train_s = round(time.monotonic() - started)
+    subprocess.run(
+        [*hybrid, "adapter", "register", str(work / "adapter"), "--name", "ceo-voice", "--offline"],
+        check=True,
+        env=env,
+    )
+    out = run_name(name, sampling)
+    STORED.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "bench.app_eval", "--work-dir", str(work)]
+        + ["--name", f"adapter_recipes/{out}", "--sampling", json.dumps(sampling)],
+        check=True,
+        env=env,
+        cwd=REPO,
+    )
+    path = STORED / f"{out}.json"
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    stored["recipe"] = {"file": str(recipe.relative_to(REPO)), "train_s": train_s}
+    path.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def describe(recipe_file: Path) -> str:
+    """The recipe's first comment line."""
+    first = recipe_file.read_text(encoding="utf-8").splitlines()[0]
+    return first.lstrip("# ").strip()
+
+
+def table() -> str:
+    rows = []
+    for path in sorted(STORED.glob("*.json")):
+        run = json.loads(path.read_text(encoding="utf-8"))
+        comparison = run["comparisons"][0]
+        correct, voice = comparison["correct"], comparison["voice_difference"]
+        sampling = {
+            k: v
+            for k, v in run["settings"]["sampling"].items()
+            if k not in ("temperature", "max_tokens")
+        }
+        recipe = REPO / run["recipe"]["file"]
+        binding = "on" if _binds(run) else "off"
+        rows.append(
+            [
+                f"`{recipe.stem}`: {describe(recipe)}",
+                json.dumps(sampling).strip("{}").replace('"', "") or "-",
+                binding,
+                f"{correct['app']}/{correct['n']}",
+                f"{correct['against']}/{correct['n']}",
+                f"{correct['only_app']} / {correct['only_against']}",
+                f"{voice['mean']:+.2f} ({voice['low']:+.2f}..{voice['high']:+.2f})",
+            ]
+        )
+    headers = [
+        "adapter recipe (SmolLM2-135M, LoRA r8, batch 2)",
+        "sampling over the apps' (greedy, 120 tokens)",
+        "figure binding",
+        "northwind-ceo right",
+        "northwind-base right (same run)",
+        "right only with / only without the adapter",
+        "voice, adapter - base (95% CI)",
+    ]
+    return markdown_table(headers, rows)
+
+
+def _binds(run: dict) -> bool:
+    return bool(run.get("recipe", {}).get("bind_figures", True))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("recipes", nargs="*", help="recipe names (default: all)")
+    parser.add_argument("--sampling", default="{}", help="JSON over the apps' sampling values")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--table", action="store_true", help="only rebuild the table")
+    parser.add_argument("--reuse", action="store_true", help="score adapters trained before")
+    args = parser.parse_args(argv)
+    if not args.table:
+        if not (WORK / "hybrid.yaml").is_file():
+            raise SystemExit(f"{WORK / 'hybrid.yaml'} not found: run examples/ceo-report-qa/run.py")
+        names = args.recipes or sorted(p.stem for p in RECIPES.glob("*.yaml"))
+        for name in names:
+            recipe = RECIPES / f"{name}.yaml"
+            train_and_score(recipe, json.loads(args.sampling), args.threads, args.reuse)
+    text = table()
+    (RESULTS / "adapter_recipes.md").write_text(text + "\n", encoding="utf-8")
+    update_readme("adapter_recipes", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
