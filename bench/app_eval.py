@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     payload = {"machine": machine(), **report}
     path = write_results(args.name, payload, markdown(report))
     # The README shows the side-by-side summary; the questions one by one stay in the .md.
-    summary = markdown(report).split("\n## Voice model")[0].strip()
+    summary = markdown(report).split("\n## Voice model")[0].split("\n", 1)[1].strip()
     update_readme(args.name, summary.replace(f"{REPO}/", ""))
     print(report["summary_line"])
     print(f"results in {path} and {path.with_suffix('.md')}; A/B sheet in {settings.output_dir}")
