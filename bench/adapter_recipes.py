@@ -69,7 +69,6 @@ def train_and_score(recipe: Path, sampling: dict, threads: int, reuse: bool = Fa
         env=env,
     )
     out = run_name(name, sampling)
-    STORED.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [sys.executable, "-m", "bench.app_eval", "--work-dir", str(work)]
         + ["--name", f"adapter_recipes/{out}", "--sampling", json.dumps(sampling)],
@@ -102,7 +101,7 @@ def table() -> str:
             if k not in ("temperature", "max_tokens")
         }
         recipe = REPO / run["recipe"]["file"]
-        binding = "on" if _binds(run) else "off"
+        binding = "on" if run["recipe"].get("bind_figures", True) else "off"
         rows.append(
             [
                 f"`{recipe.stem}`: {describe(recipe)}",
@@ -124,10 +123,6 @@ def table() -> str:
         "voice, adapter - base (95% CI)",
     ]
     return markdown_table(headers, rows)
-
-
-def _binds(run: dict) -> bool:
-    return bool(run.get("recipe", {}).get("bind_figures", True))
 
 
 def main(argv: list[str] | None = None) -> None:

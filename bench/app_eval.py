@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.common import machine, update_readme, write_results  # noqa: E402
+from bench.common import machine, write_results  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "ceo-report-qa"
 APPS = ("northwind-ceo", "northwind-base")
@@ -125,10 +125,10 @@ def main(argv: list[str] | None = None) -> None:
         if proc is not None:
             stop(proc)
     payload = {"machine": machine(), **report}
-    path = write_results(args.name, payload, markdown(report))
+    full = markdown(report)
     # The README shows the side-by-side summary; the questions one by one stay in the .md.
-    summary = markdown(report).split("\n## Voice model")[0].split("\n", 1)[1].strip()
-    update_readme(args.name, summary.replace(f"{REPO}/", ""))
+    summary = full.split("\n## Voice model")[0].split("\n", 1)[1].strip()
+    path = write_results(args.name, payload, full, readme=summary.replace(f"{REPO}/", ""))
     print(report["summary_line"])
     print(f"results in {path} and {path.with_suffix('.md')}; A/B sheet in {settings.output_dir}")
 

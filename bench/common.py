@@ -52,14 +52,15 @@ def machine() -> dict:
     }
 
 
-def write_results(name: str, payload: dict, table: str) -> Path:
-    """bench/results/NAME.json and NAME.md, and the README's copy of the table when the README
-    marks a place for it (`<!-- bench:NAME -->` ... `<!-- /bench:NAME -->`)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_results(name: str, payload: dict, table: str, readme: str | None = None) -> Path:
+    """bench/results/NAME.json and NAME.md, and the README's copy of the table (or of `readme`,
+    a shorter text) when the README marks a place for it (`<!-- bench:NAME -->` ...
+    `<!-- /bench:NAME -->`)."""
     path = RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     (RESULTS / f"{name}.md").write_text(table + "\n", encoding="utf-8")
-    update_readme(name, table)
+    update_readme(name, table if readme is None else readme)
     return path
 
 
