@@ -1,17 +1,19 @@
-"""App evaluation of the CEO report example: the labelled set through northwind-ceo (adapter +
-retrieval) and northwind-base (retrieval only), served as a user serves them.
+"""App evaluation of an example: its labelled set through each app with a voice adapter and
+the same retrieval without it (the example's `evaluations` in its run.py), served as a user
+serves them.
 
     .venv/bin/python examples/ceo-report-qa/run.py --quick     # once: knowledge base + adapter
     .venv/bin/python -m bench.app_eval            # (--prepare runs the line above if needed)
+    .venv/bin/python -m bench.app_eval --example branded-chatbot --prepare
 
-It reads the example's work folder (`artifacts/ceo-report-qa/hybrid.yaml`, written by run.py:
-knowledge base, registered ceo-voice adapter), starts `hybrid serve` with it on a free port
-(vLLM + gateway; or asks `--url` if one runs already) and runs `hybrid eval app`'s library on
-examples/ceo-report-qa/eval/questions.jsonl, greedy, with the voice model fitted on the
-adapter's style data (train.yaml) against the cached base replies
-(examples/ceo-report-qa/eval/base_replies.jsonl, made by bench/style_baseline.py). Writes
-bench/results/app_eval_ceo-report-qa.{json,md}; the report folder (chart, blind A/B sheet
-and key) goes to artifacts/ceo-report-qa/app-eval/.
+It reads the example's work folder (`artifacts/EXAMPLE/hybrid.yaml`, written by run.py:
+knowledge bases, registered adapters), starts `hybrid serve` with it on a free port (vLLM +
+gateway; or asks `--url` if one runs already) and runs `hybrid eval app`'s library on each
+evaluation, greedy, with the voice model fitted on the adapter's style data (its train.yaml)
+against the cached base replies (e.g. examples/ceo-report-qa/eval/base_replies.jsonl, made by
+bench/style_baseline.py). Writes bench/results/app_eval_EXAMPLE.{json,md} (one evaluation) or
+app_eval_EXAMPLE_APP.{json,md} (one per app under test); the report folders (chart, blind A/B
+sheet and key) go to artifacts/EXAMPLE/app-eval/.
 """
 
 from __future__ import annotations
@@ -30,9 +32,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.common import machine, write_results  # noqa: E402
 
-EXAMPLE = REPO / "examples" / "ceo-report-qa"
-APPS = ("northwind-ceo", "northwind-base")
 HYBRID = [sys.executable, "-m", "hybrid.cli"]
+
+
+def example_demo(name: str):
+    """The `DEMO` of examples/NAME/run.py (its apps, adapters and evaluations)."""
+    import importlib.util
+
+    path = REPO / "examples" / name / "run.py"
+    if not path.is_file():
+        raise SystemExit(f"no example {name!r}: {path} not found")
+    spec = importlib.util.spec_from_file_location(f"example_{name.replace('-', '_')}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.DEMO
 
 
 def serve(config: Path, log: Path) -> tuple[subprocess.Popen, str]:
@@ -65,8 +78,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work-dir", type=Path, default=REPO / "artifacts" / "ceo-report-qa")
-    parser.add_argument("--url", help="a gateway serving both apps already (skip hybrid serve)")
+    parser.add_argument("--example", default="ceo-report-qa", help="folder name in examples/")
+    parser.add_argument("--work-dir", type=Path, help="default: artifacts/EXAMPLE")
+    parser.add_argument("--url", help="a gateway serving the example's apps already")
     parser.add_argument("--max-tokens", type=int, default=120)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (embeddings)")
     parser.add_argument("--concurrency", type=int, default=4, help="questions in flight")
@@ -76,12 +90,12 @@ def main(argv: list[str] | None = None) -> None:
         help="JSON of sampling values over the apps' own, e.g. '{\"repetition_penalty\": 1.0}'",
     )
     parser.add_argument(
-        "--name", default="app_eval_ceo-report-qa", help="results file name in bench/results/"
+        "--name", help="results file name in bench/results/ (default: app_eval_EXAMPLE[_APP])"
     )
     parser.add_argument(
         "--prepare",
         action="store_true",
-        help="run examples/ceo-report-qa/run.py --quick first when its work folder is missing",
+        help="run examples/EXAMPLE/run.py --quick first when its work folder is missing",
     )
     args = parser.parse_args(argv)
 
@@ -92,27 +106,38 @@ def main(argv: list[str] | None = None) -> None:
     from hybrid.evaluation.runner import AppEvalSettings, evaluate_apps
 
     torch.set_num_threads(args.threads)
-    work = args.work_dir.resolve()
+    demo = example_demo(args.example)
+    if not demo.evaluations:
+        raise SystemExit(f"example {args.example!r} has no labelled evaluation")
+    work = (args.work_dir or REPO / "artifacts" / args.example).resolve()
     config = work / "hybrid.yaml"
+    run_py = demo.folder / "run.py"
     if args.url is None and not config.is_file() and args.prepare:
-        run_py = EXAMPLE / "run.py"
         subprocess.run(
             [sys.executable, str(run_py), "--quick", "--work-dir", str(work)], check=True
         )
     if args.url is None and not config.is_file():
         raise SystemExit(
-            f"{config} not found: run `.venv/bin/python examples/ceo-report-qa/run.py --quick` "
-            "first (it builds the knowledge base and trains and registers the ceo-voice adapter)"
+            f"{config} not found: run `.venv/bin/python {run_py.relative_to(REPO)} --quick` "
+            "first (it builds the knowledge bases and trains and registers the adapters)"
         )
-    settings = AppEvalSettings(
-        apps=APPS,
-        questions=EXAMPLE / "eval" / "questions.jsonl",
-        output_dir=work / "app-eval",
-        sampling={"temperature": 0, "max_tokens": args.max_tokens, **json.loads(args.sampling)},
-        style=(EXAMPLE / "train.yaml",),
-        style_baseline=EXAMPLE / "eval" / "base_replies.jsonl",
-        concurrency=args.concurrency,
-    )
+    single = len(demo.evaluations) == 1
+    runs = []
+    for spec in demo.evaluations:
+        name = args.name or f"app_eval_{args.example}" + ("" if single else f"_{spec.apps[0]}")
+        if args.name and not single:
+            name = f"{args.name}_{spec.apps[0]}"
+        settings = AppEvalSettings(
+            apps=spec.apps,
+            questions=demo.folder / spec.questions,
+            only=spec.only,
+            output_dir=work / "app-eval" / spec.apps[0],
+            sampling={"temperature": 0, "max_tokens": args.max_tokens, **json.loads(args.sampling)},
+            style=(demo.folder / spec.style,),
+            style_baseline=demo.folder / spec.style_baseline,
+            concurrency=args.concurrency,
+        )
+        runs.append((name, settings))
     proc = None
     url = args.url
     if url is None:
@@ -120,17 +145,23 @@ def main(argv: list[str] | None = None) -> None:
         print("starting hybrid serve (vLLM + gateway, about a minute) ...", flush=True)
         proc, url = serve(config, work / "logs" / "app-eval-serve.log")
     try:
-        report = evaluate_apps(settings, GatewayResponder(url))
+        reports = [
+            (name, settings, evaluate_apps(settings, GatewayResponder(url)))
+            for name, settings in runs
+        ]
     finally:
         if proc is not None:
             stop(proc)
-    payload = {"machine": machine(), **report}
-    full = markdown(report)
-    # The README shows the side-by-side summary; the questions one by one stay in the .md.
-    summary = full.split("\n## Voice model")[0].split("\n", 1)[1].strip()
-    path = write_results(args.name, payload, full, readme=summary.replace(f"{REPO}/", ""))
-    print(report["summary_line"])
-    print(f"results in {path} and {path.with_suffix('.md')}; A/B sheet in {settings.output_dir}")
+    for name, settings, report in reports:
+        payload = {"machine": machine(), **report}
+        full = markdown(report)
+        # The README shows the side-by-side summary; the questions one by one stay in the .md.
+        summary = full.split("\n## Voice model")[0].split("\n", 1)[1].strip()
+        path = write_results(name, payload, full, readme=summary.replace(f"{REPO}/", ""))
+        print(report["summary_line"])
+        print(
+            f"results in {path} and {path.with_suffix('.md')}; A/B sheet in {settings.output_dir}"
+        )
 
 
 if __name__ == "__main__":

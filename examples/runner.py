@@ -49,6 +49,8 @@ class Evaluation:
     """The adapter's training config: its data are the voice model's positives."""
     style_baseline: Path
     """Base-model replies to the style prompts: the voice model's negatives."""
+    only: dict[str, str] = field(default_factory=dict)
+    """Keep the labelled cases whose field has this value (e.g. {"brand": "brewbird"})."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ class Demo:
     adapters: list[Adapter]
     apps: list[Path]
     questions: list[Question]
-    evaluation: Evaluation | None = None
+    evaluations: tuple[Evaluation, ...] = ()
+    """Scored at the end, each through the running gateway (`hybrid eval app`)."""
     quick_train: dict = field(default_factory=dict)
     """Training settings of the quick run (`make demo`) over the training config's own: on a
     2-core CPU a SmolLM2 training step costs about 10 s per 1,000 tokens, so the quick run
@@ -182,18 +185,18 @@ def ask(url: str, demo: Demo) -> None:
         show(question, answers)
 
 
-def evaluate(config: Path, url: str, demo: Demo, work: Path) -> None:
+def evaluate(config: Path, url: str, demo: Demo, spec: Evaluation, work: Path) -> None:
     """Score the apps on the labelled set through the running gateway and print the report's
     summary line (correctness, voice, abstention per app)."""
-    spec = demo.evaluation
-    assert spec is not None
     first, *others = spec.apps
     step(f"scoring {', '.join(spec.apps)} on the labelled set ({spec.questions.name})")
     args = ["eval", "app", first, str(demo.folder / spec.questions), "--url", url]
     args += [arg for other in others for arg in ("--against", other)]
+    args += [f"--only={key}={value}" for key, value in spec.only.items()]
     args += ["--style", str(demo.folder / spec.style)]
     args += ["--style-baseline", str(demo.folder / spec.style_baseline)]
-    args += ["--out", str(work / "eval"), "--max-tokens", "120", "--concurrency", "4", "--quiet"]
+    args += ["--out", str(work / "eval" / first), "--max-tokens", "120"]
+    args += ["--concurrency", "4", "--quiet"]
     print(hybrid(config, *args, capture=True).strip())
 
 
@@ -236,8 +239,8 @@ def run(demo: Demo, argv: list[str] | None = None) -> None:
         wait_ready(url, proc, log)
         step("asking through the official openai client: the app (adapter) beside the base")
         ask(url, demo)
-        if demo.evaluation is not None:
-            evaluate(config, url, demo, work)
+        for spec in demo.evaluations:
+            evaluate(config, url, demo, spec, work)
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -11,6 +11,7 @@ import pytest
 
 from hybrid.apps.spec import load_app_spec
 from hybrid.config import load_context_training
+from hybrid.evaluation.labelled import read_cases
 from tests.conftest import EXAMPLES
 
 APPS = sorted(EXAMPLES.rglob("apps/*.yaml"))
@@ -55,3 +56,9 @@ def test_runner_parts_exist_and_fit_together(path):
     assert {spec.adapter for spec in specs if spec.adapter} <= {a.name for a in demo.adapters}
     assert all((demo.folder / a.train_config).is_file() for a in demo.adapters)
     assert all(set(q.apps) <= names for q in demo.questions)
+    for evaluation in demo.evaluations:  # the labelled sets the demo scores at the end
+        assert set(evaluation.apps) <= names
+        assert (demo.folder / evaluation.style).is_file()
+        assert (demo.folder / evaluation.style_baseline).is_file()
+        cases = read_cases(demo.folder / evaluation.questions, evaluation.only)
+        assert len(cases) >= 10, evaluation

@@ -13,7 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from examples.runner import Adapter, Demo, Question, run  # noqa: E402
+from examples.runner import Adapter, Demo, Evaluation, Question, run  # noqa: E402
 
 BOTH = ("brewbird-support", "kettleandco-support")
 
@@ -28,13 +28,29 @@ DEMO = Demo(
         Adapter("brewbird-voice", Path("brands/brewbird/train.yaml")),
         Adapter("kettleandco-voice", Path("brands/kettleandco/train.yaml")),
     ],
-    apps=[Path("apps/brewbird.yaml"), Path("apps/kettleandco.yaml")],
+    apps=[
+        Path("apps/brewbird.yaml"),
+        Path("apps/kettleandco.yaml"),
+        Path("apps/brewbird-base.yaml"),
+        Path("apps/kettleandco-base.yaml"),
+    ],
     questions=[
         Question("How long is the warranty on your machines?", BOTH),
         Question("How often should I descale my machine?", BOTH),
         Question("Do you offer free shipping?", BOTH),
         Question("Can you recommend a good hiking trail in Patagonia?", BOTH),
     ],
+    # Each brand's app against the same retrieval without its adapter, on that brand's questions.
+    evaluations=tuple(
+        Evaluation(
+            questions=Path("eval/questions.jsonl"),
+            apps=(f"{brand}-support", f"{brand}-base"),
+            style=Path(f"brands/{brand}/train.yaml"),
+            style_baseline=Path(f"brands/{brand}/base_replies.jsonl"),
+            only={"brand": brand},
+        )
+        for brand in ("brewbird", "kettleandco")
+    ),
     quick_train={
         "max_steps": 25,
         "max_length": 256,

@@ -29,11 +29,13 @@ DEMO = Demo(
         Question("How much cash did Northwind have at the end of 2025?", APPS),
         Question("What is the best recipe for banana bread?", APPS),
     ],
-    evaluation=Evaluation(
-        questions=Path("eval/questions.jsonl"),
-        apps=APPS,
-        style=Path("train.yaml"),
-        style_baseline=Path("eval/base_replies.jsonl"),
+    evaluations=(
+        Evaluation(
+            questions=Path("eval/questions.jsonl"),
+            apps=APPS,
+            style=Path("train.yaml"),
+            style_baseline=Path("eval/base_replies.jsonl"),
+        ),
     ),
     # bench/adapter_recipes/grounded60-lr3e-4.yaml: the Q&A replies and train.yaml's 60
     # grounded-voice examples, 40 steps at 448 tokens (about 3 minutes on 2 cores)

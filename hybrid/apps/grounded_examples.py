@@ -2,6 +2,9 @@
 base: each example asks about one figure-bearing statement of a passage, shows that passage
 among distractors in the app's own prompt layout, and answers by copying the statement with
 its `[n]` citation, wrapped in a sentence of the adapter's voice (from its style replies).
+Statements are prose sentences ("Revenue rose 18% to $412.6 million.") and the fields of
+product-style documents: table rows under their column header, `Key: value` list items, each
+with the document title or section heading it belongs to (markdown, HTML text, plain text).
 
 Every figure is perturbed consistently across the prompt and the answer (seeded: 412.6 ->
 377.9, years shifted), so the adapter cannot learn the knowledge base's facts themselves: the
@@ -56,6 +59,8 @@ _CHANGE_VERBS = {
 }
 _PRONOUNS = {"it", "this", "that", "they", "he", "she", "we", "which", "these", "those", "there"}
 _PREPOSITIONS = {
+    "like",
+    "unlike",
     "in",
     "on",
     "at",
@@ -95,6 +100,12 @@ STATE_TEMPLATES = (
     "What figure does the report give for {subject}?",
     "Can you tell me what {subject} {be}?",
 )
+FIELD_TEMPLATES = (
+    "What is {subject} of the {entity}?",
+    "Can you tell me {subject} for the {entity}?",
+    "{Entity}: what about {subject}?",
+)
+SECTION_TEMPLATES = ("{Heading}: what is {subject}?", "Under {heading}, what is {subject}?")
 GENERIC_TEMPLATES = (
     "What does the report say about {subject}?",
     "Tell me about {subject}.",
@@ -110,10 +121,137 @@ class Statement:
     text: str
     subject: str
     verb: str
+    """The verb of a prose statement; "is" for a field."""
+    anchor: str = ""
+    """A field's raw line in the passage (where its window is cut); empty for prose."""
+    entity: str = ""
+    """What a field belongs to: its table column or the document title, if known."""
+    heading: str = ""
+    """The section heading above a field."""
 
 
 def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(" ".join(text.split())) if s.strip()]
+
+
+_BULLET = re.compile(r"^(?:[-*•+]|\d{1,2}[.)]|[a-z]\))\s+")
+_FIELD = re.compile(r"^(?P<key>[A-Za-z][\w '()/&+.-]{0,40}?)\s*:\s+(?P<value>\S.*)$")
+_GENERIC_COLUMNS = {"", "value", "values", "detail", "details", "description", "notes", "info"}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A piece of a passage a statement can come from: a prose sentence or a field."""
+
+    text: str
+    """The sentence, or the field's value."""
+    heading: str = ""
+    """The nearest heading above it."""
+    key: str = ""
+    """A field's name (a table row's label, the `Key` of a `Key: value` item); empty for prose."""
+    entity: str = ""
+    """The document title a field belongs to, if known."""
+    line: str = ""
+    """The raw line a field came from."""
+    column: str = ""
+    """A table cell's column name (unless generic, like "Value")."""
+
+
+def _cells(row: str) -> list[str]:
+    return [c.strip().strip("*_").strip() for c in row.strip().strip("|").split("|")]
+
+
+def _is_heading(line: str, plain: str) -> bool:
+    if line.startswith("#"):
+        return True
+    bare = _BULLET.sub("", plain, count=1) if plain[:1].isdigit() else plain
+    if bare.isupper() and len(bare) < 80 and not FIGURE.search(bare):
+        return True  # "1. HOW OFTEN TO DESCALE", "PRICE"
+    return (
+        len(plain) < 60
+        and not _BULLET.match(plain)
+        and not re.search(r"[.!?:;,)]$", plain)
+        and not FIGURE.search(plain)
+    )
+
+
+def document_title(text: str) -> str:
+    """The heading a document starts with (a `# ` line, an upper-case or a short line without
+    a full stop), upper case turned to title case; '' when it starts with prose."""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        plain = line.replace("**", "").replace("__", "")
+        if line.startswith("|") or not _is_heading(line, plain):
+            return ""
+        title = plain.lstrip("#").strip()
+        return title.title() if title.isupper() else title
+    return ""
+
+
+def text_units(text: str, title: str = "") -> list[Unit]:
+    """The prose sentences and fields of a passage, each with the heading above it; `title`
+    is its document's (see `document_title`; a chunk from the middle has none of its own).
+    Lines are kept apart where the text has structure (headings, table rows, list items,
+    `Key: value` lines) and joined where a paragraph wraps (PDF text), so a heading never
+    becomes part of a sentence."""
+    out: list[Unit] = []
+    heading = ""
+    header: list[str] = []
+    paragraph: list[str] = []
+
+    def flush() -> None:
+        if paragraph:
+            out.extend(Unit(s, heading) for s in sentences(" ".join(paragraph)))
+            paragraph.clear()
+
+    lines = text.splitlines()
+    for at, raw in enumerate(lines):
+        line = raw.strip()
+        if not line:
+            flush()
+            header = []
+            continue
+        if line.startswith("|"):
+            flush()
+            cells = _cells(line)
+            if all(set(c) <= set("-: ") for c in cells):
+                continue
+            following = lines[at + 1].strip() if at + 1 < len(lines) else ""
+            if following.startswith("|") and all(set(c) <= set("-: ") for c in _cells(following)):
+                header = cells  # a header row is followed by the |---| line
+                continue
+            names = header[1:] or [""] * (len(cells) - 1)  # a chunk that starts inside a table
+            for name, cell in zip(names, cells[1:], strict=False):
+                column = "" if name.lower() in _GENERIC_COLUMNS else name
+                out.append(Unit(cell, heading, cells[0], title, raw, column))
+            continue
+        header = []
+        plain = line.replace("**", "").replace("__", "")
+        field_line = not paragraph and _FIELD.match(plain) and len(plain.split(":")[0].split()) <= 6
+        if not field_line and _is_heading(line, plain):
+            flush()
+            heading = _BULLET.sub("", plain.lstrip("#").strip(), count=1)
+            if line.startswith("# "):
+                title = heading
+            if heading.isupper():
+                heading = heading.capitalize()
+            continue
+        if field_line or _BULLET.match(plain):  # a `Key: value` line, a list item
+            flush()
+            item = _BULLET.sub("", plain, count=1)
+            field_ = _FIELD.match(item)
+            if field_ is None:
+                out.extend(Unit(s, heading) for s in sentences(item))
+                continue
+            first, *rest = sentences(field_.group("value")) or [field_.group("value")]
+            out.append(Unit(first, heading, field_.group("key").strip(), title, raw))
+            out.extend(Unit(s, heading) for s in rest)
+            continue
+        paragraph.append(plain)
+    flush()
+    return out
 
 
 def _lowercase_words(passages: Sequence[Passage]) -> set[str]:
@@ -146,16 +284,52 @@ def _clean_subject(raw: str, common: set[str]) -> str | None:
     return " ".join(words)
 
 
+def _proper_nouns(passages: Sequence[Passage]) -> set[str]:
+    """Capitalised words seen inside a sentence ("to Canada"): names, kept capitalised."""
+    return {w for p in passages for w in re.findall(r"(?<=[a-z,] )[A-Z][a-z]+\b", p.text)}
+
+
+def _field_statement(index: int, unit: Unit, proper: set[str]) -> Statement | None:
+    key = unit.key
+    if not 1 <= len(key.split()) <= 6 or FIGURE.search(key) or not _perturbable(unit.text):
+        return None
+    first = key.split()[0]
+    if first[:1].isupper() and first[1:].islower() and first not in proper:
+        key = key[0].lower() + key[1:]  # "Water tank" -> "water tank"; "Canada", "USB" stay
+    value = unit.text.rstrip(" ;,")
+    label = f"{unit.key} ({unit.column})" if unit.column else unit.key
+    subject = f"the {key} ({unit.column})" if unit.column else f"the {key}"
+    text = f"{label}: {value}" + ("" if value.endswith((".", "!")) else ".")
+    return Statement(
+        index, text, subject, "is", anchor=unit.line, entity=unit.entity, heading=unit.heading
+    )
+
+
 def figure_statements(
     passages: Sequence[Passage], *, min_chars: int = 30, max_chars: int = 280
 ) -> list[Statement]:
-    """The sentences of `passages` that state a figure with a verb like rose/fell/was/reached,
-    each with its subject (the noun phrase before the verb)."""
+    """The statements of `passages` that state a figure: prose sentences with a verb like
+    rose/fell/was/reached, each with its subject (the noun phrase before the verb), and fields
+    (table rows, `Key: value` items) with their key and what they belong to."""
     common = _lowercase_words(passages)
+    proper = _proper_nouns(passages)
+    first_chunks: dict[str, Passage] = {}
+    for passage in passages:  # each document's title, from its first chunk
+        known = first_chunks.get(passage.source)
+        if known is None or passage.start_char < known.start_char:
+            first_chunks[passage.source] = passage
+    titles = {source: document_title(p.text) for source, p in first_chunks.items()}
     found: list[Statement] = []
     seen: set[str] = set()
     for index, passage in enumerate(passages):
-        for sentence in sentences(passage.text):
+        for unit in text_units(passage.text, titles.get(passage.source, "")):
+            if unit.key:
+                field_ = _field_statement(index, unit, proper)
+                if field_ is not None and field_.text not in seen:
+                    seen.add(field_.text)
+                    found.append(field_)
+                continue
+            sentence = unit.text
             if not min_chars <= len(sentence) <= max_chars or sentence in seen:
                 continue
             if not sentence.endswith((".", "!")) or not FIGURE.search(sentence):
@@ -286,7 +460,12 @@ def _fits(budget: PromptBudget | None, messages: list[dict]) -> bool:
 
 
 def _window(passage_text: str, statement: str, width: int) -> str:
-    """The statement with up to `width` sentences on each side, from its passage."""
+    """The statement with up to `width` sentences on each side, from its passage; a field's
+    line (a table row, a list item) with up to 2 x `width` lines on each side."""
+    lines = [line for line in passage_text.splitlines() if line.strip()]
+    at_line = next((i for i, line in enumerate(lines) if line == statement), None)
+    if at_line is not None:
+        return "\n".join(lines[max(0, at_line - 2 * width) : at_line + 2 * width + 1])
     parts = sentences(passage_text)
     at = next((i for i, s in enumerate(parts) if statement in s), 0)
     return " ".join(parts[max(0, at - width) : at + width + 1])
@@ -342,6 +521,20 @@ def grounded_examples(
 
 
 def _question(statement: Statement, subject: str, rng: random.Random) -> str:
+    if statement.anchor:  # a field: about what it belongs to when that is known
+        entity, heading = statement.entity, statement.heading
+        if entity:
+            templates = FIELD_TEMPLATES
+        else:
+            templates = SECTION_TEMPLATES if heading else ("What is {subject}?",)
+        question = rng.choice(templates).format(
+            subject=subject,
+            entity=entity,
+            Entity=entity[:1].upper() + entity[1:],
+            heading=heading[:1].lower() + heading[1:] if not heading.isupper() else heading,
+            Heading=heading,
+        )
+        return question[0].upper() + question[1:]
     if statement.verb in _CHANGE_VERBS:
         template = rng.choice(CHANGE_TEMPLATES)
     elif statement.verb in {"was", "were", "is", "are"}:
@@ -376,7 +569,7 @@ def _one_example(
     copied = perturb(statement.text)
     texts = {i: perturb(passages[i].text) for i in order}
     # Each passage's anchor sentence: the statement in the fact passage, a figure elsewhere.
-    anchors = {fact: statement.text}
+    anchors = {fact: statement.anchor or statement.text}
     for i in order:
         if i != fact:
             parts = sentences(passages[i].text) or [passages[i].text]

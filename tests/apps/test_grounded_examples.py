@@ -20,6 +20,7 @@ from hybrid.apps.grounded_examples import (
     grounded_examples,
     load_questions,
     normalise_question,
+    text_units,
 )
 from hybrid.apps.prompt import Passage
 from hybrid.apps.spec import load_app_spec
@@ -104,6 +105,11 @@ def test_examples_copy_the_perturbed_statement_with_its_citation(report, spec, s
         passage = " ".join(passage.split())
         parts = re.split(r"(?<=[.!?]) ", assistant.content[: cited.start()].strip())
         copied = [" ".join(parts[-k:]) for k in range(1, len(parts) + 1)]
+        cells = [re.fullmatch(r"(.+?)(?: \((.+?)\))?: (.+)", c) for c in copied]
+        cell = next((m for m in cells if m and all(g in passage for g in m.groups() if g)), None)
+        if cell is not None and "|" in passage:  # a table cell: row, column and value copied
+            assert FIGURE.search(cell.group(3)), assistant.content
+            continue
         statement = max((c for c in copied if c in passage), key=len, default="")
         assert len(statement) >= 20 and FIGURE.search(statement), (assistant.content, passage)
         # with its figures perturbed: not a sentence of the report
@@ -287,3 +293,63 @@ def test_hybrid_train_adds_grounded_examples_from_the_apps_knowledge_base(tmp_pa
     assert "6 grounded-voice examples added" in result.stdout
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["final"]["train_examples"] == 12  # 6 replies + 6 grounded
+
+
+PRODUCT_SHEET = """# BrewBird BB-200 Pro
+
+The big bird of our flock.
+
+## At a glance
+
+| Feature | BB-200 Pro |
+|---|---|
+| Price | $449.00 |
+| Water tank | 2.0 liters, removable from the side |
+
+- **Pump:** 15 bar
+- **Grinder:** conical steel burrs with 18 grind settings. Adjust it while it runs.
+
+## Where we ship
+We ship to all 50 US states and to Canada."""
+
+
+def test_product_documents_give_fields_with_what_they_belong_to():
+    """Tables, `Key: value` items and plain `Key: value` lines are statements of their own,
+    about the document's title; a heading never becomes part of a sentence."""
+    passages = [Passage(1, PRODUCT_SHEET, "bb-200-pro.md", "bb-200-pro.md", None, 0, 400, 0.0)]
+    found = {s.text: s for s in figure_statements(passages)}
+    tank = found["Water tank (BB-200 Pro): 2.0 liters, removable from the side."]
+    assert (tank.subject, tank.entity) == ("the water tank (BB-200 Pro)", "BrewBird BB-200 Pro")
+    assert tank.anchor == "| Water tank | 2.0 liters, removable from the side |"
+    grinder = found["Grinder: conical steel burrs with 18 grind settings."]
+    assert (grinder.heading, grinder.entity) == ("At a glance", "BrewBird BB-200 Pro")
+    units = {u.text: u for u in text_units(PRODUCT_SHEET)}
+    shipping = units["We ship to all 50 US states and to Canada."]  # not "Where we ship We ..."
+    assert (shipping.heading, shipping.key) == ("Where we ship", "")
+    assert not any("#" in t or "Where we ship" in t for t in units)
+    # a plain-text sheet (upper-case headings, Key: value lines); a chunk from its middle
+    sheet = (
+        "KETTLE & CO - THE K-CLASSIC\n\nSPECIFICATION\n\nPower: 1,450 watts, 230 V\nWeight: 9.2 kg"
+    )
+    middle = "| Weight | 7.8 kg |\n| Colors | Raven |"  # starts inside a table: no header
+    more = [
+        Passage(1, sheet, "k.txt", "k.txt", None, 0, 90, 0.0),
+        Passage(2, middle, "bb.md", "bb.md", None, 500, 540, 0.0),
+    ]
+    by_text = {s.text: s for s in figure_statements(more)}
+    power = by_text["Power: 1,450 watts, 230 V."]
+    assert (power.entity, power.heading) == ("Kettle & Co - The K-Classic", "Specification")
+    assert by_text["Weight: 7.8 kg."].subject == "the weight"
+
+
+def test_field_examples_ask_about_the_field_and_copy_it(spec):
+    passages = [Passage(1, PRODUCT_SHEET, "bb-200-pro.md", "bb-200-pro.md", None, 0, 400, 0.0)]
+    examples = grounded_examples(passages, spec, count=12, seed=2, distractors=0)
+    fields = [e for e in examples if "(BB-200 Pro)" in e.messages[2].content]
+    assert fields, [e.messages[2].content for e in examples]
+    for example in fields:
+        question, answer = example.messages[1].content, example.messages[2].content
+        assert "BB-200 Pro" in question and ("price" in question or "water tank" in question)
+        value = re.search(r"\): (.+) \[1\]", answer).group(1)
+        assert value.rstrip(".") in example.messages[0].content  # copied from the prompt
+        assert value not in PRODUCT_SHEET  # its figures perturbed
