@@ -1,0 +1,160 @@
+"""Which voice-adapter recipe keeps the brands' facts? The branded-chatbot twin of
+bench/adapter_recipes.py: each recipe in bench/brand_recipes/ is applied to both brands'
+training configs (its `set:` values over theirs, its `context:` section in place of theirs),
+both adapters are trained with `hybrid train` and registered in a registry of their own, and
+bench/app_eval.py scores each brand's app against the same retrieval without its adapter
+(brewbird-support vs brewbird-base, kettleandco-support vs kettleandco-base) on the brand's
+labelled questions. Writes bench/results/brand_recipes/RECIPE_APP.json and the table
+bench/results/brand_recipes.md (+ the README block).
+
+    .venv/bin/python examples/branded-chatbot/run.py --quick   # once: the knowledge bases
+    .venv/bin/python -m bench.brand_recipes [RECIPE ...]
+    .venv/bin/python -m bench.brand_recipes --table            # the table from stored runs
+
+Two trainings of 1-4 minutes each on a quiet 2-core machine, then about 6 minutes to score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.common import RESULTS, markdown_table, update_readme  # noqa: E402
+
+RECIPES = Path(__file__).resolve().parent / "brand_recipes"
+STORED = RESULTS / "brand_recipes"
+EXAMPLE = REPO / "examples" / "branded-chatbot"
+WORK = REPO / "artifacts" / "branded-chatbot"
+BRANDS = ("brewbird", "kettleandco")
+HYBRID = [sys.executable, "-m", "hybrid.cli"]
+
+
+def brand_config(recipe: dict, brand: str, work: Path) -> Path:
+    """The brand's training config with the recipe applied, written into `work` (paths in
+    it made absolute, since the file no longer sits beside the brand's data)."""
+    folder = EXAMPLE / "brands" / brand
+    config = yaml.safe_load((folder / "train.yaml").read_text(encoding="utf-8"))
+    config["data"] = [str((folder / d).resolve()) for d in config["data"]]
+    config.update(recipe.get("set", {}))
+    context = recipe.get("context", config.get("context"))
+    if context is not None:
+        context = dict(context)
+        context["app"] = str((folder / config["context"]["app"]).resolve())
+        context["holdout"] = [str((EXAMPLE / h).resolve()) for h in context.get("holdout", [])]
+        config["context"] = context
+    config["output_dir"] = str(work / "adapters" / f"{brand}-voice")
+    path = work / f"train-{brand}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def train_and_score(recipe_file: Path, threads: int) -> list[Path]:
+    name = recipe_file.stem
+    recipe = yaml.safe_load(recipe_file.read_text(encoding="utf-8")) or {}
+    work = REPO / "artifacts" / "brand-recipes" / name
+    shutil.rmtree(work / "registry", ignore_errors=True)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    if not (work / "chroma").is_dir():
+        shutil.copytree(WORK / "chroma", work / "chroma")
+    config = yaml.safe_load((WORK / "hybrid.yaml").read_text(encoding="utf-8"))
+    config["store"]["path"] = str(work / "chroma")
+    config["adapters"]["registry"] = str(work / "registry")
+    config["engine"]["log_file"] = str(work / "logs" / "vllm.log")
+    (work / "hybrid.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads)}
+    hybrid = [*HYBRID, "--config", str(work / "hybrid.yaml")]
+    train_s = {}
+    for brand in BRANDS:
+        started = time.monotonic()
+        train_config = brand_config(recipe, brand, work)
+        subprocess.run([*hybrid, "train", str(train_config), "--overwrite"], check=True, env=env)
+        train_s[brand] = round(time.monotonic() - started)
+        adapter = work / "adapters" / f"{brand}-voice"
+        subprocess.run(
+            [*hybrid, "adapter", "register", str(adapter), "--name", f"{brand}-voice", "--offline"],
+            check=True,
+            env=env,
+        )
+    subprocess.run(
+        [sys.executable, "-m", "bench.app_eval", "--example", "branded-chatbot"]
+        + ["--work-dir", str(work), "--name", f"brand_recipes/{name}"],
+        check=True,
+        env=env,
+        cwd=REPO,
+    )
+    paths = []
+    for brand in BRANDS:
+        path = STORED / f"{name}_{brand}-support.json"
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        stored["recipe"] = {"file": str(recipe_file.relative_to(REPO)), "train_s": train_s[brand]}
+        path.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def describe(recipe_file: Path) -> str:
+    """The recipe's first comment line."""
+    first = recipe_file.read_text(encoding="utf-8").splitlines()[0]
+    return first.lstrip("# ").strip()
+
+
+def table() -> str:
+    rows = []
+    for path in sorted(STORED.glob("*.json")):
+        run = json.loads(path.read_text(encoding="utf-8"))
+        comparison = run["comparisons"][0]
+        correct, voice = comparison["correct"], comparison["voice_difference"]
+        recipe = REPO / run["recipe"]["file"]
+        app, base = run["settings"]["apps"][:2]
+        rows.append(
+            [
+                f"`{recipe.stem}`: {describe(recipe)}",
+                app,
+                f"{correct['app']}/{correct['n']}",
+                f"{correct['against']}/{correct['n']} ({base})",
+                f"{correct['only_app']} / {correct['only_against']}",
+                f"{voice['mean']:+.2f} ({voice['low']:+.2f}..{voice['high']:+.2f})",
+            ]
+        )
+    headers = [
+        "adapter recipe (SmolLM2-135M, LoRA r8, batch 2)",
+        "app",
+        "app right",
+        "base app right (same run)",
+        "right only with / only without the adapter",
+        "voice, adapter - base (95% CI)",
+    ]
+    return markdown_table(headers, rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("recipes", nargs="*", help="recipe names (default: all)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--table", action="store_true", help="only rebuild the table")
+    args = parser.parse_args(argv)
+    if not args.table:
+        if not (WORK / "hybrid.yaml").is_file():
+            raise SystemExit(f"{WORK / 'hybrid.yaml'} not found: run {EXAMPLE / 'run.py'} --quick")
+        names = args.recipes or sorted(p.stem for p in RECIPES.glob("*.yaml"))
+        for name in names:
+            train_and_score(RECIPES / f"{name}.yaml", args.threads)
+    text = table()
+    (RESULTS / "brand_recipes.md").write_text(text + "\n", encoding="utf-8")
+    update_readme("brand_recipes", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
