@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from finetune.data.schema import Example, Message
+from finetune.data.schema import Example
 from finetune.encoding import Collator, encode_examples
 from finetune.errors import AdapterError, DatasetError
 from finetune.manifest import read_manifest
@@ -398,7 +398,3 @@ def write_report(report: EvalReport, out: Path) -> Path:
     fig.savefig(out / "eval.png")
     plt.close(fig)
     return out
-
-
-def example_from_chat(user: str, assistant: str) -> Example:
-    return Example("inline", (Message("user", user), Message("assistant", assistant)))

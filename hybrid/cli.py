@@ -21,7 +21,7 @@ from hybrid.config import format_validation_error
 from hybrid.errors import HybridError, UsageError
 from retrieval import RetrievalError
 from serving.adapters import RegistryError
-from serving.errors import EngineStartError, ServingError
+from serving.errors import ServingError
 
 app = typer.Typer(
     name="hybrid",
@@ -75,8 +75,6 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, standalone_mode=True)
     except SystemExit as exc:
         return int(exc.code or 0)
-    except EngineStartError as exc:  # the first line says what failed; the rest is vLLM's log
-        return _fail(str(exc), debug)
     except TrainingInterrupted as exc:  # Ctrl-C: the shell's usual code, and where to resume
         return _fail(str(exc), debug, code=130)
     except UsageError as exc:  # bad input named on the command line: typer's usage code

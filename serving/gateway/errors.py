@@ -97,13 +97,6 @@ class TooManyRequests(GatewayError):
     code = "too_many_requests"
 
 
-class Busy(GatewayError):
-    """An adapter still has requests in flight, or the gateway is over its queue limit."""
-
-    status = 409
-    code = "busy"
-
-
 @dataclass(frozen=True)
 class ErrorAnswer:
     status: int
