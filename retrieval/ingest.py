@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from llama_index.core.schema import TextNode
+from llama_index.core.schema import MetadataMode, TextNode
 from llama_index.vector_stores.chroma import ChromaVectorStore
 from tqdm.auto import tqdm
 
-from retrieval.chunking import Chunk, chunk_pages, make_splitter
+from retrieval.chunking import Chunk, chunk_pages, hide_bookkeeping, make_splitter
 from retrieval.config import ChunkingConfig
 from retrieval.embedders import Embedder
 from retrieval.errors import DocumentLoadError, UnreadablePath
@@ -237,25 +237,27 @@ def _write(collection, vector_store, embedder, pending, ingested_at, report, pro
         source = str(item.path)
         for index, chunk in enumerate(item.chunks):
             nodes.append(
-                TextNode(
-                    id_=chunk_id(source, item.file_hash, index),
-                    text=chunk.text,
-                    metadata={
-                        "source": source,
-                        "file_name": item.path.name,
-                        "file_type": item.path.suffix.lower().lstrip("."),
-                        "page": chunk.page if chunk.page is not None else 0,
-                        "start_char": chunk.start_char,
-                        "end_char": chunk.end_char,
-                        "content_hash": chunk.content_hash,
-                        "file_hash": item.file_hash,
-                        "chunk_index": index,
-                        "chunk_count": len(item.chunks),
-                        "ingested_at": ingested_at,
-                    },
+                hide_bookkeeping(
+                    TextNode(
+                        id_=chunk_id(source, item.file_hash, index),
+                        text=chunk.text,
+                        metadata={
+                            "source": source,
+                            "file_name": item.path.name,
+                            "file_type": item.path.suffix.lower().lstrip("."),
+                            "page": chunk.page if chunk.page is not None else 0,
+                            "start_char": chunk.start_char,
+                            "end_char": chunk.end_char,
+                            "content_hash": chunk.content_hash,
+                            "file_hash": item.file_hash,
+                            "chunk_index": index,
+                            "chunk_count": len(item.chunks),
+                            "ingested_at": ingested_at,
+                        },
+                    )
                 )
             )
-    texts = [node.get_content() for node in nodes]
+    texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
     embeddings: list[list[float]] = []
     batch = embedder.model.embed_batch_size
     with tqdm(

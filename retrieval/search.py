@@ -20,6 +20,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from llama_index.retrievers.bm25 import BM25Retriever
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
+from retrieval.chunking import hide_bookkeeping
 from retrieval.config import QueryOptions
 from retrieval.embedders import Embedder
 from retrieval.errors import InvalidQuery
@@ -201,7 +202,7 @@ def _all_nodes(collection, filters: dict) -> list[TextNode]:
             where=where, limit=_PAGE, offset=len(nodes), include=["documents", "metadatas"]
         )
         for text, metadata in zip(page["documents"], page["metadatas"], strict=True):
-            nodes.append(metadata_dict_to_node(metadata, text=text))
+            nodes.append(hide_bookkeeping(metadata_dict_to_node(metadata, text=text)))
         if len(page["ids"]) < _PAGE:
             return nodes
 
