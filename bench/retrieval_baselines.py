@@ -1,7 +1,9 @@
 """Hand-made retrieval baselines against Hybrid's knowledge base, on one corpus and question set.
 
-    .venv/bin/python -m bench.retrieval_baselines            # about 3 minutes on 2 busy cores
-    .venv/bin/python -m bench.retrieval_baselines --sweep    # also: fusion variants (issue 14)
+    .venv/bin/python -m bench.retrieval_baselines     # about a minute on 2 busy cores
+
+Writes bench/results/retrieval_baselines.{json,md} and retrieval_fusion_sweep.md (the fusion
+variants hybrid mode's defaults were chosen from; see `retrieval.search.Fusion`).
 
 STAND-IN DATA. No real financial-report QA set installs from the package registry (checked: the
 EDGAR packages are API clients; `jfinqa` downloads from a hub at run time; `knowlytix-benchmark`
@@ -41,7 +43,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2 shared cores: torch's default
 
 import numpy as np  # noqa: E402
 
-from bench.common import machine, markdown_table, write_results  # noqa: E402
+from bench.common import RESULTS, machine, markdown_table, write_results  # noqa: E402
 from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog, QueryOptions  # noqa: E402
 from retrieval.loaders import load_document  # noqa: E402
 
@@ -229,7 +231,7 @@ def at_budget(
     return best
 
 
-def run(sweep: bool = False) -> dict:
+def run() -> dict:
     import torch
 
     torch.set_num_threads(1)
@@ -250,7 +252,7 @@ def run(sweep: bool = False) -> dict:
         for mode in ("vector", "hybrid"):
             rows += recall_curve(f"Hybrid {mode}, defaults", hybrid_retriever(kb, mode), questions)
         rows.append(at_budget("Hybrid hybrid", hybrid_retriever(kb, "hybrid"), questions, budget))
-        sweeps = fusion_sweep(kb, questions) if sweep else None
+        sweeps = fusion_sweep(kb, questions)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     kinds: dict[str, int] = {}
@@ -270,9 +272,78 @@ def run(sweep: bool = False) -> dict:
     }
 
 
-def fusion_sweep(kb, questions: Sequence[Question]) -> list[dict] | None:
-    """Fusion variants on the same knowledge base (filled in by the fusion work of issue 14)."""
-    return None
+SWEEP_DEPTHS = (1, 2, 4, 8, 1000)
+SWEEP_RRF_K = (60.0, 20.0, 10.0, 5.0, 1.0)
+SWEEP_KEYWORD_WEIGHTS = (1.0, 1.5, 2.0)
+
+
+def fusion_sweep(kb, questions: Sequence[Question]) -> list[dict]:
+    """Hybrid's own two rankings fused with each variant (depth per top_k, RRF constant, keyword
+    weight), through the fusion function `search` uses. Recall is reported on the questions
+    written for this bench and on the examples' labelled ones apart, so a choice made on one
+    half can be checked on the other."""
+    from llama_index.core import VectorStoreIndex
+    from llama_index.core.schema import QueryBundle
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    from retrieval.search import Fusion, fuse, ranked_lists
+
+    index = VectorStoreIndex.from_vector_store(
+        ChromaVectorStore(chroma_collection=kb.collection), embed_model=kb.embedder.model
+    )
+    everything = kb.collection.count()
+    options = QueryOptions(mode="hybrid")
+    lists = []
+    for q in questions:
+        bundle = QueryBundle(q.text, embedding=kb.embedder.model.get_query_embedding(q.text))
+        lists.append(
+            ranked_lists(index, kb.collection, kb._revision(), options, bundle, everything)
+        )
+    out = []
+    for depth in SWEEP_DEPTHS:
+        for rrf_k in SWEEP_RRF_K:
+            for weight in SWEEP_KEYWORD_WEIGHTS:
+                fusion = Fusion(depth=depth, rrf_k=rrf_k, keyword_weight=weight)
+                found: dict[str, dict[int, list[bool]]] = {}
+                for q, (vector, keyword) in zip(questions, lists, strict=True):
+                    half = "examples" if q.kind == "labelled" else "bench-written"
+                    for k in KS:
+                        cut = (vector[: k * depth], keyword[: k * depth])
+                        hit = answered([r.node.get_content() for r in fuse(cut, k, fusion)], q)
+                        for group in ("all", half):
+                            found.setdefault(group, {}).setdefault(k, []).append(hit)
+                out.append(
+                    {
+                        "depth": depth,
+                        "rrf_k": rrf_k,
+                        "keyword_weight": weight,
+                        "recall": {
+                            g: {k: round(sum(v) / len(v), 3) for k, v in per_k.items()}
+                            for g, per_k in found.items()
+                        },
+                    }
+                )
+    return out
+
+
+def sweep_table(sweeps: list[dict]) -> str:
+    rows = sorted(sweeps, key=lambda s: [-s["recall"]["all"][k] for k in (5, 3, 1)])
+    body = [
+        [s["depth"], s["rrf_k"], s["keyword_weight"]]
+        + [f"{s['recall']['all'][k]:.3f}" for k in KS]
+        + [f"{s['recall'][g][k]:.3f}" for g in ("bench-written", "examples") for k in KS]
+        for s in rows
+    ]
+    from retrieval.search import FUSION
+
+    head = (
+        "Hybrid's own vector and BM25 rankings fused by each variant (recall@k at top_k = k; "
+        "depth = candidates per list / top_k), best recall@5 first. Default: depth "
+        f"{FUSION.depth}, rrf_k {FUSION.rrf_k}, keyword weight {FUSION.keyword_weight}."
+    )
+    headers = ["depth", "rrf_k", "keyword weight", "r@1", "r@3", "r@5"]
+    headers += [f"r@{k} {g}" for g in ("bench-written", "examples") for k in KS]
+    return head + "\n\n" + markdown_table(headers, body)
 
 
 def table(payload: dict) -> str:
@@ -310,15 +381,14 @@ def readme_text(payload: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sweep", action="store_true", help="Also score fusion variants.")
-    args = parser.parse_args()
-    payload = run(sweep=args.sweep)
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    payload = run()
     text = table(payload)
     path = write_results("retrieval_baselines", payload, text, readme=readme_text(payload))
     print(text)
-    if payload["fusion_sweep"]:
-        print(json.dumps(payload["fusion_sweep"], indent=1))
+    sweep = sweep_table(payload["fusion_sweep"])
+    (RESULTS / "retrieval_fusion_sweep.md").write_text(sweep + "\n", encoding="utf-8")
+    print(sweep)
     print(f"wrote {path}")
 
 
