@@ -20,13 +20,14 @@ from retrieval.config import (
 from retrieval.embedders import Embedder, load_embedder
 from retrieval.errors import (
     EmbedderMismatch,
+    FileNotInKnowledgeBase,
     KnowledgeBaseExists,
     KnowledgeBaseNotFound,
     RetrievalError,
     StoreUnavailable,
 )
 from retrieval.ingest import IngestReport, ingest_paths
-from retrieval.search import Hit, prepare_keyword_index, search
+from retrieval.search import Citation, Hit, prepare_keyword_index, search
 from retrieval.stores import connect, describe
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,17 @@ class KnowledgeBaseStats:
     updated_at: str
     revision: int
     file_types: dict[str, int]
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """One chunk as stored: its text, where it comes from, and its place in its file."""
+
+    id: str
+    text: str
+    citation: Citation
+    chunk_index: int
+    chunk_count: int
 
 
 def _now() -> str:
@@ -171,6 +183,56 @@ class KnowledgeBase:
         self.embedder.model.get_query_embedding("prepare")
         if options.mode == "hybrid" and self.collection.count():
             prepare_keyword_index(self.collection, self._revision(), options.filters)
+
+    @_guard_store
+    def chunks(self, file: str | Path | None = None) -> list[StoredChunk]:
+        """The stored chunks in document order (by source path, then position), of every file
+        or of one: `file` is a file name (every file of that name) or a path.
+
+        Raises:
+            FileNotInKnowledgeBase: no chunk comes from `file` (the message lists the files).
+        """
+        if file is None:
+            rows = self._read_chunks(None)
+        else:
+            name = str(file)
+            rows = self._read_chunks({"file_name": name})
+            if not rows:
+                rows = self._read_chunks({"source": str(Path(name).expanduser().resolve())})
+            if not rows:
+                names = sorted({str(m.get("file_name", "")) for _, _, m in self._read_chunks(None)})
+                raise FileNotInKnowledgeBase(self.name, name, names)
+        chunks = [
+            StoredChunk(
+                id=chunk_id,
+                text=text,
+                citation=Citation(
+                    source=str(meta.get("source", "")),
+                    file_name=str(meta.get("file_name", "")),
+                    page=int(meta.get("page") or 0) or None,
+                    start_char=int(meta.get("start_char", 0)),
+                    end_char=int(meta.get("end_char", 0)),
+                ),
+                chunk_index=int(meta.get("chunk_index", 0)),
+                chunk_count=int(meta.get("chunk_count", 0)),
+            )
+            for chunk_id, text, meta in rows
+        ]
+        return sorted(chunks, key=lambda c: (c.citation.source, c.chunk_index))
+
+    def _read_chunks(self, where: dict | None) -> list[tuple[str, str, dict]]:
+        rows: list[tuple[str, str, dict]] = []
+        page_size = 5000  # Chroma's SQLite refuses one `get` of ~100k rows
+        while True:
+            page = self.collection.get(
+                where=where, limit=page_size, offset=len(rows), include=["documents", "metadatas"]
+            )
+            rows += [
+                (i, d or "", m or {})
+                for i, d, m in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
+            ]
+            if len(page["ids"]) < page_size:
+                return rows
 
     def _revision(self) -> str:
         """Changes whenever the chunks do (keys the keyword-index cache)."""

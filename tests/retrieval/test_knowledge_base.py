@@ -7,6 +7,7 @@ import pytest
 from retrieval import (
     ChunkingConfig,
     EmbedderConfig,
+    FileNotInKnowledgeBase,
     InvalidKnowledgeBaseName,
     InvalidQuery,
     KnowledgeBaseExists,
@@ -304,3 +305,34 @@ def test_hybrid_hits_carry_cosine_similarity_like_vector_hits(catalog, tmp_path)
     assert all(h.similarity == h.score for h in vector.values())
     relevant = kb.query(question, QueryOptions(mode="hybrid", top_k=2, min_similarity=0.3))
     assert [h.citation.file_name for h in relevant] == ["refunds.md"]
+
+
+def test_chunks_lists_every_chunk_in_document_order(catalog, tmp_path):
+    kb = catalog.create("list-kb", SMALL)
+    files = write_corpus(tmp_path / "docs", 3)
+    kb.ingest([tmp_path / "docs"], progress=False)
+    listed = kb.chunks()
+    stored = all_chunks(kb)
+    assert len(listed) == len(stored) and {c.id for c in listed} == set(stored)
+    for chunk in listed:
+        assert chunk.text == stored[chunk.id][0]
+    order = [(c.citation.file_name, c.chunk_index) for c in listed]
+    assert order == sorted(order)
+    one = kb.chunks(file="doc-001.md")
+    assert one and {c.citation.file_name for c in one} == {"doc-001.md"}
+    assert [c.chunk_index for c in one] == list(range(one[0].chunk_count))
+    assert kb.chunks(file=str(files[1])) == one  # a path works too
+
+
+def test_chunks_of_an_unknown_file_names_the_files(catalog, tmp_path):
+    kb = catalog.create("list-kb", SMALL)
+    write_corpus(tmp_path / "docs", 2)
+    kb.ingest([tmp_path / "docs"], progress=False)
+    before = kb.collection.count()
+    with pytest.raises(FileNotInKnowledgeBase) as info:
+        kb.chunks(file="missing.md")
+    assert str(info.value) == (
+        "knowledge base 'list-kb' has no file 'missing.md' (files: doc-000.md, doc-001.md); "
+        "give a file name or path from that list"
+    )
+    assert kb.collection.count() == before
