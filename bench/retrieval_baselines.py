@@ -282,23 +282,20 @@ def fusion_sweep(kb, questions: Sequence[Question]) -> list[dict]:
     weight), through the fusion function `search` uses. Recall is reported on the questions
     written for this bench and on the examples' labelled ones apart, so a choice made on one
     half can be checked on the other."""
-    from llama_index.core import VectorStoreIndex
-    from llama_index.core.schema import QueryBundle
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
+    from retrieval.keyword_index import OPEN
     from retrieval.search import Fusion, fuse, ranked_lists
 
-    index = VectorStoreIndex.from_vector_store(
-        ChromaVectorStore(chroma_collection=kb.collection), embed_model=kb.embedder.model
-    )
+    store = ChromaVectorStore(chroma_collection=kb.collection)
     everything = kb.collection.count()
     options = QueryOptions(mode="hybrid")
+    keyword = OPEN.get(kb.collection, kb.keyword_folder)
+    keyword.sync(kb._revision())
     lists = []
     for q in questions:
-        bundle = QueryBundle(q.text, embedding=kb.embedder.model.get_query_embedding(q.text))
-        lists.append(
-            ranked_lists(index, kb.collection, kb._revision(), options, bundle, everything)
-        )
+        embedding = kb.embedder.model.get_query_embedding(q.text)
+        lists.append(ranked_lists(store, keyword, options, q.text, embedding, everything))
     out = []
     for depth in SWEEP_DEPTHS:
         for rrf_k in SWEEP_RRF_K:

@@ -9,7 +9,7 @@ import numpy as np
 
 import retrieval.ingest
 from retrieval import ChunkingConfig, KnowledgeBaseSettings
-from retrieval.search import _bm25
+from retrieval.keyword_index import OPEN
 
 SMALL = KnowledgeBaseSettings(chunking=ChunkingConfig(chunk_size=64, chunk_overlap=8))
 TEXT = "The warranty covers motors and gearboxes for 24 months after purchase.\n"
@@ -17,8 +17,9 @@ TEXT = "The warranty covers motors and gearboxes for 24 months after purchase.\n
 
 def keyword_matches(kb, text: str) -> list[str]:
     """Ids of the chunks the keyword index (BM25) scores above zero for `text`."""
-    retriever = _bm25(kb.collection, kb._revision(), (), 50)
-    return [r.node.node_id for r in retriever.retrieve(text)]
+    index = OPEN.get(kb.collection, kb.keyword_folder)
+    index.sync(kb._revision())
+    return [r.node.node_id for r in index.search(text, 50, {})]
 
 
 def stored_nodes(kb) -> list[dict]:
