@@ -6,8 +6,7 @@ diff: only chunks added since are read and tokenized, removed ones are dropped, 
 scores are recomputed from the kept tokens (IDF and lengths change with every chunk). With a
 folder (embedded stores) it is saved there after each update, so a new process loads it instead
 of reading and tokenizing every chunk (first hybrid query at 100k chunks: 24.9 s -> 0.34 s,
-bench/first_query.py). A
-missing, stale or unreadable saved index is rebuilt, never trusted.
+bench/first_query.py). A missing, stale or unreadable saved index is rebuilt, never trusted.
 
 Tokenization and scoring are bm25s's with the settings LlamaIndex's BM25Retriever uses (English
 stopwords and stemmer, word tokens of 2+ characters), so rankings match it.
