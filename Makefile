@@ -65,6 +65,8 @@ style: install
 bench: install
 	$(BIN)/python -m bench.retrieval_bench
 	$(BIN)/python -m bench.retrieval_quality
+	$(BIN)/python -m bench.retrieval_baselines
+	$(BIN)/python -m bench.first_query
 	$(BIN)/python -m bench.grounding_bench
 	$(BIN)/python -m bench.follow_ups_bench
 	$(BIN)/python -m bench.figure_binding_bench

@@ -1,4 +1,4 @@
-"""`hybrid kb ...`: create, ingest, query, list, stats, delete knowledge bases."""
+"""`hybrid kb ...`: create, ingest, query, list, chunks, stats, delete knowledge bases."""
 
 from __future__ import annotations
 
@@ -127,6 +127,31 @@ def list_(ctx: typer.Context) -> None:
         typer.echo(f"no knowledge bases in {state.catalog.description}")
     for info in infos:
         typer.echo(f"{info.name}\t{info.chunks} chunks\tupdated {info.updated_at}")
+
+
+@app.command()
+def chunks(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Knowledge base name.")],
+    file: Annotated[
+        str | None, typer.Option("--file", "-f", help="Only this file (name or path).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable, full text.")] = False,
+) -> None:
+    """List the stored chunks in document order: citation, position and the start of the text."""
+    state: State = ctx.obj
+    listed = state.catalog.open(name).chunks(file=file)
+    if as_json:
+        json.dump([dataclasses.asdict(c) for c in listed], sys.stdout, indent=2)
+        typer.echo()
+        return
+    for chunk in listed:
+        snippet = " ".join(chunk.text.split())
+        snippet = snippet[:80] + ("..." if len(snippet) > 80 else "")
+        where = f"{chunk.chunk_index + 1}/{chunk.chunk_count}"
+        typer.echo(f"{chunk.citation.label()}  {where}  {snippet}")
+    files = len({c.citation.source for c in listed})
+    typer.echo(f"{len(listed)} chunks from {files} file{'s' if files != 1 else ''}")
 
 
 @app.command()

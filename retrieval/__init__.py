@@ -9,6 +9,8 @@ Python API::
     print(kb.ingest(["docs/"]).summary())
     for hit in kb.query("What is the refund window?", QueryOptions(mode="hybrid")):
         print(hit.score, hit.citation.label(), hit.text[:80])
+    for chunk in kb.chunks(file="refunds.md"):
+        print(chunk.citation.label(), chunk.text[:80])
 """
 
 from retrieval.config import (
@@ -23,6 +25,7 @@ from retrieval.config import (
 from retrieval.errors import (
     DocumentLoadError,
     EmbedderMismatch,
+    FileNotInKnowledgeBase,
     InvalidKnowledgeBaseName,
     InvalidQuery,
     KnowledgeBaseExists,
@@ -38,6 +41,7 @@ from retrieval.knowledge_base import (
     KnowledgeBaseCatalog,
     KnowledgeBaseInfo,
     KnowledgeBaseStats,
+    StoredChunk,
 )
 from retrieval.search import Citation, Hit
 
@@ -48,6 +52,7 @@ __all__ = [
     "EmbeddedStoreConfig",
     "EmbedderConfig",
     "EmbedderMismatch",
+    "FileNotInKnowledgeBase",
     "Hit",
     "IngestReport",
     "InvalidKnowledgeBaseName",
@@ -64,6 +69,7 @@ __all__ = [
     "ServerStoreConfig",
     "StoreConfig",
     "StoreUnavailable",
+    "StoredChunk",
     "UnknownComponent",
     "UnreadablePath",
 ]

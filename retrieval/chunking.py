@@ -8,9 +8,26 @@ from dataclasses import dataclass
 
 from llama_index.core import Document
 from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.schema import BaseNode
 
 from retrieval.config import ChunkingConfig
 from retrieval.loaders import Page
+
+# Chunk metadata that may join the text that is embedded and keyword-indexed (a section heading,
+# say). Everything else (paths, hashes, offsets, counts, times) is bookkeeping: indexed as words,
+# "md" or a hash would match chunks that say nothing of the kind.
+SEARCHABLE_METADATA: frozenset[str] = frozenset()
+
+
+def hide_bookkeeping(node: BaseNode) -> BaseNode:
+    """Keep the node's non-searchable metadata out of the text LlamaIndex embeds, keyword-indexes
+    and shows an LLM (its `excluded_*_metadata_keys`); the metadata itself stays for citations
+    and filters. Applied at ingestion and again when chunks are read back, so knowledge bases
+    ingested before it (whose stored nodes exclude nothing) are searched the same way."""
+    hidden = sorted(k for k in node.metadata if k not in SEARCHABLE_METADATA)
+    node.excluded_embed_metadata_keys = hidden
+    node.excluded_llm_metadata_keys = hidden
+    return node
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,20 @@ class KnowledgeBaseNotFound(RetrievalError, LookupError):
         self.existing = existing
 
 
+class FileNotInKnowledgeBase(RetrievalError, LookupError):
+    """No chunk of the knowledge base comes from the named file."""
+
+    def __init__(self, knowledge_base: str, file: str, files: list[str]):
+        shown = ", ".join(files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
+        super().__init__(
+            f"knowledge base '{knowledge_base}' has no file '{file}' "
+            f"(files: {shown or 'none yet'}); give a file name or path from that list"
+        )
+        self.knowledge_base = knowledge_base
+        self.file = file
+        self.files = files
+
+
 class KnowledgeBaseExists(RetrievalError):
     """A knowledge base with that name already exists."""
 

@@ -15,16 +15,16 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from llama_index.core.schema import TextNode
+from llama_index.core.schema import MetadataMode, TextNode
 from llama_index.vector_stores.chroma import ChromaVectorStore
 from tqdm.auto import tqdm
 
-from retrieval.chunking import Chunk, chunk_pages, make_splitter
+from retrieval.chunking import Chunk, chunk_pages, hide_bookkeeping, make_splitter
 from retrieval.config import ChunkingConfig
 from retrieval.embedders import Embedder
 from retrieval.errors import DocumentLoadError, UnreadablePath
@@ -167,12 +167,15 @@ def ingest_paths(
     *,
     flush_chunks: int = 256,
     progress: bool = True,
+    on_change: Callable[[], None] | None = None,
 ) -> IngestReport:
     """Bring the collection in line with the files under `paths`.
 
     Unchanged files cost a hash and no embedding; changed files are re-chunked and replaced;
     files that vanished from a given folder lose their chunks. A file that fails to load is
     reported and skipped, and its chunks from an earlier run are left as they were.
+    `on_change` is called once, before the first chunk is written or deleted (a run killed
+    after that has changed the collection, whatever it reported).
     """
     started = time.perf_counter()
     report = IngestReport()
@@ -182,6 +185,7 @@ def ingest_paths(
     splitter = make_splitter(chunking, embedder.tokenize)
     vector_store = ChromaVectorStore(chroma_collection=collection)
     ingested_at = datetime.now(UTC).isoformat(timespec="seconds")
+    changing = _Once(on_change)
 
     pending: list[_PendingFile] = []
     bar = tqdm(files, desc="ingest", unit="file", disable=not progress, leave=False)
@@ -200,6 +204,7 @@ def ingest_paths(
         if existing.complete(file_hash):
             stale = existing.all_ids() - existing.ids_by_hash[file_hash]
             if stale:  # an earlier run was killed after writing the new version
+                changing()
                 collection.delete(ids=sorted(stale))
                 report.chunks_removed += len(stale)
             report.files_unchanged += 1
@@ -214,15 +219,18 @@ def ingest_paths(
             _PendingFile(path, file_hash, chunks, existing, is_update=bool(existing.all_ids()))
         )
         if sum(len(p.chunks) for p in pending) >= flush_chunks:
-            _write(collection, vector_store, embedder, pending, ingested_at, report, progress)
+            _write(
+                collection, vector_store, embedder, pending, ingested_at, report, progress, changing
+            )
             pending = []
     if pending:
-        _write(collection, vector_store, embedder, pending, ingested_at, report, progress)
+        _write(collection, vector_store, embedder, pending, ingested_at, report, progress, changing)
 
     present = {str(f) for f in files}
     vanished = [s for s in stored if s not in present and _under(s, roots)]
     for source in vanished:
         ids = stored[source].all_ids()
+        changing()
         collection.delete(ids=sorted(ids))
         report.chunks_removed += len(ids)
         report.files_removed += 1
@@ -230,32 +238,47 @@ def ingest_paths(
     return report
 
 
-def _write(collection, vector_store, embedder, pending, ingested_at, report, progress) -> None:
-    """Embed and store the chunks of several files at once, then drop their old versions."""
+class _Once:
+    def __init__(self, fn: Callable[[], None] | None):
+        self.fn = fn
+
+    def __call__(self) -> None:
+        if self.fn is not None:
+            fn, self.fn = self.fn, None
+            fn()
+
+
+def _write(
+    collection, vector_store, embedder, pending, ingested_at, report, progress, changing
+) -> None:
+    """Embed and store the chunks of several files at once, then drop their old versions.
+    `changing()` runs before the first write or delete (none when all was written meanwhile)."""
     nodes: list[TextNode] = []
     for item in pending:
         source = str(item.path)
         for index, chunk in enumerate(item.chunks):
             nodes.append(
-                TextNode(
-                    id_=chunk_id(source, item.file_hash, index),
-                    text=chunk.text,
-                    metadata={
-                        "source": source,
-                        "file_name": item.path.name,
-                        "file_type": item.path.suffix.lower().lstrip("."),
-                        "page": chunk.page if chunk.page is not None else 0,
-                        "start_char": chunk.start_char,
-                        "end_char": chunk.end_char,
-                        "content_hash": chunk.content_hash,
-                        "file_hash": item.file_hash,
-                        "chunk_index": index,
-                        "chunk_count": len(item.chunks),
-                        "ingested_at": ingested_at,
-                    },
+                hide_bookkeeping(
+                    TextNode(
+                        id_=chunk_id(source, item.file_hash, index),
+                        text=chunk.text,
+                        metadata={
+                            "source": source,
+                            "file_name": item.path.name,
+                            "file_type": item.path.suffix.lower().lstrip("."),
+                            "page": chunk.page if chunk.page is not None else 0,
+                            "start_char": chunk.start_char,
+                            "end_char": chunk.end_char,
+                            "content_hash": chunk.content_hash,
+                            "file_hash": item.file_hash,
+                            "chunk_index": index,
+                            "chunk_count": len(item.chunks),
+                            "ingested_at": ingested_at,
+                        },
+                    )
                 )
             )
-    texts = [node.get_content() for node in nodes]
+    texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
     embeddings: list[list[float]] = []
     batch = embedder.model.embed_batch_size
     with tqdm(
@@ -273,6 +296,7 @@ def _write(collection, vector_store, embedder, pending, ingested_at, report, pro
     ours = set().union(*(p.stored.all_ids() for p in pending))
     leftovers = sorted(new_ids & ours)
     if leftovers:
+        changing()
         collection.delete(ids=leftovers)
     # Chunks another ingest of this knowledge base stored since we read the state (two runs at
     # once): the same ids hold the same text, so they are not written or counted again.
@@ -281,6 +305,7 @@ def _write(collection, vector_store, embedder, pending, ingested_at, report, pro
     )
     fresh = [node for node in nodes if node.node_id not in written_meanwhile]
     if fresh:
+        changing()
         vector_store.add(fresh)
     for item in pending:
         source = str(item.path)
@@ -290,6 +315,7 @@ def _write(collection, vector_store, embedder, pending, ingested_at, report, pro
         )
         old = item.stored.all_ids() - new_ids
         if old:
+            changing()
             collection.delete(ids=sorted(old))
         report.chunks_removed += len(old)
         report.chunks_added += added

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,13 +21,14 @@ from retrieval.config import (
 from retrieval.embedders import Embedder, load_embedder
 from retrieval.errors import (
     EmbedderMismatch,
+    FileNotInKnowledgeBase,
     KnowledgeBaseExists,
     KnowledgeBaseNotFound,
     RetrievalError,
     StoreUnavailable,
 )
 from retrieval.ingest import IngestReport, ingest_paths
-from retrieval.search import Hit, prepare_keyword_index, search
+from retrieval.search import Citation, Hit, prepare_keyword_index, search
 from retrieval.stores import connect, describe
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,17 @@ class KnowledgeBaseStats:
     updated_at: str
     revision: int
     file_types: dict[str, int]
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """One chunk as stored: its text, where it comes from, and its place in its file."""
+
+    id: str
+    text: str
+    citation: Citation
+    chunk_index: int
+    chunk_count: int
 
 
 def _now() -> str:
@@ -117,11 +130,14 @@ class KnowledgeBase:
         settings: KnowledgeBaseSettings,
         embedder: Embedder,
         store_description: str,
+        keyword_folder: Path | None = None,
     ):
         self.collection = collection
         self.settings = settings
         self.embedder = embedder
         self.store_description = store_description
+        self.keyword_folder = keyword_folder
+        """Where the keyword index is saved (embedded stores); None keeps it in memory."""
 
     @property
     def name(self) -> str:
@@ -145,12 +161,14 @@ class KnowledgeBase:
             [Path(p) for p in paths],
             flush_chunks=batch_chunks,
             progress=progress,
+            # Also before the first write: a run killed midway still leaves a new revision, so
+            # no saved keyword index is taken for the changed chunks.
+            on_change=self._new_revision,
         )
         if report.changed:
-            meta = dict(self.collection.metadata or {})
-            meta["revision"] = int(meta.get("revision", 0)) + 1
-            meta["updated_at"] = _now()
-            self.collection.modify(metadata=meta)
+            self._new_revision()
+        if self.keyword_folder is not None:  # saved now, a new process's first query loads it
+            prepare_keyword_index(self.collection, self._revision(), {}, self.keyword_folder)
         return report
 
     @_guard_store
@@ -161,16 +179,77 @@ class KnowledgeBase:
             InvalidQuery: empty or oversized query, or a bad filter.
         """
         options = options or QueryOptions()
-        return search(self.collection, self.embedder, text, options, self._revision())
+        return search(
+            self.collection, self.embedder, text, options, self._revision(), self.keyword_folder
+        )
 
     @_guard_store
     def prepare(self, options: QueryOptions | None = None) -> None:
         """Do now what the first query with `options` would: load the embedder and, in hybrid
-        mode, build the keyword index (seconds at 10k chunks, ~25 s at 100k on 2 CPU cores)."""
+        mode, bring the keyword index up to date (loaded from the store's folder when saved
+        there; built from the chunks otherwise: seconds at 10k chunks, ~25 s at 100k)."""
         options = options or QueryOptions()
         self.embedder.model.get_query_embedding("prepare")
         if options.mode == "hybrid" and self.collection.count():
-            prepare_keyword_index(self.collection, self._revision(), options.filters)
+            prepare_keyword_index(
+                self.collection, self._revision(), options.filters, self.keyword_folder
+            )
+
+    @_guard_store
+    def chunks(self, file: str | Path | None = None) -> list[StoredChunk]:
+        """The stored chunks in document order (by source path, then position), of every file
+        or of one: `file` is a file name (every file of that name) or a path.
+
+        Raises:
+            FileNotInKnowledgeBase: no chunk comes from `file` (the message lists the files).
+        """
+        if file is None:
+            rows = self._read_chunks(None)
+        else:
+            name = str(file)
+            rows = self._read_chunks({"file_name": name})
+            if not rows:
+                rows = self._read_chunks({"source": str(Path(name).expanduser().resolve())})
+            if not rows:
+                names = sorted({str(m.get("file_name", "")) for _, _, m in self._read_chunks(None)})
+                raise FileNotInKnowledgeBase(self.name, name, names)
+        chunks = [
+            StoredChunk(
+                id=chunk_id,
+                text=text,
+                citation=Citation(
+                    source=str(meta.get("source", "")),
+                    file_name=str(meta.get("file_name", "")),
+                    page=int(meta.get("page") or 0) or None,
+                    start_char=int(meta.get("start_char", 0)),
+                    end_char=int(meta.get("end_char", 0)),
+                ),
+                chunk_index=int(meta.get("chunk_index", 0)),
+                chunk_count=int(meta.get("chunk_count", 0)),
+            )
+            for chunk_id, text, meta in rows
+        ]
+        return sorted(chunks, key=lambda c: (c.citation.source, c.chunk_index))
+
+    def _read_chunks(self, where: dict | None) -> list[tuple[str, str, dict]]:
+        rows: list[tuple[str, str, dict]] = []
+        page_size = 5000  # Chroma's SQLite refuses one `get` of ~100k rows
+        while True:
+            page = self.collection.get(
+                where=where, limit=page_size, offset=len(rows), include=["documents", "metadatas"]
+            )
+            rows += [
+                (i, d or "", m or {})
+                for i, d, m in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
+            ]
+            if len(page["ids"]) < page_size:
+                return rows
+
+    def _new_revision(self) -> None:
+        meta = dict(self.collection.metadata or {})
+        meta["revision"] = int(meta.get("revision", 0)) + 1
+        meta["updated_at"] = _now()
+        self.collection.modify(metadata=meta)
 
     def _revision(self) -> str:
         """Changes whenever the chunks do (keys the keyword-index cache)."""
@@ -221,6 +300,12 @@ class KnowledgeBaseCatalog:
         self.store = store
         self.description = describe(store)
         self.client = connect(store)
+
+    def _keyword_folder(self, collection) -> Path | None:
+        """Embedded stores keep each knowledge base's keyword index beside Chroma's files."""
+        if isinstance(self.store, EmbeddedStoreConfig):
+            return self.store.path.expanduser() / "hybrid-keyword" / str(collection.id)
+        return None
 
     def _ours(self) -> dict[str, object]:
         try:
@@ -281,7 +366,9 @@ class KnowledgeBaseCatalog:
             configuration={"hnsw": {"space": "cosine"}},
             embedding_function=None,
         )
-        return KnowledgeBase(collection, settings, embedder, self.description)
+        return KnowledgeBase(
+            collection, settings, embedder, self.description, self._keyword_folder(collection)
+        )
 
     def open(self, name: str, embedder: EmbedderConfig | None = None) -> KnowledgeBase:
         """Open an existing knowledge base with the embedder it was built with.
@@ -307,10 +394,15 @@ class KnowledgeBaseCatalog:
                 f"knowledge base '{name}' was built with {recorded} but the embedder configured "
                 f"is {loaded.identity}; use the same embedder or re-create the knowledge base"
             )
-        return KnowledgeBase(collection, settings, loaded, self.description)
+        return KnowledgeBase(
+            collection, settings, loaded, self.description, self._keyword_folder(collection)
+        )
 
     def delete(self, name: str) -> None:
         ours = self._ours()
         if name not in ours:
             raise KnowledgeBaseNotFound(name, sorted(ours))
+        folder = self._keyword_folder(ours[name])
         self.client.delete_collection(name)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,33 +1,47 @@
-"""Query a knowledge base: vector search, or BM25 + vector fused by reciprocal rank (LlamaIndex)."""
+"""Query a knowledge base: vector search, or BM25 + vector fused by reciprocal rank."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import logging
 import math
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from llama_index.core import VectorStoreIndex
-from llama_index.core.llms import MockLLM
-from llama_index.core.retrievers import QueryFusionRetriever
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
-from llama_index.core.vector_stores import ExactMatchFilter, MetadataFilters
-from llama_index.core.vector_stores.utils import metadata_dict_to_node
-from llama_index.retrievers.bm25 import BM25Retriever
+from llama_index.core.schema import NodeWithScore
+from llama_index.core.vector_stores import ExactMatchFilter, MetadataFilters, VectorStoreQuery
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from retrieval.config import QueryOptions
 from retrieval.embedders import Embedder
 from retrieval.errors import InvalidQuery
-
-logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+from retrieval.keyword_index import OPEN, KeywordIndex
 
 MAX_QUERY_CHARS = 4000
-_FUSION_DEPTH = 4  # each ranked list contributes top_k * this many candidates to the fusion
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How hybrid mode fuses its vector and keyword (BM25) rankings: weighted reciprocal rank,
+    score = sum over the lists of weight / (rrf_k + rank), rank counted from 0.
+
+    The defaults were chosen on bench/retrieval_baselines.py (75 variants, stand-in set of 130
+    questions; bench/results/retrieval_fusion_sweep.md): recall@1/3/5 0.715/0.923/0.962 against
+    0.700/0.869/0.923 for the former depth 4, rrf_k 60. With rrf_k 60 a passage that both lists
+    rank around 10th outscores one that a single list ranks first; rrf_k 5 keeps such hits.
+    A keyword weight above 1 helped the questions written for the bench and hurt the examples'
+    labelled ones (recall@1 0.617 -> 0.583 at depth 4, rrf_k 5), so both lists weigh the same.
+    """
+
+    depth: int = 8
+    """Each list contributes top_k * depth candidates."""
+    rrf_k: float = 5.0
+    """Smaller values let a list's first places outweigh passages both lists rank lower."""
+    vector_weight: float = 1.0
+    keyword_weight: float = 1.0
+
+
+FUSION = Fusion()
 
 
 @dataclass(frozen=True)
@@ -71,44 +85,88 @@ def check_query(text: str) -> str:
 
 
 def search(
-    collection, embedder: Embedder, text: str, options: QueryOptions, revision: str
+    collection,
+    embedder: Embedder,
+    text: str,
+    options: QueryOptions,
+    revision: str,
+    keyword_folder: Path | None = None,
 ) -> list[Hit]:
-    """Run one query. `revision` changes whenever the collection does (keys the BM25 cache)."""
+    """Run one query. `revision` changes whenever the collection does; `keyword_folder` is
+    where the keyword index is saved (None: kept in memory only)."""
     query = check_query(text)
     filters = _filters(options.filters)
     if collection.count() == 0:
         return []
     vector_store = ChromaVectorStore(chroma_collection=collection)
-    index = VectorStoreIndex.from_vector_store(vector_store, embed_model=embedder.model)
+    embedding = embedder.model.get_query_embedding(query)
     if options.mode == "vector":
-        results = index.as_retriever(similarity_top_k=options.top_k, filters=filters).retrieve(
-            query
-        )
+        results = vector_ranking(vector_store, embedding, options.top_k, filters)
         hits = [_hit(r, _cosine(r.score), similarity=_cosine(r.score)) for r in results]
     else:
-        depth = options.top_k * _FUSION_DEPTH
-        vector = index.as_retriever(similarity_top_k=depth, filters=filters)
-        keyword = _bm25(collection, revision, _freeze(options.filters), depth)
-        if keyword is None:  # nothing matches the filters
-            return []
-        fusion = QueryFusionRetriever(
-            [vector, keyword],
-            llm=MockLLM(),  # never called: num_queries=1 generates no extra queries
-            mode="reciprocal_rerank",
-            similarity_top_k=options.top_k,
-            num_queries=1,
-            use_async=False,
+        keyword = OPEN.get(collection, keyword_folder)
+        keyword.sync(revision)
+        lists = ranked_lists(
+            vector_store, keyword, options, query, embedding, options.top_k * FUSION.depth
         )
-        # Embed the question once: the vector retriever reuses the bundle's embedding, and the
-        # fused hits' similarity is computed against it.
-        bundle = QueryBundle(query_str=query, embedding=embedder.model.get_query_embedding(query))
-        hits = [_hit(r, float(r.score or 0.0)) for r in fusion.retrieve(bundle)]
-        hits = _with_similarity(collection, bundle.embedding, hits)
+        if lists is None:  # nothing matches the filters
+            return []
+        hits = [_hit(r, r.score) for r in fuse(lists, options.top_k, FUSION)]
+        hits = _with_similarity(collection, embedding, hits)
     if options.min_score is not None:
         hits = [h for h in hits if h.score >= options.min_score]
     if options.min_similarity is not None:
         hits = [h for h in hits if h.similarity >= options.min_similarity]
     return hits
+
+
+def vector_ranking(
+    vector_store: ChromaVectorStore,
+    embedding: list[float],
+    depth: int,
+    filters: MetadataFilters | None,
+) -> list[NodeWithScore]:
+    """The `depth` chunks nearest to `embedding`, scored as Chroma reports (exp(-distance)).
+    Straight to the store: a LlamaIndex index object would load a tokenizer it never uses."""
+    found = vector_store.query(
+        VectorStoreQuery(query_embedding=embedding, similarity_top_k=depth, filters=filters)
+    )
+    return [
+        NodeWithScore(node=node, score=score)
+        for node, score in zip(found.nodes or [], found.similarities or [], strict=True)
+    ]
+
+
+def ranked_lists(
+    vector_store: ChromaVectorStore,
+    keyword: KeywordIndex,
+    options: QueryOptions,
+    query: str,
+    embedding: list[float],
+    depth: int,
+) -> tuple[list[NodeWithScore], list[NodeWithScore]] | None:
+    """The vector and keyword rankings hybrid mode fuses, `depth` deep each (None: no chunk
+    matches the filters). `keyword` must be in step with the collection (`sync`)."""
+    keywords = keyword.search(query, depth, options.filters)
+    if keywords is None:
+        return None
+    return vector_ranking(vector_store, embedding, depth, _filters(options.filters)), keywords
+
+
+def fuse(
+    lists: tuple[list[NodeWithScore], list[NodeWithScore]], top_k: int, fusion: Fusion
+) -> list[NodeWithScore]:
+    """Weighted reciprocal-rank fusion of the (vector, keyword) rankings; ties keep the vector
+    order. The returned nodes carry the fused score."""
+    scores: dict[str, float] = {}
+    nodes: dict[str, NodeWithScore] = {}
+    for ranking, weight in zip(lists, (fusion.vector_weight, fusion.keyword_weight), strict=True):
+        for rank, result in enumerate(ranking):
+            key = result.node.node_id
+            scores[key] = scores.get(key, 0.0) + weight / (fusion.rrf_k + rank)
+            nodes.setdefault(key, result)
+    best = sorted(scores, key=lambda key: -scores[key])[:top_k]  # stable: first seen wins ties
+    return [NodeWithScore(node=nodes[key].node, score=scores[key]) for key in best]
 
 
 def _with_similarity(collection, query_embedding: list[float], hits: list[Hit]) -> list[Hit]:
@@ -149,76 +207,14 @@ def _check_filter_keys(raw: dict) -> None:
             )
 
 
-def _freeze(raw: dict) -> tuple:
-    return tuple(sorted(raw.items()))
-
-
-class _MatchingBM25Retriever(BM25Retriever):
-    """BM25 that returns only chunks sharing a term with the query.
-
-    bm25s pads its top-k with zero-score chunks; fed into rank fusion, that padding would
-    count as keyword evidence for chunks that have none.
-    """
-
-    def _retrieve(self, query_bundle):
-        return [hit for hit in super()._retrieve(query_bundle) if (hit.score or 0.0) > 0.0]
-
-
-class _KeywordIndexCache:
-    """Building BM25 needs every candidate chunk; keep the last few indexes per collection state."""
-
-    def __init__(self, size: int = 8):
-        self.size = size
-        self.entries: OrderedDict[tuple, BM25Retriever | None] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, collection, revision: str, filters: tuple) -> BM25Retriever | None:
-        key = (str(collection.id), revision, filters)
-        with self.lock:
-            if key in self.entries:
-                self.entries.move_to_end(key)
-                return self.entries[key]
-        nodes = _all_nodes(collection, dict(filters))
-        retriever = _MatchingBM25Retriever.from_defaults(nodes=nodes) if nodes else None
-        with self.lock:
-            self.entries[key] = retriever
-            while len(self.entries) > self.size:
-                self.entries.popitem(last=False)
-        return retriever
-
-
-_KEYWORD_INDEXES = _KeywordIndexCache()
-_PAGE = 5000  # Chroma's SQLite refuses one `get` of ~100k chunks ("too many SQL variables")
-
-
-def _all_nodes(collection, filters: dict) -> list[TextNode]:
-    """Every chunk matching the exact-match `filters`, read page by page."""
-    clauses = [{key: value} for key, value in sorted(filters.items())]
-    where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
-    nodes: list[TextNode] = []
-    while True:
-        page = collection.get(
-            where=where, limit=_PAGE, offset=len(nodes), include=["documents", "metadatas"]
-        )
-        for text, metadata in zip(page["documents"], page["metadatas"], strict=True):
-            nodes.append(metadata_dict_to_node(metadata, text=text))
-        if len(page["ids"]) < _PAGE:
-            return nodes
-
-
-def prepare_keyword_index(collection, revision: str, filters: dict) -> None:
-    """Build (and cache) the BM25 index the next hybrid query with `filters` will use."""
+def prepare_keyword_index(
+    collection, revision: str, filters: dict, folder: Path | None = None
+) -> None:
+    """Bring the keyword index the next hybrid query will use up to date (and its filter)."""
     _check_filter_keys(filters)
-    _KEYWORD_INDEXES.get(collection, revision, _freeze(filters))
-
-
-def _bm25(collection, revision: str, filters: tuple, depth: int) -> BM25Retriever | None:
-    cached = _KEYWORD_INDEXES.get(collection, revision, filters)
-    if cached is None:
-        return None
-    retriever = copy.copy(cached)  # shares the index; this call's depth stays on the copy
-    retriever.similarity_top_k = min(depth, len(cached.corpus))
-    return retriever
+    keyword = OPEN.get(collection, folder)
+    keyword.sync(revision)
+    keyword.mask(filters, keyword.ids)
 
 
 def _hit(result: NodeWithScore, score: float, similarity: float = 0.0) -> Hit:

@@ -85,6 +85,22 @@ def test_full_kb_lifecycle(capsys, tmp_path, kb_dir):
     code, out, _ = run(capsys, "--data-dir", kb_dir, "kb", "list")
     assert code == 0 and out.startswith("acme-docs\t")
 
+    code, out, _ = run(
+        capsys, "--data-dir", kb_dir, "kb", "chunks", "acme-docs", "-f", "report.pdf"
+    )
+    lines = out.splitlines()
+    assert code == 0 and lines[-1] == f"{len(lines) - 1} chunks from 1 file"
+    assert (
+        lines[0].startswith("report.pdf p.1 [0:") and "1/" in lines[0] and "Cover page" in lines[0]
+    )
+    assert all(len(line) < 160 for line in lines)
+    code, out, _ = run(capsys, "--data-dir", kb_dir, "kb", "chunks", "acme-docs", "--json")
+    listed = json.loads(out)
+    assert code == 0 and {c["citation"]["file_name"] for c in listed} >= {
+        "report.pdf",
+        "doc-000.md",
+    }
+
     code, out, _ = run(capsys, "--data-dir", kb_dir, "kb", "stats", "acme-docs", "--json")
     stats = json.loads(out)
     assert stats["files"] == 4 and stats["file_types"] == {"md": 3, "pdf": 1}
@@ -107,6 +123,11 @@ def test_full_kb_lifecycle(capsys, tmp_path, kb_dir):
             "path not found: /definitely/not/here",
         ),
         (["kb", "create", "real-kb"], "already exists"),
+        (["kb", "chunks", "ghost-kb"], "unknown knowledge base 'ghost-kb' (existing: real-kb)"),
+        (
+            ["kb", "chunks", "real-kb", "--file", "nope.md"],
+            "knowledge base 'real-kb' has no file 'nope.md' (files: none yet)",
+        ),
         (["kb", "create", "X"], "invalid knowledge base name 'X'"),
         (["kb", "query", "real-kb", "hi", "--filter", "oops"], "bad --filter 'oops'"),
         (

@@ -7,6 +7,7 @@ import pytest
 from retrieval import (
     ChunkingConfig,
     EmbedderConfig,
+    FileNotInKnowledgeBase,
     InvalidKnowledgeBaseName,
     InvalidQuery,
     KnowledgeBaseExists,
@@ -202,9 +203,10 @@ def test_vector_and_hybrid_queries_with_filters(catalog, tmp_path):
 def test_keyword_index_reads_large_knowledge_bases_page_by_page(catalog, tmp_path, monkeypatch):
     """Chroma refuses one read of ~100k chunks (found by bench/retrieval_bench.py): the BM25
     index is built from pages; with 4-chunk pages every chunk must still be found."""
-    from retrieval import search
+    from retrieval import keyword_index
 
-    monkeypatch.setattr(search, "_PAGE", 4)
+    monkeypatch.setattr(keyword_index, "_PAGE", 4)
+    monkeypatch.setattr(keyword_index, "_ID_BATCH", 3)
     docs = tmp_path / "docs"
     write_corpus(docs, n_files=6)
     kb = catalog.create("paged", SMALL)
@@ -221,7 +223,7 @@ def test_keyword_index_reads_large_knowledge_bases_page_by_page(catalog, tmp_pat
 
 
 def test_prepare_builds_the_keyword_index_the_first_query_uses(catalog, tmp_path, monkeypatch):
-    from retrieval import search
+    from retrieval.keyword_index import KeywordIndex
 
     docs = tmp_path / "docs"
     write_corpus(docs, n_files=3)
@@ -230,12 +232,12 @@ def test_prepare_builds_the_keyword_index_the_first_query_uses(catalog, tmp_path
     options = QueryOptions(mode="hybrid", filters={"file_name": "doc-001.md"})
     kb.prepare(options)
     builds = []
-    original = search._all_nodes
-    monkeypatch.setattr(search, "_all_nodes", lambda *a: builds.append(a) or original(*a))
+    original = KeywordIndex._update
+    monkeypatch.setattr(KeywordIndex, "_update", lambda *a: builds.append(a) or original(*a))
     hits = kb.query("ref001x02", options)
     assert builds == [] and "ref001x02" in hits[0].text
-    kb.query("ref001x02", QueryOptions(mode="hybrid"))  # other filters: another index
-    assert len(builds) == 1
+    kb.query("ref001x02", QueryOptions(mode="hybrid"))  # other filters: the same index
+    assert builds == []
     with pytest.raises(InvalidQuery):
         kb.prepare(QueryOptions(mode="hybrid", filters={"_secret": 1}))
 
@@ -304,3 +306,34 @@ def test_hybrid_hits_carry_cosine_similarity_like_vector_hits(catalog, tmp_path)
     assert all(h.similarity == h.score for h in vector.values())
     relevant = kb.query(question, QueryOptions(mode="hybrid", top_k=2, min_similarity=0.3))
     assert [h.citation.file_name for h in relevant] == ["refunds.md"]
+
+
+def test_chunks_lists_every_chunk_in_document_order(catalog, tmp_path):
+    kb = catalog.create("list-kb", SMALL)
+    files = write_corpus(tmp_path / "docs", 3)
+    kb.ingest([tmp_path / "docs"], progress=False)
+    listed = kb.chunks()
+    stored = all_chunks(kb)
+    assert len(listed) == len(stored) and {c.id for c in listed} == set(stored)
+    for chunk in listed:
+        assert chunk.text == stored[chunk.id][0]
+    order = [(c.citation.file_name, c.chunk_index) for c in listed]
+    assert order == sorted(order)
+    one = kb.chunks(file="doc-001.md")
+    assert one and {c.citation.file_name for c in one} == {"doc-001.md"}
+    assert [c.chunk_index for c in one] == list(range(one[0].chunk_count))
+    assert kb.chunks(file=str(files[1])) == one  # a path works too
+
+
+def test_chunks_of_an_unknown_file_names_the_files(catalog, tmp_path):
+    kb = catalog.create("list-kb", SMALL)
+    write_corpus(tmp_path / "docs", 2)
+    kb.ingest([tmp_path / "docs"], progress=False)
+    before = kb.collection.count()
+    with pytest.raises(FileNotInKnowledgeBase) as info:
+        kb.chunks(file="missing.md")
+    assert str(info.value) == (
+        "knowledge base 'list-kb' has no file 'missing.md' (files: doc-000.md, doc-001.md); "
+        "give a file name or path from that list"
+    )
+    assert kb.collection.count() == before

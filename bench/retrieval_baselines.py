@@ -1,0 +1,393 @@
+"""Hand-made retrieval baselines against Hybrid's knowledge base, on one corpus and question set.
+
+    .venv/bin/python -m bench.retrieval_baselines     # about a minute on 2 busy cores
+
+Writes bench/results/retrieval_baselines.{json,md} and retrieval_fusion_sweep.md (the fusion
+variants hybrid mode's defaults were chosen from; see `retrieval.search.Fusion`).
+
+STAND-IN DATA. No real financial-report QA set installs from the package registry (checked: the
+EDGAR packages are API clients; `jfinqa` downloads from a hub at run time; `knowlytix-benchmark`
+ships synthetic bank reports with graph questions whose answers are not spans, and needs Python
+3.12). The corpus is the repo's own report-like documents: the Northwind annual report
+(examples/ceo-report-qa/report_source.md, tables included) and the two brands' support pages
+(examples/branded-chatbot/brands/*/kb), all in one knowledge base. The questions are the
+examples' labelled questions plus bench/data/report_questions.jsonl, written for this bench:
+span answers, many of them context-poor (no company or product name), some answered only by a
+table cell. Numbers here say how the retrievers compare on this set, not on real reports.
+
+Metric: answer recall@k = share of questions with a gold answer string (whitespace collapsed,
+case-folded) inside one of the top-k passages; chars = mean characters of the top-k passages
+(the text a prompt would spend). Retrievers:
+- hand-made, over paragraphs (the loaded text split at blank lines): BM25 (rank_bm25's BM25Okapi
+  on lower-cased word tokens), all-MiniLM-L6-v2 cosine, and reciprocal-rank fusion (k=60) of the
+  two full rankings;
+- Hybrid through its public API with default settings: vector, hybrid, and hybrid at the
+  hand-made RRF's top-5 text budget (the largest top_k whose mean chars stay within it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2 shared cores: torch's default threads thrash
+
+import numpy as np  # noqa: E402
+
+from bench.common import RESULTS, machine, markdown_table, write_results  # noqa: E402
+from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog, QueryOptions  # noqa: E402
+from retrieval.loaders import load_document  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+CORPUS = [
+    EXAMPLES / "ceo-report-qa" / "report_source.md",
+    EXAMPLES / "branded-chatbot" / "brands" / "brewbird" / "kb",
+    EXAMPLES / "branded-chatbot" / "brands" / "kettleandco" / "kb",
+]
+QUESTION_FILES = [
+    Path(__file__).resolve().parent / "data" / "report_questions.jsonl",
+    EXAMPLES / "ceo-report-qa" / "eval" / "questions.jsonl",
+    EXAMPLES / "branded-chatbot" / "eval" / "questions.jsonl",
+]
+KS = (1, 3, 5)
+RRF_K = 60  # the constant of the usual reciprocal-rank fusion (Cormack et al.)
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    answers: tuple[str, ...]
+    kind: str
+    """context-poor (names no company or product), table, specific, or labelled (examples')."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    text: str
+    source: str
+
+
+def collapse(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def corpus_files(paths: Sequence[Path] = CORPUS) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    return files
+
+
+def paragraphs(files: Sequence[Path]) -> list[Passage]:
+    """The hand-made text units: each document's loaded text split at blank lines."""
+    units = []
+    for path in files:
+        for page in load_document(path):
+            for block in re.split(r"\n\s*\n", page.text):
+                if block.strip():
+                    units.append(Passage(block.strip(), path.name))
+    return units
+
+
+def load_questions(files: Sequence[Path], corpus_text: str) -> list[Question]:
+    """Span questions. The examples' rows keep their `answers` that occur verbatim in the corpus
+    (their other answers are figures for the app evaluation), else their `evidence` span;
+    unanswerable rows and follow-ups are skipped. Raises if a gold answer is not in the corpus."""
+    questions, missing = [], []
+    for path in files:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if row.get("answerable", True) is False or row.get("messages"):
+                continue
+            answers = tuple(a for a in row.get("answers", []) if collapse(a) in corpus_text)
+            if "kind" in row:  # written for this bench: every answer must be a span
+                answers = tuple(row["answers"])
+            elif not answers:
+                answers = (row["evidence"],)
+            for answer in answers:
+                if collapse(answer) not in corpus_text:
+                    missing.append(f"{path.name}: {answer!r}")
+            questions.append(Question(row["question"], answers, row.get("kind", "labelled")))
+    if missing:
+        raise SystemExit(f"{len(missing)} gold answers are not in the corpus: {'; '.join(missing)}")
+    return questions
+
+
+def answered(passages: Sequence[str], question: Question) -> bool:
+    texts = [collapse(p) for p in passages]
+    return any(collapse(a) in t for a in question.answers for t in texts)
+
+
+def rrf(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[int]:
+    """Reciprocal-rank fusion of full rankings (lists of unit indexes, best first)."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, index in enumerate(ranking, 1):
+            scores[index] = scores.get(index, 0.0) + 1.0 / (k + rank)
+    return sorted(scores, key=lambda i: (-scores[i], i))
+
+
+def tokens(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+class HandMade:
+    """The baselines a user writes in twenty lines: rank_bm25 and MiniLM over paragraphs."""
+
+    def __init__(self, units: Sequence[Passage]):
+        from rank_bm25 import BM25Okapi
+        from sentence_transformers import SentenceTransformer
+
+        from retrieval.embedders import bundled_minilm_path
+
+        self.units = list(units)
+        self.bm25 = BM25Okapi([tokens(u.text) for u in self.units])
+        self.model = SentenceTransformer(str(bundled_minilm_path()), device="cpu")
+        self.vectors = self.model.encode(
+            [u.text for u in self.units], normalize_embeddings=True, batch_size=32
+        )
+
+    def bm25_ranking(self, query: str) -> list[int]:
+        scores = self.bm25.get_scores(tokens(query))
+        return [int(i) for i in np.argsort(-scores, kind="stable")]
+
+    def vector_ranking(self, query: str) -> list[int]:
+        q = self.model.encode([query], normalize_embeddings=True)[0]
+        return [int(i) for i in np.argsort(-(self.vectors @ q), kind="stable")]
+
+    def retrievers(self) -> dict[str, Callable[[str, int], list[str]]]:
+        def top(ranking: Callable[[str], list[int]]) -> Callable[[str, int], list[str]]:
+            return lambda q, k: [self.units[i].text for i in ranking(q)[:k]]
+
+        return {
+            "hand-made BM25 (rank_bm25), paragraphs": top(self.bm25_ranking),
+            "hand-made MiniLM, paragraphs": top(self.vector_ranking),
+            "hand-made RRF of the two, paragraphs": top(
+                lambda q: rrf([self.bm25_ranking(q), self.vector_ranking(q)])
+            ),
+        }
+
+
+@dataclass
+class Row:
+    retriever: str
+    top_k: int
+    recall: dict[str, float]
+    """recall@top_k over all questions and per question kind."""
+    chars: float
+
+
+def score(
+    name: str, retrieve: Callable[[str, int], list[str]], questions: Sequence[Question], k: int
+) -> Row:
+    found: dict[str, list[bool]] = {"all": []}
+    chars = []
+    for q in questions:
+        passages = retrieve(q.text, k)
+        hit = answered(passages, q)
+        found["all"].append(hit)
+        found.setdefault(q.kind, []).append(hit)
+        chars.append(sum(len(p) for p in passages))
+    recall = {kind: round(sum(v) / len(v), 3) for kind, v in found.items()}
+    return Row(name, k, recall, round(float(np.mean(chars)), 0))
+
+
+def recall_curve(
+    name: str, retrieve: Callable[[str, int], list[str]], questions: Sequence[Question]
+) -> list[Row]:
+    return [score(name, retrieve, questions, k) for k in KS]
+
+
+def hybrid_retriever(kb, mode: str) -> Callable[[str, int], list[str]]:
+    return lambda q, k: [h.text for h in kb.query(q, QueryOptions(mode=mode, top_k=k))]
+
+
+def at_budget(
+    name: str,
+    retrieve: Callable[[str, int], list[str]],
+    questions: Sequence[Question],
+    budget: float,
+) -> Row:
+    """The largest top_k whose mean characters stay within `budget`."""
+    best = score(name, retrieve, questions, 1)
+    for k in range(2, 11):
+        row = score(name, retrieve, questions, k)
+        if row.chars > budget:
+            break
+        best = row
+    best.retriever = f"{name} at the RRF's top-5 budget"
+    return best
+
+
+def run() -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    files = corpus_files()
+    units = paragraphs(files)
+    corpus_text = collapse("\n".join(u.text for u in units))
+    questions = load_questions(QUESTION_FILES, corpus_text)
+    rows: list[Row] = []
+    hand = HandMade(units)
+    for name, retrieve in hand.retrievers().items():
+        rows += recall_curve(name, retrieve, questions)
+    budget = next(r.chars for r in rows if r.retriever.startswith("hand-made RRF") and r.top_k == 5)
+
+    root = Path(tempfile.mkdtemp(prefix="hybrid-baselines-"))
+    try:
+        kb = KnowledgeBaseCatalog(EmbeddedStoreConfig(path=root)).create("baselines")
+        report = kb.ingest(files, progress=False)
+        for mode in ("vector", "hybrid"):
+            rows += recall_curve(f"Hybrid {mode}, defaults", hybrid_retriever(kb, mode), questions)
+        rows.append(at_budget("Hybrid hybrid", hybrid_retriever(kb, "hybrid"), questions, budget))
+        sweeps = fusion_sweep(kb, questions)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    kinds: dict[str, int] = {}
+    for q in questions:
+        kinds[q.kind] = kinds.get(q.kind, 0) + 1
+    return {
+        "machine": machine(),
+        "stand_in": True,
+        "corpus": [str(f.relative_to(REPO)) for f in files],
+        "paragraphs": len(units),
+        "chunks": report.chunks_added,
+        "questions": len(questions),
+        "question_kinds": kinds,
+        "rrf_top5_budget_chars": budget,
+        "rows": [r.__dict__ for r in rows],
+        "fusion_sweep": sweeps,
+    }
+
+
+SWEEP_DEPTHS = (1, 2, 4, 8, 1000)
+SWEEP_RRF_K = (60.0, 20.0, 10.0, 5.0, 1.0)
+SWEEP_KEYWORD_WEIGHTS = (1.0, 1.5, 2.0)
+
+
+def fusion_sweep(kb, questions: Sequence[Question]) -> list[dict]:
+    """Hybrid's own two rankings fused with each variant (depth per top_k, RRF constant, keyword
+    weight), through the fusion function `search` uses. Recall is reported on the questions
+    written for this bench and on the examples' labelled ones apart, so a choice made on one
+    half can be checked on the other."""
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    from retrieval.keyword_index import OPEN
+    from retrieval.search import Fusion, fuse, ranked_lists
+
+    store = ChromaVectorStore(chroma_collection=kb.collection)
+    everything = kb.collection.count()
+    options = QueryOptions(mode="hybrid")
+    keyword = OPEN.get(kb.collection, kb.keyword_folder)
+    keyword.sync(kb._revision())
+    lists = []
+    for q in questions:
+        embedding = kb.embedder.model.get_query_embedding(q.text)
+        lists.append(ranked_lists(store, keyword, options, q.text, embedding, everything))
+    out = []
+    for depth in SWEEP_DEPTHS:
+        for rrf_k in SWEEP_RRF_K:
+            for weight in SWEEP_KEYWORD_WEIGHTS:
+                fusion = Fusion(depth=depth, rrf_k=rrf_k, keyword_weight=weight)
+                found: dict[str, dict[int, list[bool]]] = {}
+                for q, (vector, keyword) in zip(questions, lists, strict=True):
+                    half = "examples" if q.kind == "labelled" else "bench-written"
+                    for k in KS:
+                        cut = (vector[: k * depth], keyword[: k * depth])
+                        hit = answered([r.node.get_content() for r in fuse(cut, k, fusion)], q)
+                        for group in ("all", half):
+                            found.setdefault(group, {}).setdefault(k, []).append(hit)
+                out.append(
+                    {
+                        "depth": depth,
+                        "rrf_k": rrf_k,
+                        "keyword_weight": weight,
+                        "recall": {
+                            g: {k: round(sum(v) / len(v), 3) for k, v in per_k.items()}
+                            for g, per_k in found.items()
+                        },
+                    }
+                )
+    return out
+
+
+def sweep_table(sweeps: list[dict]) -> str:
+    rows = sorted(sweeps, key=lambda s: [-s["recall"]["all"][k] for k in (5, 3, 1)])
+    body = [
+        [s["depth"], s["rrf_k"], s["keyword_weight"]]
+        + [f"{s['recall']['all'][k]:.3f}" for k in KS]
+        + [f"{s['recall'][g][k]:.3f}" for g in ("bench-written", "examples") for k in KS]
+        for s in rows
+    ]
+    from retrieval.search import FUSION
+
+    head = (
+        "Hybrid's own vector and BM25 rankings fused by each variant (recall@k at top_k = k; "
+        "depth = candidates per list / top_k), best recall@5 first. Default: depth "
+        f"{FUSION.depth}, rrf_k {FUSION.rrf_k}, keyword weight {FUSION.keyword_weight}."
+    )
+    headers = ["depth", "rrf_k", "keyword weight", "r@1", "r@3", "r@5"]
+    headers += [f"r@{k} {g}" for g in ("bench-written", "examples") for k in KS]
+    return head + "\n\n" + markdown_table(headers, body)
+
+
+def table(payload: dict) -> str:
+    kinds = sorted(payload["question_kinds"])
+    headers = ["retriever", "top-k", "recall@k"] + [
+        f"{k} ({payload['question_kinds'][k]})" for k in kinds
+    ]
+    headers.append("chars")
+    body = []
+    for r in payload["rows"]:
+        body.append(
+            [r["retriever"], r["top_k"], f"{r['recall']['all']:.3f}"]
+            + [f"{r['recall'].get(k, 0):.2f}" for k in kinds]
+            + [int(r["chars"])]
+        )
+    head = (
+        f"Stand-in set (not real reports): {payload['questions']} questions, "
+        f"{payload['paragraphs']} paragraphs / {payload['chunks']} Hybrid chunks; recall@k per "
+        "question kind; chars = mean text of the top-k passages."
+    )
+    return head + "\n\n" + markdown_table(headers, body)
+
+
+def readme_text(payload: dict) -> str:
+    """The README's shorter copy: recall@5 and chars at top-5 (and the budget row)."""
+    rows = [
+        [r["retriever"], r["top_k"], f"{r['recall']['all']:.3f}", int(r["chars"])]
+        for r in payload["rows"]
+        if r["top_k"] == 5 or "budget" in r["retriever"]
+    ]
+    return (
+        f"Stand-in set, {payload['questions']} questions (not real reports; see the script):\n\n"
+        + markdown_table(["retriever", "top-k", "answer recall", "chars"], rows)
+    )
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    payload = run()
+    text = table(payload)
+    path = write_results("retrieval_baselines", payload, text, readme=readme_text(payload))
+    print(text)
+    sweep = sweep_table(payload["fusion_sweep"])
+    (RESULTS / "retrieval_fusion_sweep.md").write_text(sweep + "\n", encoding="utf-8")
+    print(sweep)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
