@@ -93,6 +93,12 @@ def main(argv: list[str] | None = None) -> None:
         "--name", help="results file name in bench/results/ (default: app_eval_EXAMPLE[_APP])"
     )
     parser.add_argument(
+        "--from-demo",
+        action="store_true",
+        help="store the evaluations run.py --quick made at its end (WORK/eval/APP/report.json) "
+        "instead of serving and asking again",
+    )
+    parser.add_argument(
         "--prepare",
         action="store_true",
         help="run examples/EXAMPLE/run.py --quick first when its work folder is missing",
@@ -101,7 +107,6 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from hybrid.evaluation.report import markdown
     from hybrid.evaluation.responders import GatewayResponder
     from hybrid.evaluation.runner import AppEvalSettings, evaluate_apps
 
@@ -138,6 +143,16 @@ def main(argv: list[str] | None = None) -> None:
             concurrency=args.concurrency,
         )
         runs.append((name, settings))
+    if args.from_demo:
+        reports = []
+        for name, settings in runs:
+            path = work / "eval" / settings.apps[0] / "report.json"
+            if not path.is_file():
+                raise SystemExit(f"{path} not found: run {run_py.relative_to(REPO)} --quick first")
+            report = json.loads(path.read_text(encoding="utf-8"))
+            report["source"] = f"{run_py.relative_to(REPO)} --quick: its evaluation step ({path})"
+            reports.append((name, settings.model_copy(update={"output_dir": path.parent}), report))
+        return store(reports)
     proc = None
     url = args.url
     if url is None:
@@ -152,6 +167,13 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if proc is not None:
             stop(proc)
+    store(reports)
+
+
+def store(reports: list[tuple[str, object, dict]]) -> None:
+    """bench/results/NAME.{json,md} and the README block of each (name, settings, report)."""
+    from hybrid.evaluation.report import markdown
+
     for name, settings, report in reports:
         payload = {"machine": machine(), **report}
         full = markdown(report)
