@@ -47,11 +47,12 @@ def brand_config(recipe: dict, brand: str, work: Path) -> Path:
     config = yaml.safe_load((folder / "train.yaml").read_text(encoding="utf-8"))
     config["data"] = [str((folder / d).resolve()) for d in config["data"]]
     config.update(recipe.get("set", {}))
-    context = recipe.get("context", config.get("context"))
-    if context is not None:
+    own = config.get("context")
+    context, base = (recipe["context"], EXAMPLE) if "context" in recipe else (own, folder)
+    if context is not None:  # a recipe's holdout paths are relative to the example folder
         context = dict(context)
-        context["app"] = str((folder / config["context"]["app"]).resolve())
-        context["holdout"] = [str((EXAMPLE / h).resolve()) for h in context.get("holdout", [])]
+        context["app"] = str((folder / own["app"]).resolve())
+        context["holdout"] = [str((base / h).resolve()) for h in context.get("holdout", [])]
         config["context"] = context
     config["output_dir"] = str(work / "adapters" / f"{brand}-voice")
     path = work / f"train-{brand}.yaml"
