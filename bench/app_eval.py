@@ -144,12 +144,15 @@ def main(argv: list[str] | None = None) -> None:
         )
         runs.append((name, settings))
     if args.from_demo:
+        from hybrid.evaluation.report import summary_line
+
         reports = []
         for name, settings in runs:
             path = work / "eval" / settings.apps[0] / "report.json"
             if not path.is_file():
                 raise SystemExit(f"{path} not found: run {run_py.relative_to(REPO)} --quick first")
             report = json.loads(path.read_text(encoding="utf-8"))
+            report["summary_line"] = summary_line(report["summaries"], report["comparisons"])
             report["source"] = f"{run_py.relative_to(REPO)} --quick: its evaluation step ({path})"
             reports.append((name, settings.model_copy(update={"output_dir": path.parent}), report))
         return store(reports)
