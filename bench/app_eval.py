@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,16 +116,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     proc = None
     url = args.url
+    ready_s = None
     if url is None:
         (work / "logs").mkdir(parents=True, exist_ok=True)
         print("starting hybrid serve (vLLM + gateway, about a minute) ...", flush=True)
+        started = time.monotonic()
         proc, url = serve(config, work / "logs" / "app-eval-serve.log")
+        ready_s = round(time.monotonic() - started, 1)
     try:
         report = evaluate_apps(settings, GatewayResponder(url))
     finally:
         if proc is not None:
             stop(proc)
-    payload = {"machine": machine(), **report}
+    payload = {"machine": machine(), "serve_ready_s": ready_s, **report}
     full = markdown(report)
     # The README shows the side-by-side summary; the questions one by one stay in the .md.
     summary = full.split("\n## Voice model")[0].split("\n", 1)[1].strip()
