@@ -106,6 +106,7 @@ def step_times(models: list[str], recipe: Path, rounds: int, steps: int, threads
         for model in models:
             out = REPO / "artifacts" / "base-models" / "steps" / model
             timing = out.parent / f"{model}.time"
+            out.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(
                 ["/usr/bin/time", "-o", str(timing), "-f", "%U %S %M"]
                 + [*HYBRID, "--config", str(config), "train", str(recipe), "--overwrite"]
@@ -190,7 +191,7 @@ def table(rows: list[dict], timed: dict | None) -> str:
         "latency p50 s, ceo / base",
         "completion tokens/s, ceo / base",
         "answers cut at 120 tokens, ceo / base",
-        "train s/step (batch 2, 448 tokens)",
+        "train s/step in that run (batch 2, 448 tokens)",
         "hybrid serve ready s",
     ]
     text = markdown_table(headers, lines)
