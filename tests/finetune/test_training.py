@@ -187,9 +187,9 @@ def test_base_model_is_a_folder_or_a_hub_id_in_the_local_cache(
     with pytest.raises(BaseModelError) as info:
         resolve_base_model("acme/not-downloaded")
     assert str(info.value) == (
-        "base model 'acme/not-downloaded' is neither a local folder nor in the local Hugging Face "
-        "cache; download it first (huggingface-cli download acme/not-downloaded) or use "
-        "'SmolLM2-135M-Instruct'"
+        "base model 'acme/not-downloaded' is neither a local folder, a packaged model "
+        "(SmolLM2-135M-Instruct, gemma-3-270m) nor in the local Hugging Face cache; download it "
+        "first (huggingface-cli download acme/not-downloaded) or use 'SmolLM2-135M-Instruct'"
     )
     (tmp_path / "empty").mkdir()
     with pytest.raises(BaseModelError, match=r"base model folder .*empty has no config.json"):
