@@ -1,4 +1,4 @@
-"""`hybrid eval adapter ADAPTER` and `hybrid adapter merge`."""
+"""`hybrid eval adapter ADAPTER`, `hybrid adapter merge` and `hybrid adapter scale`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from hybrid.config import load_eval_config
 
 adapter_app = typer.Typer(
-    help="Adapters: register, load, unload, promote, list (through the gateway), merge.",
+    help="Adapters: register, load, unload, promote, list (through the gateway), merge, scale.",
     no_args_is_help=True,
 )
 
@@ -78,3 +78,17 @@ def merge(
 
     path = merge_adapter(adapter, out, base_model=base_model, dtype=dtype)
     typer.echo(f"merged model written to {path}")
+
+
+@adapter_app.command()
+def scale(
+    adapter: Annotated[Path, typer.Argument(help="Adapter folder.")],
+    factor: Annotated[float, typer.Option(help="Strength: 1 = as trained, 0.5 = half.")],
+    out: Annotated[Path, typer.Option(help="Folder for the scaled adapter.")],
+) -> None:
+    """Copy an adapter with its strength scaled (lora_alpha x factor); register the copy as a
+    new version to trade voice for the base model's facts without retraining."""
+    from finetune.scaling import scale_adapter
+
+    path = scale_adapter(adapter, out, factor)
+    typer.echo(f"adapter scaled x{factor:g} written to {path}")
