@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +30,9 @@ HYBRID = [sys.executable, "-m", "hybrid.cli"]
 class Adapter:
     name: str
     train_config: Path
+    strength: float = 1.0
+    """Registered at this strength (`hybrid adapter scale`: lora_alpha x strength); 1 = as
+    trained."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,18 @@ def train_and_register(demo: Demo, config: Path, work: Path, model: str, quick: 
             args += [f"--set={key}={value}" for key, value in demo.quick_train.items()]
         step(f"training the {adapter.name} adapter (loss per step below)")
         hybrid(config, *args)
+        if adapter.strength != 1.0:
+            scaled = out.with_name(f"{out.name}-x{adapter.strength:g}")
+            shutil.rmtree(scaled, ignore_errors=True)
+            hybrid(
+                config,
+                "adapter",
+                "scale",
+                str(out),
+                f"--factor={adapter.strength}",
+                f"--out={scaled}",
+            )
+            out = scaled
         hybrid(config, "adapter", "register", str(out), "--name", adapter.name, "--offline")
 
 

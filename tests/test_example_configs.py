@@ -55,6 +55,7 @@ def test_runner_parts_exist_and_fit_together(path):
     assert {spec.knowledge_base for spec in specs} <= set(demo.knowledge_bases)
     assert {spec.adapter for spec in specs if spec.adapter} <= {a.name for a in demo.adapters}
     assert all((demo.folder / a.train_config).is_file() for a in demo.adapters)
+    assert all(0 < a.strength <= 4 for a in demo.adapters)  # what `hybrid adapter scale` takes
     assert all(set(q.apps) <= names for q in demo.questions)
     for evaluation in demo.evaluations:  # the labelled sets the demo scores at the end
         assert set(evaluation.apps) <= names
