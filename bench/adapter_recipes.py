@@ -29,7 +29,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import RESULTS, markdown_table, update_readme  # noqa: E402
+from bench.common import RESULTS, annotate, first_comment, markdown_table, update_readme  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parent / "adapter_recipes"
 STORED = RESULTS / "adapter_recipes"
@@ -77,16 +77,7 @@ def train_and_score(recipe: Path, sampling: dict, threads: int, reuse: bool = Fa
         cwd=REPO,
     )
     path = STORED / f"{out}.json"
-    stored = json.loads(path.read_text(encoding="utf-8"))
-    stored["recipe"] = {"file": str(recipe.relative_to(REPO)), "train_s": train_s}
-    path.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
-def describe(recipe_file: Path) -> str:
-    """The recipe's first comment line."""
-    first = recipe_file.read_text(encoding="utf-8").splitlines()[0]
-    return first.lstrip("# ").strip()
+    return annotate(path, recipe={"file": str(recipe.relative_to(REPO)), "train_s": train_s})
 
 
 def table() -> str:
@@ -104,7 +95,7 @@ def table() -> str:
         binding = "on" if run["recipe"].get("bind_figures", True) else "off"
         rows.append(
             [
-                f"`{recipe.stem}`: {describe(recipe)}",
+                f"`{recipe.stem}`: {first_comment(recipe)}",
                 json.dumps(sampling).strip("{}").replace('"', "") or "-",
                 binding,
                 f"{correct['app']}/{correct['n']}",

@@ -26,7 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import RESULTS, markdown_table, update_readme  # noqa: E402
+from bench.common import RESULTS, annotate, markdown_table, update_readme  # noqa: E402
 
 STORED = RESULTS / "adapter_strength"
 HYBRID = [sys.executable, "-m", "hybrid.cli"]
@@ -64,11 +64,7 @@ def score(work: Path, factor: float) -> Path:
         env=env,
         cwd=REPO,
     )
-    path = RESULTS / f"{name}.json"
-    stored = json.loads(path.read_text(encoding="utf-8"))
-    stored["strength"] = {"factor": factor, "adapter": str(adapter)}
-    path.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
-    return path
+    return annotate(RESULTS / f"{name}.json", strength={"factor": factor, "adapter": str(adapter)})
 
 
 def table() -> str:

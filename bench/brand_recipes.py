@@ -30,7 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import RESULTS, markdown_table, update_readme  # noqa: E402
+from bench.common import RESULTS, annotate, first_comment, markdown_table, update_readme  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parent / "brand_recipes"
 STORED = RESULTS / "brand_recipes"
@@ -97,17 +97,9 @@ def train_and_score(recipe_file: Path, threads: int) -> list[Path]:
     paths = []
     for brand in BRANDS:
         path = STORED / f"{name}_{brand}-support.json"
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        stored["recipe"] = {"file": str(recipe_file.relative_to(REPO)), "train_s": train_s[brand]}
-        path.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
-        paths.append(path)
+        recipe_info = {"file": str(recipe_file.relative_to(REPO)), "train_s": train_s[brand]}
+        paths.append(annotate(path, recipe=recipe_info))
     return paths
-
-
-def describe(recipe_file: Path) -> str:
-    """The recipe's first comment line."""
-    first = recipe_file.read_text(encoding="utf-8").splitlines()[0]
-    return first.lstrip("# ").strip()
 
 
 def table() -> str:
@@ -120,7 +112,7 @@ def table() -> str:
         app, base = run["settings"]["apps"][:2]
         rows.append(
             [
-                f"`{recipe.stem}`: {describe(recipe)}",
+                f"`{recipe.stem}`: {first_comment(recipe)}",
                 app,
                 f"{correct['app']}/{correct['n']}",
                 f"{correct['against']}/{correct['n']} ({base})",

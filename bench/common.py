@@ -80,3 +80,17 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def annotate(path: Path, **fields) -> Path:
+    """Add top-level fields to a stored results JSON file (e.g. the recipe that produced it)."""
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    stored.update(fields)
+    path.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def first_comment(path: Path) -> str:
+    """A recipe file's first comment line: its one-line description."""
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    return first.lstrip("# ").strip()
