@@ -71,6 +71,7 @@ bench: install
 	$(BIN)/python -m bench.follow_ups_bench
 	$(BIN)/python -m bench.figure_binding_bench
 	$(BIN)/python -m bench.app_eval --prepare
+	$(BIN)/python -m bench.app_eval --example branded-chatbot --prepare
 	$(BIN)/python -m bench.train_bench
 	$(BIN)/python -m bench.serving_bench
 	$(BIN)/python -m bench.reliability_bench
