@@ -29,7 +29,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import RESULTS, annotate, first_comment, markdown_table, update_readme  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS,
+    annotate,
+    first_comment,
+    markdown_table,
+    paired_cells,
+    update_readme,
+)
 
 RECIPES = Path(__file__).resolve().parent / "adapter_recipes"
 STORED = RESULTS / "adapter_recipes"
@@ -85,7 +92,7 @@ def table() -> str:
     for path in sorted(STORED.glob("*.json")):
         run = json.loads(path.read_text(encoding="utf-8"))
         comparison = run["comparisons"][0]
-        correct, voice = comparison["correct"], comparison["voice_difference"]
+        correct = comparison["correct"]
         sampling = {
             k: v
             for k, v in run["settings"]["sampling"].items()
@@ -100,8 +107,7 @@ def table() -> str:
                 binding,
                 f"{correct['app']}/{correct['n']}",
                 f"{correct['against']}/{correct['n']}",
-                f"{correct['only_app']} / {correct['only_against']}",
-                f"{voice['mean']:+.2f} ({voice['low']:+.2f}..{voice['high']:+.2f})",
+                *paired_cells(comparison),
             ]
         )
     headers = [

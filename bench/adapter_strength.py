@@ -26,7 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import RESULTS, annotate, markdown_table, update_readme  # noqa: E402
+from bench.common import RESULTS, annotate, markdown_table, paired_cells, update_readme  # noqa: E402
 
 STORED = RESULTS / "adapter_strength"
 HYBRID = [sys.executable, "-m", "hybrid.cli"]
@@ -72,15 +72,14 @@ def table() -> str:
     runs = [json.loads(p.read_text(encoding="utf-8")) for p in STORED.glob("*.json")]
     for run in sorted(runs, key=lambda r: -r["strength"]["factor"]):
         comparison = run["comparisons"][0]
-        correct, voice = comparison["correct"], comparison["voice_difference"]
+        correct = comparison["correct"]
         summaries = {s["app"]: s for s in run["summaries"]}
         rows.append(
             [
                 f"x{run['strength']['factor']:g}",
                 f"{correct['app']}/{correct['n']}",
                 f"{correct['against']}/{correct['n']}",
-                f"{correct['only_app']} / {correct['only_against']}",
-                f"{voice['mean']:+.2f} ({voice['low']:+.2f}..{voice['high']:+.2f})",
+                *paired_cells(comparison),
                 f"{summaries['northwind-ceo']['voice']['mean']:.2f}",
             ]
         )

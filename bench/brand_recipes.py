@@ -30,7 +30,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import RESULTS, annotate, first_comment, markdown_table, update_readme  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS,
+    annotate,
+    first_comment,
+    markdown_table,
+    paired_cells,
+    update_readme,
+)
 
 RECIPES = Path(__file__).resolve().parent / "brand_recipes"
 STORED = RESULTS / "brand_recipes"
@@ -107,7 +114,7 @@ def table() -> str:
     for path in sorted(STORED.glob("*.json")):
         run = json.loads(path.read_text(encoding="utf-8"))
         comparison = run["comparisons"][0]
-        correct, voice = comparison["correct"], comparison["voice_difference"]
+        correct = comparison["correct"]
         recipe = REPO / run["recipe"]["file"]
         app, base = run["settings"]["apps"][:2]
         rows.append(
@@ -116,8 +123,7 @@ def table() -> str:
                 app,
                 f"{correct['app']}/{correct['n']}",
                 f"{correct['against']}/{correct['n']} ({base})",
-                f"{correct['only_app']} / {correct['only_against']}",
-                f"{voice['mean']:+.2f} ({voice['low']:+.2f}..{voice['high']:+.2f})",
+                *paired_cells(comparison),
             ]
         )
     headers = [

@@ -94,3 +94,12 @@ def first_comment(path: Path) -> str:
     """A recipe file's first comment line: its one-line description."""
     first = path.read_text(encoding="utf-8").splitlines()[0]
     return first.lstrip("# ").strip()
+
+
+def paired_cells(comparison: dict) -> list[str]:
+    """A stored app comparison's "won / lost" and "voice difference (95% CI)" table cells."""
+    correct, voice = comparison["correct"], comparison["voice_difference"]
+    return [
+        f"{correct['only_app']} / {correct['only_against']}",
+        f"{voice['mean']:+.2f} ({voice['low']:+.2f}..{voice['high']:+.2f})",
+    ]
