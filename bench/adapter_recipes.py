@@ -49,7 +49,9 @@ def run_name(recipe: str, sampling: dict) -> str:
     return recipe + extra.replace("repetition_penalty", "rp")
 
 
-def train_and_score(recipe: Path, sampling: dict, threads: int, reuse: bool = False) -> Path:
+def train_and_score(
+    recipe: Path, sampling: dict, threads: int, reuse: bool = False, bind_figures: bool = True
+) -> Path:
     """Train `recipe` (or, with `reuse`, take the adapter trained before), register it in a
     registry of its own, score it; the stored run's path."""
     name = recipe.stem
@@ -75,10 +77,11 @@ def train_and_score(recipe: Path, sampling: dict, threads: int, reuse: bool = Fa
         check=True,
         env=env,
     )
-    out = run_name(name, sampling)
+    out = run_name(name, sampling) + ("" if bind_figures else "_nobind")
     subprocess.run(
         [sys.executable, "-m", "bench.app_eval", "--work-dir", str(work)]
-        + ["--name", f"adapter_recipes/{out}", "--sampling", json.dumps(sampling)],
+        + ["--name", f"adapter_recipes/{out}", "--sampling", json.dumps(sampling)]
+        + ([] if bind_figures else ["--no-binding"]),
         check=True,
         env=env,
         cwd=REPO,
@@ -99,7 +102,9 @@ def table() -> str:
             if k not in ("temperature", "max_tokens")
         }
         recipe = REPO / run["recipe"]["file"]
-        binding = "on" if run["recipe"].get("bind_figures", True) else "off"
+        binding = (
+            "on" if run.get("bind_figures", run["recipe"].get("bind_figures", True)) else "off"
+        )
         rows.append(
             [
                 f"`{recipe.stem}`: {first_comment(recipe)}",
@@ -129,6 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--table", action="store_true", help="only rebuild the table")
     parser.add_argument("--reuse", action="store_true", help="score adapters trained before")
+    parser.add_argument(
+        "--no-binding", action="store_true", help="serve the apps with bind_figures off"
+    )
     args = parser.parse_args(argv)
     if not args.table:
         if not (WORK / "hybrid.yaml").is_file():
@@ -136,7 +144,9 @@ def main(argv: list[str] | None = None) -> None:
         names = args.recipes or sorted(p.stem for p in RECIPES.glob("*.yaml"))
         for name in names:
             recipe = RECIPES / f"{name}.yaml"
-            train_and_score(recipe, json.loads(args.sampling), args.threads, args.reuse)
+            train_and_score(
+                recipe, json.loads(args.sampling), args.threads, args.reuse, not args.no_binding
+            )
     text = table()
     (RESULTS / "adapter_recipes.md").write_text(text + "\n", encoding="utf-8")
     update_readme("adapter_recipes", text)

@@ -49,6 +49,26 @@ def example_demo(name: str):
     return module.DEMO
 
 
+def without_binding(config: Path, folder: Path) -> Path:
+    """A copy of the serving config whose apps are copies with `generation.bind_figures`
+    false (written into `folder`); everything else (store, registry, engine) is shared."""
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = yaml.safe_load(config.read_text(encoding="utf-8"))
+    apps = []
+    for path in settings["apps"]:
+        app = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        app.setdefault("generation", {})["bind_figures"] = False
+        copy = folder / Path(path).name
+        copy.write_text(yaml.safe_dump(app, sort_keys=False), encoding="utf-8")
+        apps.append(str(copy))
+    settings["apps"] = apps
+    out = folder / "hybrid.yaml"
+    out.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+    return out
+
+
 def serve(config: Path, log: Path) -> tuple[subprocess.Popen, str]:
     from examples.runner import free_port, wait_ready
 
@@ -91,6 +111,12 @@ def main(argv: list[str] | None = None) -> None:
         help="JSON of sampling values over the apps' own, e.g. '{\"repetition_penalty\": 1.0}'",
     )
     parser.add_argument(
+        "--no-binding",
+        action="store_true",
+        help="serve the apps with generation.bind_figures off (copies of their YAML files in "
+        "WORK/no-binding/), to measure what figure binding does",
+    )
+    parser.add_argument(
         "--name", help="results file name in bench/results/ (default: app_eval_EXAMPLE[_APP])"
     )
     parser.add_argument(
@@ -127,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{config} not found: run `.venv/bin/python {run_py.relative_to(REPO)} --quick` "
             "first (it builds the knowledge bases and trains and registers the adapters)"
         )
+    if args.no_binding and args.url is None:
+        config = without_binding(config, work / "no-binding")
     single = len(demo.evaluations) == 1
     runs = []
     for spec in demo.evaluations:
@@ -144,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
             concurrency=args.concurrency,
         )
         runs.append((name, settings))
+    if args.no_binding and args.url is not None:
+        raise SystemExit("--no-binding serves the apps itself: leave out --url")
     if args.from_demo:
         from hybrid.evaluation.report import summary_line
 
@@ -174,15 +204,24 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if proc is not None:
             stop(proc)
-    store(reports, serve_ready_s=ready_s)
+    store(reports, serve_ready_s=ready_s, bind_figures=not args.no_binding)
 
 
-def store(reports: list[tuple[str, object, dict]], serve_ready_s: float | None = None) -> None:
+def store(
+    reports: list[tuple[str, object, dict]],
+    serve_ready_s: float | None = None,
+    bind_figures: bool = True,
+) -> None:
     """bench/results/NAME.{json,md} and the README block of each (name, settings, report)."""
     from hybrid.evaluation.report import markdown
 
     for name, settings, report in reports:
-        payload = {"machine": machine(), "serve_ready_s": serve_ready_s, **report}
+        payload = {
+            "machine": machine(),
+            "serve_ready_s": serve_ready_s,
+            "bind_figures": bind_figures,
+            **report,
+        }
         full = markdown(report)
         # The README shows the side-by-side summary; the questions one by one stay in the .md.
         summary = full.split("\n## Voice model")[0].split("\n", 1)[1].strip()

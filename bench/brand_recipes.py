@@ -67,7 +67,11 @@ def brand_config(recipe: dict, brand: str, work: Path) -> Path:
     return path
 
 
-def train_and_score(recipe_file: Path, threads: int) -> list[Path]:
+def train_and_score(
+    recipe_file: Path, threads: int, reuse: bool = False, bind_figures: bool = True
+) -> list[Path]:
+    """Train both brands' adapters with the recipe (or, with `reuse`, take the ones trained
+    before), register them in a registry of their own, score both brands; the stored runs."""
     name = recipe_file.stem
     recipe = yaml.safe_load(recipe_file.read_text(encoding="utf-8")) or {}
     work = REPO / "artifacts" / "brand-recipes" / name
@@ -85,26 +89,31 @@ def train_and_score(recipe_file: Path, threads: int) -> list[Path]:
     train_s = {}
     for brand in BRANDS:
         started = time.monotonic()
-        train_config = brand_config(recipe, brand, work)
-        subprocess.run([*hybrid, "train", str(train_config), "--overwrite"], check=True, env=env)
-        train_s[brand] = round(time.monotonic() - started)
         adapter = work / "adapters" / f"{brand}-voice"
+        if not (reuse and (adapter / "adapter_config.json").is_file()):
+            train_config = brand_config(recipe, brand, work)
+            subprocess.run(
+                [*hybrid, "train", str(train_config), "--overwrite"], check=True, env=env
+            )
+            train_s[brand] = round(time.monotonic() - started)
         subprocess.run(
             [*hybrid, "adapter", "register", str(adapter), "--name", f"{brand}-voice", "--offline"],
             check=True,
             env=env,
         )
+    out = name + ("" if bind_figures else "_nobind")
     subprocess.run(
         [sys.executable, "-m", "bench.app_eval", "--example", "branded-chatbot"]
-        + ["--work-dir", str(work), "--name", f"brand_recipes/{name}"],
+        + ["--work-dir", str(work), "--name", f"brand_recipes/{out}"]
+        + ([] if bind_figures else ["--no-binding"]),
         check=True,
         env=env,
         cwd=REPO,
     )
     paths = []
     for brand in BRANDS:
-        path = STORED / f"{name}_{brand}-support.json"
-        recipe_info = {"file": str(recipe_file.relative_to(REPO)), "train_s": train_s[brand]}
+        path = STORED / f"{out}_{brand}-support.json"
+        recipe_info = {"file": str(recipe_file.relative_to(REPO)), "train_s": train_s.get(brand)}
         paths.append(annotate(path, recipe=recipe_info))
     return paths
 
@@ -121,6 +130,7 @@ def table() -> str:
             [
                 f"`{recipe.stem}`: {first_comment(recipe)}",
                 app,
+                "on" if run.get("bind_figures", True) else "off",
                 f"{correct['app']}/{correct['n']}",
                 f"{correct['against']}/{correct['n']} ({base})",
                 *paired_cells(comparison),
@@ -129,6 +139,7 @@ def table() -> str:
     headers = [
         "adapter recipe (SmolLM2-135M, LoRA r8, batch 2)",
         "app",
+        "figure binding",
         "app right",
         "base app right (same run)",
         "right only with / only without the adapter",
@@ -142,13 +153,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("recipes", nargs="*", help="recipe names (default: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--table", action="store_true", help="only rebuild the table")
+    parser.add_argument("--reuse", action="store_true", help="score adapters trained before")
+    parser.add_argument(
+        "--no-binding", action="store_true", help="serve the apps with bind_figures off"
+    )
     args = parser.parse_args(argv)
     if not args.table:
         if not (WORK / "hybrid.yaml").is_file():
             raise SystemExit(f"{WORK / 'hybrid.yaml'} not found: run {EXAMPLE / 'run.py'} --quick")
         names = args.recipes or sorted(p.stem for p in RECIPES.glob("*.yaml"))
         for name in names:
-            train_and_score(RECIPES / f"{name}.yaml", args.threads)
+            train_and_score(RECIPES / f"{name}.yaml", args.threads, args.reuse, not args.no_binding)
     text = table()
     (RESULTS / "brand_recipes.md").write_text(text + "\n", encoding="utf-8")
     update_readme("brand_recipes", text)
