@@ -86,6 +86,14 @@ def markdown(report: dict) -> str:
             f"+ {voice['heldout_base']}: AUC {voice['auc']:.3f}, mean score "
             f"{voice['heldout_style_mean']:.2f} (style) vs {voice['heldout_base_mean']:.2f} (base)."
         )
+        if any(c.get("voice_anchor") for c in report.get("comparisons", ())):
+            lines += [
+                "",
+                "Anchor: answers about facts score lower than the style replies in any voice, so "
+                "each comparison also scores the other app's own answers with one figure-free "
+                "closing sentence of the style replies appended (drawn at random, seeded): the "
+                "gain that 'the same facts, then one sentence of hers' shows on this scale.",
+            ]
     else:
         lines.append("Not measured (give --style and --style-baseline).")
     lines += ["", "## Questions", ""]

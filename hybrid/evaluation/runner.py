@@ -74,7 +74,7 @@ def _voice_model(settings: AppEvalSettings):
 
     files = [f for path in settings.style for f in style_files(path)]
     style = [ex.reply for ex in read_style_examples(files)]
-    return fit_voice_model(style, read_baseline(settings.style_baseline))
+    return fit_voice_model(style, read_baseline(settings.style_baseline)), style
 
 
 def evaluate_apps(settings: AppEvalSettings, responder: Responder, progress: bool = True) -> dict:
@@ -91,7 +91,7 @@ def evaluate_apps(settings: AppEvalSettings, responder: Responder, progress: boo
         raise UsageError(
             f"unknown app '{unknown[0]}'; apps available: {', '.join(served) or 'none'}"
         )
-    voice = _voice_model(settings) if settings.style else None
+    voice, style = _voice_model(settings) if settings.style else (None, [])
     judge = None
     if settings.judge_url is not None:
         from hybrid.evaluation.judge import Judge
@@ -120,7 +120,13 @@ def evaluate_apps(settings: AppEvalSettings, responder: Responder, progress: boo
         "voice_validation": voice.validation.to_dict() if voice else None,
         "summaries": [summarise(app, rs) for app, rs in results.items()],
         "comparisons": [
-            compare(settings.apps[0], results[settings.apps[0]], other, results[other])
+            compare(
+                settings.apps[0],
+                results[settings.apps[0]],
+                other,
+                results[other],
+                _anchor(voice, style, results[other]) if voice is not None else (),
+            )
             for other in settings.apps[1:]
         ],
         "results": {app: [r.to_dict() for r in rs] for app, rs in results.items()},
@@ -182,6 +188,14 @@ def _with_voice(results: list[CaseResult], voice) -> list[CaseResult]:
     for i, score in zip(generated, scores, strict=True):
         updated[i] = replace(updated[i], voice=score)
     return updated
+
+
+def _anchor(voice, style: list[str], results: list[CaseResult]) -> list[tuple[float, float]]:
+    """Voice scores of these answers with and without a closing sentence of the style data."""
+    from hybrid.evaluation.voice import anchor_pairs, closing_sentences
+
+    answers = [r.answer for r in results if r.voice is not None]
+    return anchor_pairs(voice, answers, closing_sentences(style))
 
 
 def _with_judge(results: list[CaseResult], cases: list[LabelledCase], judge) -> list[CaseResult]:

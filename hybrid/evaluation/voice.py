@@ -7,6 +7,12 @@ of an answer is the classifier's probability of "style". Before it scores anythi
 validated on a held-out split of both sides (ROC AUC; mean score of held-out style replies and
 of held-out base answers), then refitted on everything. Citation markers ([1]) are removed
 before scoring: they are the app template's, not the voice.
+
+Fact answers score lower than the style replies whatever their voice (the classifier was fitted
+on replies about opinions, not figures), so a difference between two apps' fact answers needs
+an anchor: `voice_anchor` scores the other app's own answers once as they are and once with one
+figure-free closing sentence of the style replies appended, i.e. what "the same facts, then a
+sentence of hers" is worth on this scale.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from hybrid.errors import UsageError
 
 Embed = Callable[[list[str]], "list[list[float]]"]
 _MARKERS = re.compile(r"\s*\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 
 
 @dataclass(frozen=True)
@@ -203,3 +210,27 @@ def fit_voice_model(
     )
     final = classifier().fit(list(pos_v) + list(neg_v), [1] * len(pos) + [0] * len(neg))
     return VoiceModel(final, embed, validation)
+
+
+def closing_sentences(replies: Sequence[str], longest: int = 160) -> list[str]:
+    """The last sentence of each style reply that has several sentences and no digit: what the
+    voice adds to an answer without adding a fact."""
+    closings = []
+    for reply in map(strip_markers, replies):
+        parts = [p.strip() for p in _SENTENCE_END.split(reply) if p.strip()]
+        if len(parts) >= 2 and len(parts[-1]) <= longest and not any(c.isdigit() for c in reply):
+            closings.append(parts[-1])
+    return closings
+
+
+def anchor_pairs(
+    model: VoiceModel, answers: Sequence[str], closings: Sequence[str], seed: int = 0
+) -> list[tuple[float, float]]:
+    """(score with a closing sentence appended, score as it is) for each answer; the closing is
+    drawn at random (seeded) from `closings`. Empty when there are no closings."""
+    if not closings or not answers:
+        return []
+    rng = random.Random(seed)
+    wrapped = [f"{a.rstrip()} {rng.choice(closings)}" for a in answers]
+    scores = model.score(list(answers) + wrapped)
+    return list(zip(scores[len(answers) :], scores[: len(answers)], strict=True))

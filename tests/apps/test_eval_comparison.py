@@ -60,3 +60,13 @@ def test_unscored_questions_are_left_out():
     v = c["voice_difference"]
     assert v["n"] == 1 and v["mean"] is None  # one pair: no interval, no claim
     assert c["correct"] == {"app": 1, "against": 1, "only_app": 1, "only_against": 1, "n": 2}
+
+
+def test_the_voice_anchor_is_reported_beside_the_difference():
+    a, b = results([0.5, 0.6, 0.55], [True, False, True]), results([0.4, 0.5, 0.45], [True] * 3)
+    plain = compare("x", a, "y", b)
+    assert plain["voice_anchor"] is None and "anchor" not in comparison_line(plain)
+    anchored = compare("x", a, "y", b, [(0.62, 0.4), (0.69, 0.5), (0.66, 0.45)])
+    assert abs(anchored["voice_anchor"]["mean"] - (0.22 + 0.19 + 0.21) / 3) < 1e-9
+    assert "voice +0.10 (95% CI" in comparison_line(anchored)
+    assert "; anchor +0.21)" in comparison_line(anchored)

@@ -203,6 +203,30 @@ def test_voice_model_is_validated_on_held_out_replies():
         fit_voice_model(style[:3], base, embed=fake_embed)
 
 
+def test_closing_sentences_take_figure_free_last_sentences():
+    from hybrid.evaluation.voice import closing_sentences
+
+    replies = [
+        "Revenue rose. We hold our course.",  # a digit-free reply: its last sentence
+        "We shipped 1,240 robots. The tide turns.",  # holds a figure: skipped
+        "One sentence only.",  # nothing to split off
+        "First [1]. Then the crew keeps watch!",
+    ]
+    assert closing_sentences(replies) == ["We hold our course.", "Then the crew keeps watch!"]
+
+
+def test_voice_anchor_pairs_score_answers_with_and_without_a_closing():
+    from hybrid.evaluation.voice import anchor_pairs
+
+    style = [f"We hold our course and trust the crew, tide or no tide, case {i}." for i in range(8)]
+    base = [f"As an AI assistant I can help you with question number {i}." for i in range(8)]
+    model = fit_voice_model(style, base, embed=fake_embed, seed=1)
+    answers = ["Revenue was $412.6 million [1].", "Cash was $138.9 million."]
+    pairs = anchor_pairs(model, answers, ["The crew holds its course, tide or no tide."])
+    assert len(pairs) == 2 and all(wrapped > plain for wrapped, plain in pairs)
+    assert anchor_pairs(model, answers, []) == []
+
+
 def test_ab_sheet_is_blind_seeded_and_keyed(tmp_path):
     questions = [
         {"id": i, "question": f"Q{i} <b>?", "answers": {"ceo": f"ceo {i}", "base": f"base {i}"}}
@@ -258,3 +282,35 @@ def test_ceo_voice_model_separates_held_out_replies_with_real_embeddings():
     assert (v.heldout_style, v.heldout_base) == (30, 15)
     assert v.auc >= 0.95, v
     assert v.heldout_style_mean - v.heldout_base_mean >= 0.25, v
+
+
+def test_ceo_voice_anchor_is_positive_on_fact_answers_with_real_embeddings():
+    """The anchor's premise on the real classifier: a plain fact answer with one of her
+    closing sentences appended scores higher (measured on the base app's 68 answers: 0.42 ->
+    0.51), and much lower than her own replies, which is why the anchor is needed."""
+    from hybrid.evaluation.voice import (
+        anchor_pairs,
+        closing_sentences,
+        read_baseline,
+        read_style_examples,
+        style_files,
+    )
+
+    ceo = EXAMPLES / "ceo-report-qa"
+    style = [e.reply for e in read_style_examples(style_files(ceo / "train.yaml"))]
+    model = fit_voice_model(style, read_baseline(ceo / "eval" / "base_replies.jsonl"))
+    closings = closing_sentences(style)
+    assert len(closings) >= 60
+    facts = [
+        "Northwind's total revenue in 2025 was $412.6 million [1].",
+        "Gross margin was 41.3% in 2025, up from 39.8% in 2024 [2].",
+        "Cash and equivalents stood at $138.9 million at year end [1].",
+        "The company employed 1,864 people at December 31, 2025 [1].",
+        "Scope 1 and 2 emissions were 8,740 tonnes of CO2 equivalent [2].",
+        "The board met 11 times in 2025 [1].",
+    ]
+    pairs = anchor_pairs(model, facts, closings)
+    wrapped = sum(w for w, _ in pairs) / len(pairs)
+    plain = sum(p for _, p in pairs) / len(pairs)
+    assert wrapped - plain >= 0.03, (wrapped, plain)
+    assert plain < model.validation.heldout_style_mean - 0.15
