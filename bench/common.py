@@ -97,9 +97,12 @@ def first_comment(path: Path) -> str:
 
 
 def paired_cells(comparison: dict) -> list[str]:
-    """A stored app comparison's "won / lost" and "voice difference (95% CI)" table cells."""
+    """A stored app comparison's "won / lost" and "voice difference (95% CI)" table cells; the
+    voice anchor (hybrid/evaluation/voice.py) follows the interval in runs that measured it."""
     correct, voice = comparison["correct"], comparison["voice_difference"]
+    anchor = (comparison.get("voice_anchor") or {}).get("mean")
     return [
         f"{correct['only_app']} / {correct['only_against']}",
-        f"{voice['mean']:+.2f} ({voice['low']:+.2f}..{voice['high']:+.2f})",
+        f"{voice['mean']:+.2f} ({voice['low']:+.2f}..{voice['high']:+.2f})"
+        + ("" if anchor is None else f", anchor {anchor:+.2f}"),
     ]
