@@ -42,12 +42,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="questions in flight")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (embeddings)")
     parser.add_argument("--prepare", action="store_true", help="run run.py --quick if needed")
+    parser.add_argument(
+        "--from-run",
+        action="store_true",
+        help="store the measurement run.py made at its end (WORK/kpi_cards.json) instead of "
+        "serving and asking again",
+    )
     args = parser.parse_args(argv)
 
     import torch
 
     from bench.app_eval import serve, stop
-    from examples.kpi_cards import measure, table
+    from examples.kpi_cards import measure
 
     torch.set_num_threads(args.threads)
     work = args.work_dir.resolve()
@@ -64,6 +70,13 @@ def main(argv: list[str] | None = None) -> None:
         )
     schema = json.loads((EXAMPLE / "kpi_card.schema.json").read_text(encoding="utf-8"))
     proc, url, ready_s = None, args.url, None
+    if args.from_run:
+        stored = work / "kpi_cards.json"
+        if not stored.is_file():
+            raise SystemExit(f"{stored} not found: run examples/report-kpi-cards/run.py first")
+        result = json.loads(stored.read_text(encoding="utf-8"))
+        result["source"] = f"examples/report-kpi-cards/run.py: its last step ({stored})"
+        return store(result, work, args, ready_s)
     if url is None:
         (work / "logs").mkdir(parents=True, exist_ok=True)
         print("starting hybrid serve (vLLM + gateway, about a minute) ...", flush=True)
@@ -82,6 +95,13 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if proc is not None:
             stop(proc)
+    store(result, work, args, ready_s)
+
+
+def store(result: dict, work: Path, args: argparse.Namespace, ready_s: float | None) -> None:
+    """bench/results/kpi_cards.{json,md} and the table in the example's README."""
+    from examples.kpi_cards import table
+
     manifest = work / "adapters" / "kpi-card-format" / "hybrid_adapter.json"
     payload = {
         "machine": machine(),
