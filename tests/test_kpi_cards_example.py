@@ -113,3 +113,16 @@ def test_quick_run_on_the_tiny_model(tmp_path):
             assert row["answer_schema"] == schema.check(row["answer"]).to_dict(), row
             if key.endswith("/json_schema") and row["finish_reason"] == "stop":
                 assert row["valid"], row  # the engine kept the schema (random weights!)
+
+
+def test_fields_are_scored_against_the_gold_card_strictly():
+    from examples.kpi_cards import field_right, parse_card
+
+    gold = rows(HERE / "eval" / "questions.jsonl")[1]["card"]  # gross margin, 41.3 %, FY2025
+    card = parse_card(json.dumps({**gold, "value": 41.30, "unit": "%", "period": "FY2025"}))
+    assert all(field_right(card, gold, name) for name in ("value", "unit", "period"))
+    assert not field_right({**gold, "value": "41.3"}, gold, "value")  # a string is no number
+    assert not field_right({**gold, "value": 41.2}, gold, "value")
+    assert not field_right({**gold, "period": "2025"}, gold, "period")
+    assert not field_right({**gold, "source_page": True}, gold, "source_page")
+    assert not field_right(parse_card("Gross margin was 41.3%."), gold, "value")
