@@ -126,3 +126,16 @@ def test_fields_are_scored_against_the_gold_card_strictly():
     assert not field_right({**gold, "period": "2025"}, gold, "period")
     assert not field_right({**gold, "source_page": True}, gold, "source_page")
     assert not field_right(parse_card("Gross margin was 41.3%."), gold, "value")
+
+
+def test_a_fact_with_a_value_split_by_a_comma_is_refused(tmp_path, monkeypatch):
+    module = make_dataset()
+    facts = tmp_path / "facts.yaml"
+    facts.write_text(
+        "facts:\n  - {metric: Selling, general and administrative expenses, figure: '$71.9 "
+        "million', unit: USD million, period: FY2025, change: null, evidence: 'Selling, general "
+        "and administrative expenses were $71.9 million', split: train}\n"
+    )
+    monkeypatch.setattr(module, "FACTS", facts)
+    with pytest.raises(ValueError, match=r"fact 1: keys .*'general and administrative expenses'"):
+        module.build()

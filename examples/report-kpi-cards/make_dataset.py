@@ -38,6 +38,8 @@ SCHEMA = HERE / "kpi_card.schema.json"
 APP = HERE / "apps" / "kpi-cards.yaml"
 TRAIN = HERE / "data" / "cards.jsonl"
 HELDOUT = HERE / "eval" / "questions.jsonl"
+FACT_KEYS = {"metric", "figure", "unit", "period", "change", "evidence", "split", "question"}
+REQUIRED = FACT_KEYS - {"question"}
 SEED = 17
 PER_FACT = 5
 """Training examples per training fact: each with another question template and passages."""
@@ -226,10 +228,24 @@ def build() -> dict[Path, str]:
     pages = page_texts()
     problems = []
     for i, fact in enumerate(facts, start=1):
+        keys = set(fact)
+        if (
+            keys - FACT_KEYS
+            or not keys >= REQUIRED
+            or ("question" in keys) != (fact.get("split") == "heldout")
+        ):
+            problems.append(
+                f"facts.yaml fact {i}: keys {sorted(keys)}; expected {sorted(REQUIRED)} and "
+                "`question` on held-out facts only (a comma in a flow mapping splits a value: "
+                "quote it)"
+            )
+            continue
         try:
             build_card(fact, pages)
         except ValueError as exc:
             problems.append(f"facts.yaml fact {i} ({fact['metric']}, {fact['period']}): {exc}")
+    if problems:
+        raise ValueError("\n".join(problems))
     train = [f for f in facts if f["split"] == "train"]
     heldout = [f for f in facts if f["split"] == "heldout"]
     shared = {f["metric"] for f in train} & {f["metric"] for f in heldout}
