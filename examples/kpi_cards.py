@@ -131,47 +131,6 @@ def measure(
     return {"cells": cells, "answers": answers}
 
 
-def measure_in_process(
-    config: Path, app_files: dict[str, Path], questions: Path, schema: dict, max_tokens: int = 200
-) -> dict:
-    """The same cells without a server: each app through `App.chat` (retrieval here, the base
-    model and adapter in transformers + PEFT); `json_schema` mode passes the schema as
-    `structured_outputs: {"json": ...}`, which the in-process generator applies with xgrammar,
-    vLLM's default structured-output backend. Latency is transformers', one question at a
-    time."""
-    from hybrid.apps.app import App
-
-    cases = read_questions(questions)
-    cells, answers = [], {}
-    for name, path in app_files.items():
-        app = App.from_yaml(path, config=config)
-        for mode in MODES:
-            extra = {"structured_outputs": {"json": schema}} if mode == "json_schema" else {}
-            rows = []
-            for case in cases:
-                started = time.perf_counter()
-                answer = app.chat(case["question"], temperature=0, max_tokens=max_tokens, **extra)
-                seconds = time.perf_counter() - started
-                check = answer.notes.answer_schema
-                card = parse_card(answer.text)
-                rows.append(
-                    {
-                        "question": case["question"],
-                        "answer": answer.text,
-                        "finish_reason": None,
-                        "answer_schema": check,
-                        "valid": bool(check and check["valid"]),
-                        "right": {f: field_right(card, case["card"], f) for f in FIELDS},
-                        "seconds": round(seconds, 3),
-                        "completion_tokens": None,
-                    }
-                )
-            cells.append({"app": name, "mode": mode, **score(rows)})
-            answers[f"{name}/{mode}"] = rows
-            print(table_row(cells[-1]), flush=True)
-    return {"cells": cells, "answers": answers}
-
-
 HEADER = (
     "| app | engine structured output | schema-valid | value | unit | period | all three "
     "| source page | latency mean / p50 (s) | completion tokens | cut by max_tokens |\n"
