@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,11 @@ class Demo:
     questions: list[Question]
     evaluations: tuple[Evaluation, ...] = ()
     """Scored at the end, each through the running gateway (`hybrid eval app`)."""
+    checks: tuple[Callable[[str, Path], None], ...] = ()
+    """Run at the very end with the gateway's URL and the work folder (a measurement of the
+    example's own, e.g. the KPI cards' schema-valid rate)."""
+    answer_tokens: int = 120
+    """max_tokens of the questions shown side by side."""
     quick_train: dict = field(default_factory=dict)
     """Training settings of the quick run (`make demo`) over the training config's own: on a
     2-core CPU a SmolLM2 training step costs about 10 s per 1,000 tokens, so the quick run
@@ -194,7 +200,7 @@ def ask(url: str, demo: Demo) -> None:
                 model=app,
                 messages=[{"role": "user", "content": question.text}],
                 temperature=0,
-                max_tokens=120,
+                max_tokens=demo.answer_tokens,
             )
             for app in question.apps
         }
@@ -257,6 +263,8 @@ def run(demo: Demo, argv: list[str] | None = None) -> None:
         ask(url, demo)
         for spec in demo.evaluations:
             evaluate(config, url, demo, spec, work)
+        for check in demo.checks:
+            check(url, work)
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -20,7 +20,7 @@ RUNNERS = sorted(EXAMPLES.rglob("run.py"))
 
 
 def test_the_examples_ship_apps_and_runners():
-    assert len(APPS) >= 4 and len(RUNNERS) == 2
+    assert len(APPS) >= 6 and len(RUNNERS) == 3
 
 
 @pytest.mark.parametrize("path", APPS, ids=lambda p: str(p.relative_to(EXAMPLES)))

@@ -47,6 +47,12 @@ class AppMetrics:
             ["app"],
             registry=registry,
         )
+        self.schema_checks = Counter(
+            "hybrid_answer_schema_checks",
+            "Generated answers of apps with an answer_schema, by app and whether they met it.",
+            ["app", "result"],
+            registry=registry,
+        )
 
 
 class AppComposer:
@@ -128,10 +134,16 @@ class AppComposer:
                 pipeline.notes("", passages, question)
             ]
             self._count(spec.name, notes[0])
+            for n in notes:
+                if n.answer_schema is not None:
+                    result = "valid" if n.answer_schema["valid"] else "invalid"
+                    self.metrics.schema_checks.labels(spec.name, result).inc()
             fields = notes[0].to_dict()
             if len(notes) > 1:
                 fields["choices"] = [
-                    {"citations": n.citations, "grounding": n.grounding} for n in notes
+                    {"citations": n.citations, "grounding": n.grounding}
+                    | ({"answer_schema": n.answer_schema} if n.answer_schema else {})
+                    for n in notes
                 ]
             for listed in _citation_lists(fields):
                 public_sources(listed)  # names in the knowledge base, not server paths

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hybrid.apps.answer_schema import AnswerSchema
 from hybrid.apps.budget import PromptBudget
 from hybrid.apps.figure_binding import binding_for
 from hybrid.apps.followups import retrieval_query
@@ -29,9 +30,11 @@ class AnswerNotes:
     citations: list[dict]
     grounding: dict
     no_context: bool
+    answer_schema: dict | None = None
+    """With the app's `answer_schema`: {valid, errors} of a generated answer."""
 
     def to_dict(self) -> dict:
-        return {
+        fields = {
             "app": self.app,
             "knowledge_base": self.knowledge_base,
             "citations": self.citations,
@@ -39,6 +42,9 @@ class AnswerNotes:
             "grounding": self.grounding,
             "no_context": self.no_context,
         }
+        if self.answer_schema is not None:
+            fields["answer_schema"] = self.answer_schema
+        return fields
 
 
 class AppPipeline:
@@ -49,6 +55,7 @@ class AppPipeline:
         self.knowledge_base = knowledge_base
         self.budget = budget
         """Fits passages into the engine's context window; None: no fitting."""
+        self.answer_schema = AnswerSchema(spec.answer_schema) if spec.answer_schema else None
 
     def query_options(self) -> QueryOptions:
         r = self.spec.retrieval
@@ -124,12 +131,15 @@ class AppPipeline:
 
     def notes(self, answer: str, passages: Sequence[Passage], question: str) -> AnswerNotes:
         cited, _ = citations(answer, passages)
+        schema = None
         if self.answers_without_generation(passages):
             grounding = Grounding(checked=0)  # the app's own no-context text: nothing to check
         else:
             grounding = check_grounding(
                 answer, passages, question=question, persona=self.spec.persona
             )
+            if self.answer_schema is not None:
+                schema = self.answer_schema.check(answer).to_dict()
         return AnswerNotes(
             app=self.spec.name,
             knowledge_base=self.spec.knowledge_base,
@@ -137,6 +147,7 @@ class AppPipeline:
             citations=cited,
             grounding=grounding.to_dict(),
             no_context=not passages,
+            answer_schema=schema,
         )
 
 

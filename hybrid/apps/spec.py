@@ -124,6 +124,10 @@ class AppSpec(_Frozen):
     generation: GenerationDefaults = GenerationDefaults()
     no_context: NoContext = NoContext()
     branding: Branding = Branding()
+    answer_schema: dict | None = None
+    """A JSON schema every generated answer must meet (a path to a .json file, relative to the
+    app file, or the schema itself): each answer is checked and the verdict is reported in its
+    `hybrid.answer_schema` field and counted in /metrics (hybrid/apps/answer_schema.py)."""
 
     @field_validator("name")
     @classmethod
@@ -161,6 +165,16 @@ class AppSpec(_Frozen):
             raise ValueError("prompt_template has no {context}: the passages would never be shown")
         return value
 
+    @field_validator("answer_schema")
+    @classmethod
+    def _answer_schema(cls, value: dict | None) -> dict | None:
+        from hybrid.apps.answer_schema import schema_problem
+
+        problem = None if value is None else schema_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @property
     def title(self) -> str:
         return self.branding.title or self.name
@@ -186,6 +200,13 @@ def load_app_spec(path: Path) -> AppSpec:
         ) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of app settings")
+    if "answer_schema" in raw:
+        from hybrid.apps.answer_schema import read_schema
+
+        try:
+            raw["answer_schema"] = read_schema(raw["answer_schema"], path.parent)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     try:
         return AppSpec.model_validate(raw)
     except ValidationError as exc:
