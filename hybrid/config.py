@@ -77,6 +77,11 @@ class HybridConfig(BaseModel):
     """App spec files (or folders of *.yaml app files) served by `hybrid serve`."""
 
 
+def with_data_dir(config: HybridConfig, data_dir: Path) -> HybridConfig:
+    """`config` with its knowledge bases in an embedded store at `data_dir` (`--data-dir`)."""
+    return config.model_copy(update={"store": EmbeddedStoreConfig(path=data_dir)})
+
+
 def format_validation_error(exc: ValidationError, source: str) -> str:
     """All problems of one validation, each as `where: problem (got value)`, in one line."""
     problems = []

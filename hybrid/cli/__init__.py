@@ -1,0 +1,7 @@
+"""The `hybrid` command line: one module per verb group (kb, data, train, model, eval,
+adapter, serve, keys), each a thin shell over a `hybrid` library function, and `root` (the
+group, its options, `main`). `python -m hybrid.cli` runs it."""
+
+from hybrid.cli.root import app, main
+
+__all__ = ["app", "main"]
