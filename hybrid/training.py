@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 from hybrid.config import load_context_training, load_eval_config, load_train_config
 
 if TYPE_CHECKING:
+    from finetune.config import EvalConfig
     from finetune.data.check import DataReport
-    from finetune.evaluation import EvalConfig, EvalReport
+    from finetune.evaluation import EvalReport
     from finetune.training import TrainResult
     from retrieval import KnowledgeBaseCatalog
 
