@@ -1,7 +1,6 @@
-"""The `hybrid` command: the root group, its options, and `main`, which turns every error the
-user can cause into one line. Each verb group lives in its own module beside this one (kb,
-data, train, model, eval, adapter, serve, keys), a thin shell over a `hybrid` library function:
-parse, call, print a short result.
+"""The `hybrid` command: the root group, its options, and `main` (the console script). Each
+verb group lives in its own module beside this one (kb, data, train, model, eval, adapter,
+serve, keys), a thin shell over a `hybrid` library function: parse, call, print a short result.
 
 Every error the user can cause ends as one line on stderr and a non-zero exit, never a traceback
 (`--debug` shows it).
