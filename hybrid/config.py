@@ -46,6 +46,7 @@ __all__ = [
     "AdapterSettings",
     "ContextTraining",
     "EvalConfig",
+    "GatewayConfig",
     "HybridConfig",
     "TrainConfig",
     "format_validation_error",

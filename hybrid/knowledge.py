@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from retrieval import KnowledgeBase
 
 __all__ = [
+    "ChunkingConfig",
+    "EmbedderConfig",
     "KnowledgeBaseCatalog",
     "QueryOptions",
     "create_knowledge_base",

@@ -35,3 +35,25 @@ def test_serve_and_train_are_the_library_functions_even_after_their_modules_load
 def test_unknown_attribute_names_itself():
     with pytest.raises(AttributeError, match="no_such_thing"):
         hybrid.no_such_thing  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("command", "model", "field"),
+    [
+        (["train"], "TrainConfig", "max_steps"),
+        (["eval", "adapter"], "EvalConfig", "guard_bound"),
+        (["serve"], "GatewayConfig", "host"),
+    ],
+)
+def test_option_help_is_the_config_fields_own_docstring(command, model, field):
+    from typer.testing import CliRunner
+
+    import hybrid.config
+    from hybrid.cli import app
+    from hybrid.cli.help import field_help
+
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.replace("│", " ").split())
+    wanted = field_help(getattr(hybrid.config, model), field)
+    assert wanted in shown, f"{wanted!r} not in {command} --help"

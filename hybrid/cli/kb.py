@@ -13,7 +13,14 @@ import typer
 from hybrid.cli.help import field_help
 from hybrid.cli.state import State
 from hybrid.errors import HybridError
-from hybrid.knowledge import QueryOptions, create_knowledge_base, evaluate_retrieval, search
+from hybrid.knowledge import (
+    ChunkingConfig,
+    EmbedderConfig,
+    QueryOptions,
+    create_knowledge_base,
+    evaluate_retrieval,
+    search,
+)
 
 app = typer.Typer(help="Knowledge bases: documents in, cited passages out.", no_args_is_help=True)
 
@@ -43,10 +50,14 @@ def _scalar(value: str) -> str | int | float | bool:
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Knowledge base name, e.g. acme-docs.")],
-    chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk.")] = None,
-    chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by neighbours.")] = None,
+    chunk_size: Annotated[
+        int | None, typer.Option(help=field_help(ChunkingConfig, "chunk_size"))
+    ] = None,
+    chunk_overlap: Annotated[
+        int | None, typer.Option(help=field_help(ChunkingConfig, "chunk_overlap"))
+    ] = None,
     embedder_model: Annotated[
-        str | None, typer.Option(help="Local sentence-transformers folder (default: MiniLM).")
+        str | None, typer.Option(help=field_help(EmbedderConfig, "model"))
     ] = None,
 ) -> None:
     """Create an empty knowledge base."""

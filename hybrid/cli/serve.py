@@ -7,8 +7,11 @@ from typing import Annotated
 
 import typer
 
+from hybrid.cli.help import field_help
 from hybrid.cli.state import State
-from hybrid.config import load_config
+from hybrid.config import GatewayConfig, load_config
+
+_OVERRIDES = " Overrides the config."
 
 
 def serve(
@@ -16,8 +19,12 @@ def serve(
     config: Annotated[
         Path | None, typer.Argument(help="Config YAML (default: --config or ./hybrid.yaml).")
     ] = None,
-    host: Annotated[str | None, typer.Option(help="Listen address (overrides the config).")] = None,
-    port: Annotated[int | None, typer.Option(help="Gateway port (overrides the config).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help=field_help(GatewayConfig, "host", _OVERRIDES))
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help=field_help(GatewayConfig, "port", _OVERRIDES))
+    ] = None,
 ) -> None:
     """Start (or attach to) vLLM and serve the OpenAI-compatible gateway until Ctrl-C."""
     from hybrid.server import serve as run
