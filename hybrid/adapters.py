@@ -8,7 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from hybrid.config import HybridConfig
-from hybrid.runtime import offline_registry
+
+
+def offline_registry(config: HybridConfig):
+    """The registry `hybrid serve` would use, read and written without a server."""
+    from hybrid.runtime import offline_registry as registry  # serving's runtime: loaded on use
+
+    return registry(config)
 
 
 def list_registered(config: HybridConfig) -> list[dict]:
