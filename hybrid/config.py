@@ -25,17 +25,43 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from finetune.config import TrainConfig
-from finetune.evaluation import EvalConfig
+from finetune.config import EvalConfig, TrainConfig
+from hybrid.config_files import (
+    as_lists,
+    format_validation_error,
+    read_yaml_mapping,
+    validate,
+    with_paths_resolved,
+)
 from hybrid.errors import ConfigError
 from retrieval import EmbeddedStoreConfig, KnowledgeBaseSettings, StoreConfig
 from serving.engine import EngineConfig, RemoteEngineConfig
 from serving.gateway import GatewayConfig
 
 DEFAULT_CONFIG_FILE = Path("hybrid.yaml")
+
+__all__ = [
+    "AdapterSettings",
+    "ContextTraining",
+    "EvalConfig",
+    "GatewayConfig",
+    "HybridConfig",
+    "TrainConfig",
+    "format_validation_error",
+    "load_config",
+    "load_context_training",
+    "load_eval_config",
+    "load_train_config",
+    "with_data_dir",
+]
+
+# The fields of each config that are paths (the rule: hybrid/config_files.py).
+HYBRID_PATHS = ("adapters.registry", "base_model", "apps", "engine.log_file")
+TRAIN_PATHS = ("data", "output_dir", "replay.paths")
+EVAL_PATHS = ("adapter", "output_dir", "data", "general", "prompts")
+CONTEXT_PATHS = ("app", "holdout")
 
 
 class AdapterSettings(BaseModel):
@@ -77,16 +103,9 @@ class HybridConfig(BaseModel):
     """App spec files (or folders of *.yaml app files) served by `hybrid serve`."""
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """All problems of one validation, each as `where: problem (got value)`, in one line."""
-    problems = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        message = err["msg"].removeprefix("Value error, ")
-        got = err.get("input")
-        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-        problems.append(f"{where}: {message}{shown}")
-    return f"{source}: {len(problems)} problem(s): " + "; ".join(problems)
+def with_data_dir(config: HybridConfig, data_dir: Path) -> HybridConfig:
+    """`config` with its knowledge bases in an embedded store at `data_dir` (`--data-dir`)."""
+    return config.model_copy(update={"store": EmbeddedStoreConfig(path=data_dir)})
 
 
 def load_config(path: Path | None) -> HybridConfig:
@@ -94,75 +113,25 @@ def load_config(path: Path | None) -> HybridConfig:
 
     Relative paths (store, registry, base model, apps, engine model and log) are taken
     relative to the config file's folder (without a file: the working directory) and made
-    absolute.
+    absolute: the registry's paths are sent to engines, whose working directory is not ours (a
+    remote vLLM would look for `.hybrid/adapters/...` in its own).
 
     Raises:
         ConfigError: file missing, not YAML, or invalid (every problem listed).
     """
     if path is None:
         if not DEFAULT_CONFIG_FILE.exists():
-            return _relative_to(HybridConfig(), Path.cwd())
+            return _resolved(HybridConfig(), Path.cwd())
         path = DEFAULT_CONFIG_FILE
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}; create it or drop --config")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" line {where.line + 1}" if where else ""
-        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
-    try:
-        config = HybridConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from exc
-    return _relative_to(config, path.parent)
+    raw = read_yaml_mapping(path, hint="; create it or drop --config")
+    return _resolved(validate(HybridConfig, raw, str(path)), path.parent)
 
 
-def _relative_to(config: HybridConfig, base: Path) -> HybridConfig:
-    """Paths in a config file are relative to the file's folder, and made absolute here: the
-    registry's paths are sent to engines, whose working directory is not ours (a remote vLLM
-    would look for `.hybrid/adapters/...` in its own)."""
-    base = base.expanduser().absolute()
-
-    def rel(path: Path) -> Path:
-        path = path.expanduser()
-        return path if path.is_absolute() else base / path
-
-    update: dict = {}
-    store = config.store
-    if isinstance(store, EmbeddedStoreConfig):
-        update["store"] = store.model_copy(update={"path": rel(store.path)})
-    update["adapters"] = config.adapters.model_copy(
-        update={"registry": rel(config.adapters.registry)}
-    )
-    if config.base_model is not None:
-        update["base_model"] = rel(config.base_model)
-    update["apps"] = tuple(rel(path) for path in config.apps)
-    engine = config.engine
-    if engine is not None:
-        changes: dict = {}
-        if engine.model.startswith(("./", "../")) or (base / engine.model).is_dir():
-            changes["model"] = str(rel(Path(engine.model)))
-        if engine.log_file is not None:
-            changes["log_file"] = rel(engine.log_file)
-        update["engine"] = engine.model_copy(update=changes)
-    return config.model_copy(update=update)
-
-
-def _read_yaml_mapping(path: Path) -> dict:
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" line {where.line + 1}" if where else ""
-        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
-    return raw
+def _resolved(config: HybridConfig, base: Path) -> HybridConfig:
+    paths = [*HYBRID_PATHS]
+    if isinstance(config.store, EmbeddedStoreConfig):
+        paths.append("store.path")
+    return with_paths_resolved(config, base, paths, model_refs=["engine.model"])
 
 
 class ContextTraining(BaseModel):
@@ -192,20 +161,13 @@ def load_context_training(path: Path) -> ContextTraining | None:
     Raises:
         ConfigError: the section is invalid.
     """
-    raw = _read_yaml_mapping(path).get("context")
+    raw = read_yaml_mapping(path).get("context")
     if raw is None:
         return None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: context: expected a mapping like {{app: app.yaml}}")
-    if isinstance(raw.get("app"), str):
-        app = Path(raw["app"]).expanduser()
-        raw = {**raw, "app": app if app.is_absolute() else path.parent / app}
-    if isinstance(raw.get("holdout"), list):
-        raw = {**raw, "holdout": [path.parent / Path(p).expanduser() for p in raw["holdout"]]}
-    try:
-        return ContextTraining.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, f"{path} (context)")) from exc
+    context = validate(ContextTraining, raw, f"{path} (context)")
+    return with_paths_resolved(context, path.parent, CONTEXT_PATHS)
 
 
 def load_train_config(path: Path, overrides: dict | None = None) -> TrainConfig:
@@ -216,54 +178,31 @@ def load_train_config(path: Path, overrides: dict | None = None) -> TrainConfig:
     Raises:
         ConfigError: every problem of the file at once.
     """
-    raw = {**_read_yaml_mapping(path), **(overrides or {})}
+    raw = {**read_yaml_mapping(path), **(overrides or {})}
     raw.pop("context", None)
-    base = path.parent
-
-    def rel(value):
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else base / p
-
-    if isinstance(raw.get("data"), str | Path):
-        raw["data"] = [raw["data"]]
-    if isinstance(raw.get("data"), list):
-        raw["data"] = [rel(p) for p in raw["data"]]
-    if isinstance(raw.get("output_dir"), str):
-        raw["output_dir"] = rel(raw["output_dir"])
-    replay = raw.get("replay")
-    if isinstance(replay, dict) and isinstance(replay.get("paths"), list):
-        raw["replay"] = {**replay, "paths": [rel(p) for p in replay["paths"]]}
-    base_model = raw.get("base_model")
-    if isinstance(base_model, str) and base_model.startswith(("./", "../")):
-        raw["base_model"] = str(rel(base_model))
-    try:
-        config = TrainConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from exc
+    config = validate(TrainConfig, as_lists(raw, TrainConfig, ["data"]), str(path))
     if not config.data:
         raise ConfigError(f"{path}: data: give at least one training file or folder")
-    return config
+    return with_paths_resolved(
+        config, path.parent, TRAIN_PATHS, model_refs=["base_model"], keep=_given(overrides)
+    )
 
 
 def load_eval_config(path: Path | None, overrides: dict) -> EvalConfig:
     """Eval settings from an optional YAML (paths relative to it) plus command-line overrides."""
-    raw = _read_yaml_mapping(path) if path is not None else {}
+    raw = read_yaml_mapping(path) if path is not None else {}
+    raw = as_lists({**raw, **overrides}, EvalConfig, ["data", "general", "prompts"])
+    config = validate(EvalConfig, raw, str(path or "options"))
     base = path.parent if path is not None else Path.cwd()
+    return with_paths_resolved(config, base, EVAL_PATHS, keep=_given(overrides))
 
-    def rel(value):
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else base / p
 
-    for key in ("data", "general", "prompts"):
-        if isinstance(raw.get(key), str):
-            raw[key] = [raw[key]]
-        if isinstance(raw.get(key), list):
-            raw[key] = [rel(p) for p in raw[key]]
-    for key in ("adapter", "output_dir"):
-        if isinstance(raw.get(key), str):
-            raw[key] = rel(raw[key])
-    raw.update(overrides)
-    try:
-        return EvalConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path or "options"))) from exc
+def _given(overrides: dict | None) -> list[str]:
+    """Override keys whose values are paths already (command-line options, taken as given);
+    `--set key=value` strings follow the file's rule."""
+    return [
+        key
+        for key, value in (overrides or {}).items()
+        if isinstance(value, Path)
+        or (isinstance(value, list | tuple) and value and all(isinstance(v, Path) for v in value))
+    ]

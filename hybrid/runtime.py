@@ -12,6 +12,7 @@ from hybrid.config import HybridConfig
 from hybrid.errors import ConfigError
 from serving.adapters import AdapterRegistry, describe_base
 from serving.engine import EngineConfig
+from serving.engine.config import VLLM_LORA_RANKS
 from serving.runtime import ServingRuntime
 
 DEFAULT_MAX_MODEL_LEN = 2048
@@ -71,7 +72,7 @@ def offline_registry(config: HybridConfig) -> AdapterRegistry:
     """The adapter registry read and written without a server (CLI `--offline`, `App.chat`),
     checked against the same base model and rank limit `hybrid serve` would use."""
     engine = engine_config(config)
-    rank = engine.max_lora_rank if engine is not None else 512
+    rank = engine.max_lora_rank if engine is not None else max(VLLM_LORA_RANKS)
     base = describe_base(base_model_folder(config, engine))
     return AdapterRegistry(
         config.adapters.registry, base, rank, max_bytes=max_adapter_bytes(config)

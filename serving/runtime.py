@@ -23,6 +23,7 @@ import uvicorn
 from serving.adapters import AdapterRegistry, describe_base
 from serving.adapters.manager import AdapterManager
 from serving.engine import EngineConfig, EngineProcess, EngineSet, RemoteEngineConfig
+from serving.engine.config import VLLM_LORA_RANKS
 from serving.engine.protocol import ModelCard, parse_models
 from serving.errors import EngineStartError, ServingError
 from serving.gateway import ChatComposer, GatewayConfig, GatewayState
@@ -135,7 +136,7 @@ class ServingRuntime:
             self._registry = AdapterRegistry(
                 self.registry_root,
                 describe_base(self.base_model),
-                self.engine_config.max_lora_rank if self.engine_config else 512,
+                self.engine_config.max_lora_rank if self.engine_config else max(VLLM_LORA_RANKS),
                 max_bytes=self.max_adapter_bytes,
             )
         return self._registry

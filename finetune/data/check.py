@@ -4,6 +4,10 @@ Counts, token lengths as training will see them (the base model's chat template,
 `finetune.encoding`), truncation, duplicates, near-duplicates, answer diversity, too few
 samples, blank replies and chat-template failures. Each problem is a `Finding` of severity
 `error` (training should not start) or `warning` (it may, but read this first).
+
+Why one module: every finding comes from one measured pass over the examples (`_measure`) into one
+report; each check is a small function below `check_dataset`, and much of the length is the
+findings' messages.
 """
 
 from __future__ import annotations

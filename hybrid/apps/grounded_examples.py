@@ -13,6 +13,9 @@ Labelled evaluation questions are kept out of the generated set (`exclude`).
 
 Plain functions; `hybrid train` calls `grounded_examples` when a training config's `context:`
 section asks for `grounded_examples: N`.
+
+Why one module: finding statements, asking about them and perturbing their figures share one figure
+grammar and one seeded generator; split, each part would import the others' private rules.
 """
 
 from __future__ import annotations

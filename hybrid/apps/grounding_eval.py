@@ -11,6 +11,9 @@ give it. Recall: planted errors flagged; false flags: correct answers flagged.
 
 The corpora are the examples' documents; `report` (the CEO example's PDF) is the one the checker
 was tuned on, `brewbird` and `kettleandco` (the brand example's knowledge bases) are held out.
+
+Why one module: the planted-error generator and its measurement are one experiment
+(bench/grounding_bench.py); each planting rule is read beside the cases it produces.
 """
 
 from __future__ import annotations

@@ -58,9 +58,9 @@ class AppPipeline:
         self.answer_schema = AnswerSchema(spec.answer_schema) if spec.answer_schema else None
 
     def query_options(self) -> QueryOptions:
-        r = self.spec.retrieval
+        """The app's retrieval settings as the knowledge base takes them."""
         return QueryOptions(
-            top_k=r.top_k, mode=r.mode, filters=r.filters, min_similarity=r.min_similarity
+            **self.spec.retrieval.model_dump(include=set(QueryOptions.model_fields))
         )
 
     def prepare(self) -> None:

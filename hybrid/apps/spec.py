@@ -19,10 +19,11 @@ import string
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hybrid.config_files import read_yaml_mapping, validate
 from hybrid.errors import ConfigError
+from retrieval import QueryOptions
 
 APP_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}[a-z0-9]")  # fullmatch: `$` allows "\n"
 
@@ -34,8 +35,8 @@ that the sources do not cover it.
 
 Passages:
 {context}"""
-"""The system message of every app request. `hybrid train` with `context_from` renders training
-prompts with the same template, so what is trained is what is served."""
+"""The system message of every app request. `hybrid train` with a `context:` section renders
+training prompts with the same template, so what is trained is what is served."""
 
 TEMPLATE_FIELDS = {"persona", "context"}
 
@@ -44,13 +45,14 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class RetrievalSettings(_Frozen):
+class RetrievalSettings(QueryOptions):
+    """How an app searches: `retrieval.QueryOptions` (filters and min_score as there) with the
+    app's own defaults and bounds, plus how follow-up questions are searched."""
+
     top_k: Annotated[int, Field(ge=1, le=20)] = 4
     """Passages put into the prompt (at most)."""
     mode: Literal["vector", "hybrid"] = "hybrid"
     """`hybrid` fuses BM25 keyword and vector rankings (better for names and figures)."""
-    filters: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    """Equality filters on chunk metadata, e.g. {file_name: report.pdf}."""
     min_similarity: Annotated[float, Field(ge=-1, le=1)] = 0.25
     """Minimum relevance (cosine similarity to the question); weaker passages are dropped, and
     with none left the app takes its `no_context` path instead of inventing an answer."""
@@ -186,20 +188,7 @@ def load_app_spec(path: Path) -> AppSpec:
     Raises:
         ConfigError: missing file, bad YAML, or every validation problem at once.
     """
-    from hybrid.config import format_validation_error
-
-    if not path.is_file():
-        raise ConfigError(f"app file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" line {where.line + 1}" if where else ""
-        raise ConfigError(
-            f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})"
-        ) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of app settings")
+    raw = read_yaml_mapping(path, kind="app file", what="app settings")
     if "answer_schema" in raw:
         from hybrid.apps.answer_schema import read_schema
 
@@ -207,10 +196,7 @@ def load_app_spec(path: Path) -> AppSpec:
             raw["answer_schema"] = read_schema(raw["answer_schema"], path.parent)
         except ValueError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-    try:
-        return AppSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from None
+    return validate(AppSpec, raw, str(path))
 
 
 def load_app_specs(paths: list[Path]) -> list[AppSpec]:

@@ -1,4 +1,14 @@
-"""`hybrid serve [CONFIG]` and `hybrid keys new`."""
+"""`hybrid.serve(config)`: start (or attach to) vLLM and serve the OpenAI-compatible gateway
+with the config's apps until Ctrl-C or SIGTERM; what `hybrid serve` runs.
+
+    import hybrid
+    from hybrid.config import load_config
+
+    hybrid.serve(load_config(Path("hybrid.yaml")))
+
+The module is not named `serve.py`: a submodule named like the function would replace
+`hybrid.serve` (the function) by the module as soon as it is imported.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +17,38 @@ import secrets
 import signal
 import threading
 import time
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import typer
-import yaml
-
-from hybrid.cli_state import State
-from hybrid.config import load_config
+from hybrid.config import HybridConfig
 from hybrid.errors import UsageError
+from hybrid.runtime import DEFAULT_MAX_MODEL_LEN
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONTEXT = 2048
-"""Context window assumed until the engine reports its own."""
-
-keys_app = typer.Typer(help="API keys for the gateway.", no_args_is_help=True)
-
 
 def serve(
-    ctx: typer.Context,
-    config: Annotated[
-        Path | None, typer.Argument(help="Config YAML (default: --config or ./hybrid.yaml).")
-    ] = None,
-    host: Annotated[str | None, typer.Option(help="Listen address (overrides the config).")] = None,
-    port: Annotated[int | None, typer.Option(help="Gateway port (overrides the config).")] = None,
+    settings: HybridConfig,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    console: Console | None = None,
 ) -> None:
-    """Start (or attach to) vLLM and serve the OpenAI-compatible gateway until Ctrl-C."""
+    """Serve `settings` (engine, apps, adapters, gateway) until interrupted; engines it
+    started are stopped on the way out.
+
+    Args:
+        settings: The whole config (`hybrid.config.load_config`).
+        host, port: Override `settings.gateway`'s listen address.
+        console: Where progress goes (default: a rich console on stderr).
+
+    Raises:
+        ConfigError: an app or the engine is misconfigured (checked before the engine starts
+            where the served model's name is known).
+        ServingError: the engine did not start.
+    """
     from rich.console import Console
 
     from hybrid.apps.budget import PromptBudget
@@ -44,18 +59,17 @@ def serve(
     from serving.gateway import GatewayMetrics
     from serving.runtime import run_gateway
 
-    state: State = ctx.obj
-    settings = load_config(config) if config is not None else state.config
     changes = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     if changes:
         gateway = settings.gateway.model_validate({**settings.gateway.model_dump(), **changes})
         settings = settings.model_copy(update={"gateway": gateway})
-    console = Console(stderr=True)
+    console = console or Console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)  # stop vLLM too, also while it starts
     with console.status("preparing the base model ..."):
         runtime = build_runtime(settings)
     metrics = GatewayMetrics()
-    budget = PromptBudget(runtime.base_model, DEFAULT_CONTEXT)
+    # The context window is assumed to be the embedded default's until the engine reports its own.
+    budget = PromptBudget(runtime.base_model, DEFAULT_MAX_MODEL_LEN)
 
     def apps() -> list:
         if not settings.apps:
@@ -68,7 +82,7 @@ def serve(
     # Apps are checked before a supervised engine starts (a minute), so a typo fails at once;
     # with remote engines only, the served base model's name is known after attaching.
     composers = apps() if runtime.base_name is not None else None
-    preparing = _prepare_apps(composers)  # beside the engine's start, not after it
+    preparing = prepare_apps(composers)  # beside the engine's start, not after it
     try:
         engine = runtime.engine_config
         what = f"vLLM for {engine.base_model_name}" if engine else "the remote engines"
@@ -76,10 +90,10 @@ def serve(
         with console.status(f"starting {what} (a CPU needs about a minute) ..."):
             runtime.start()
         console.print(f"engine ready after {time.monotonic() - started:.0f} s")
-        budget.max_model_len = runtime.max_model_len() or DEFAULT_CONTEXT
+        budget.max_model_len = runtime.max_model_len() or DEFAULT_MAX_MODEL_LEN
         if composers is None:
             composers = apps()
-            preparing = _prepare_apps(composers)
+            preparing = prepare_apps(composers)
         with console.status("preparing the apps' retrieval (embedder, keyword indexes) ..."):
             preparing.join()
         pipelines = [p for c in composers for p in c.pipelines.values()]
@@ -94,7 +108,7 @@ def serve(
         runtime.stop()
 
 
-def _prepare_apps(composers) -> threading.Thread:
+def prepare_apps(composers) -> threading.Thread:
     """Load the embedder and build each hybrid app's keyword index in a thread, so the first
     questions do not pay for it (about 25 s at 100k chunks). A store that is down now only
     logs: its apps answer 503 until it is back, as they would later."""
@@ -117,15 +131,16 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-@keys_app.command("new")
-def new_key(
-    name: Annotated[str, typer.Option(help="Who holds the key (shown in logs and metrics).")],
-    models: Annotated[
-        list[str] | None, typer.Option("--model", help="Restrict to this model (repeatable).")
-    ] = None,
-    admin: Annotated[bool, typer.Option(help="An admin key (adapter routes, /metrics).")] = False,
-) -> None:
-    """Make a random key; print it once, and the config entry that stores only its hash."""
+def new_api_key(name: str, models: list[str] | None = None, *, admin: bool = False):
+    """A random gateway key and the config entry that stores only its hash.
+
+    Returns:
+        (key, section, entry): the key to hand out once, `api_keys` or `admin_keys`, and the
+        mapping to add under `gateway.auth.<section>`.
+
+    Raises:
+        UsageError: an admin key limited to models (admin keys may use every model).
+    """
     from serving.gateway import hash_key
 
     if admin and models:
@@ -137,7 +152,4 @@ def new_key(
     entry: dict = {"name": name, "sha256": hash_key(key)}
     if models:
         entry["models"] = list(models)
-    section = "admin_keys" if admin else "api_keys"
-    typer.echo(f"key (shown once, give it to {name}): {key}")
-    typer.echo(f"add to hybrid.yaml under gateway.auth.{section}:")
-    typer.echo(yaml.safe_dump([entry], sort_keys=False).rstrip())
+    return key, "admin_keys" if admin else "api_keys", entry

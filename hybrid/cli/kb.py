@@ -10,9 +10,17 @@ from typing import Annotated
 
 import typer
 
-from hybrid.cli_state import State
+from hybrid.cli.help import field_help
+from hybrid.cli.state import State
 from hybrid.errors import HybridError
-from retrieval import ChunkingConfig, EmbedderConfig, KnowledgeBaseSettings, QueryOptions
+from hybrid.knowledge import (
+    ChunkingConfig,
+    EmbedderConfig,
+    QueryOptions,
+    create_knowledge_base,
+    evaluate_retrieval,
+    search,
+)
 
 app = typer.Typer(help="Knowledge bases: documents in, cited passages out.", no_args_is_help=True)
 
@@ -42,27 +50,26 @@ def _scalar(value: str) -> str | int | float | bool:
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Knowledge base name, e.g. acme-docs.")],
-    chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk.")] = None,
-    chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by neighbours.")] = None,
+    chunk_size: Annotated[
+        int | None, typer.Option(help=field_help(ChunkingConfig, "chunk_size"))
+    ] = None,
+    chunk_overlap: Annotated[
+        int | None, typer.Option(help=field_help(ChunkingConfig, "chunk_overlap"))
+    ] = None,
     embedder_model: Annotated[
-        str | None, typer.Option(help="Local sentence-transformers folder (default: MiniLM).")
+        str | None, typer.Option(help=field_help(EmbedderConfig, "model"))
     ] = None,
 ) -> None:
     """Create an empty knowledge base."""
     state: State = ctx.obj
-    defaults = state.config.knowledge_base_defaults
-    chunking = defaults.chunking.model_dump()
-    if chunk_size is not None:
-        chunking["chunk_size"] = chunk_size
-    if chunk_overlap is not None:
-        chunking["chunk_overlap"] = chunk_overlap
-    embedder = defaults.embedder.model_dump()
-    if embedder_model is not None:
-        embedder["model"] = embedder_model
-    settings = KnowledgeBaseSettings(
-        chunking=ChunkingConfig(**chunking), embedder=EmbedderConfig(**embedder)
+    kb = create_knowledge_base(
+        state.catalog,
+        name,
+        state.config.knowledge_base_defaults,
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        embedder_model=embedder_model,
     )
-    kb = state.catalog.create(name, settings)
     typer.echo(f"created knowledge base '{kb.name}' in {state.catalog.description}")
 
 
@@ -90,22 +97,26 @@ def query(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Knowledge base name.")],
     text: Annotated[str, typer.Argument(help="The question or search text.")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Passages to return.")] = 5,
-    mode: Annotated[str, typer.Option(help="vector, or hybrid (BM25 + vector, RRF).")] = "vector",
+    top_k: Annotated[
+        int, typer.Option("--top-k", "-k", help="Passages to return.")
+    ] = QueryOptions.model_fields["top_k"].default,
+    mode: Annotated[
+        str, typer.Option(help="vector or hybrid. " + field_help(QueryOptions, "mode"))
+    ] = QueryOptions.model_fields["mode"].default,
     filter_: Annotated[
         list[str] | None, typer.Option("--filter", help="KEY=VALUE on chunk metadata; repeatable.")
     ] = None,
     min_score: Annotated[
-        float | None, typer.Option(help="Drop passages scoring below this.")
+        float | None, typer.Option(help=field_help(QueryOptions, "min_score"))
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Search a knowledge base; print passages with score and citation."""
     state: State = ctx.obj
-    options = QueryOptions(
-        top_k=top_k, mode=mode, filters=_parse_filters(filter_ or []), min_score=min_score
+    filters = _parse_filters(filter_ or [])
+    hits = search(
+        state.catalog, name, text, top_k=top_k, mode=mode, filters=filters, min_score=min_score
     )
-    hits = state.catalog.open(name).query(text, options)
     if as_json:
         json.dump([dataclasses.asdict(h) for h in hits], sys.stdout, indent=2, default=str)
         typer.echo()
@@ -202,17 +213,8 @@ def eval_(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Labelled retrieval check: hit@1/3/5 and MRR per search mode."""
-    from retrieval.evaluation import evaluate, load_questions
-
     state: State = ctx.obj
-    if not questions.is_file():
-        raise HybridError(f"question file not found: {questions}")
-    labelled = load_questions(questions)
-    for m in mode or []:
-        QueryOptions(mode=m)  # validates the name
-    result = evaluate(
-        state.catalog.open(name), labelled, modes=mode or ("vector", "hybrid"), depth=depth
-    )
+    result = evaluate_retrieval(state.catalog, name, questions, modes=mode, depth=depth)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:

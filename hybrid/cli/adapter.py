@@ -1,4 +1,4 @@
-"""`hybrid adapter list | register | load | unload | promote`.
+"""`hybrid adapter list | register | load | unload | promote | merge | scale`.
 
 They call a running gateway's admin API (`--url`, default from the config), so the running
 server switches at once. `list`, `register` and `promote` also work `--offline`, straight on
@@ -14,8 +14,14 @@ from typing import Annotated
 import httpx
 import typer
 
-from hybrid.cli_state import State
+from hybrid import adapters
+from hybrid.cli.state import State
 from hybrid.errors import HybridError
+
+app = typer.Typer(
+    help="Adapters: register, load, unload, promote, list (through the gateway), merge, scale.",
+    no_args_is_help=True,
+)
 
 UrlOption = Annotated[
     str | None, typer.Option("--url", help="Gateway URL (default: the config's gateway).")
@@ -58,12 +64,7 @@ def _call(state: State, url: str | None, key: str | None, method: str, path: str
     return payload
 
 
-def _offline_registry(state: State):
-    from hybrid.runtime import offline_registry
-
-    return offline_registry(state.config)
-
-
+@app.command("list")
 def list_adapters(
     ctx: typer.Context,
     url: UrlOption = None,
@@ -74,9 +75,7 @@ def list_adapters(
     """Registered adapters: versions, which is current, where each is loaded."""
     state: State = ctx.obj
     if offline:
-        from serving.gateway.admin import describe
-
-        rows = [describe(v, {}, 0) for v in _offline_registry(state).list()]
+        rows = adapters.list_registered(state.config)
     else:
         rows = _call(state, url, admin_key, "GET", "/admin/adapters")["adapters"]
     if as_json:
@@ -90,6 +89,7 @@ def list_adapters(
         typer.echo(f"{mark} {row['id']:32s} rank {row['rank']:<3d} {where}")
 
 
+@app.command("register")
 def register(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="PEFT adapter folder (ours or another tool's).")],
@@ -104,7 +104,7 @@ def register(
     state: State = ctx.obj
     folder = path.expanduser().resolve()
     if offline:
-        added = _offline_registry(state).register(folder, name, version, promote=promote)
+        added = adapters.register(state.config, folder, name, version, promote=promote)
         typer.echo(f"registered {added.engine_name}{' (current)' if added.current else ''}")
         return
     body = {"path": str(folder), "name": name, "version": version, "promote": promote}
@@ -118,6 +118,7 @@ def _version_operation(ctx: typer.Context, operation: str, ref: str, url, key) -
     return _call(ctx.obj, url, key, "POST", f"/admin/adapters/{name}/{operation}", body)
 
 
+@app.command("load")
 def load(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="`name` (current version) or `name@version`.")],
@@ -129,6 +130,7 @@ def load(
     typer.echo(f"loaded {result['id']} on {', '.join(result['loaded_on'])}")
 
 
+@app.command("unload")
 def unload(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="`name` (all its versions) or `name@version`.")],
@@ -140,6 +142,7 @@ def unload(
     typer.echo(f"unloaded {', '.join(result['unloaded'])}")
 
 
+@app.command("promote")
 def promote(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="`name@version` to make current.")],
@@ -152,10 +155,34 @@ def promote(
     if not version:
         raise HybridError(f"'{ref}' names no version; write it as name@version, e.g. {ref}@v2")
     if offline:
-        _offline_registry(ctx.obj).promote(name, version)
+        adapters.promote(ctx.obj.config, name, version)
         typer.echo(f"{name} -> {version}")
         return
     result = _call(
         ctx.obj, url, admin_key, "POST", f"/admin/adapters/{name}/promote", {"version": version}
     )
     typer.echo(f"{name}: {result['previous']} -> {result['current']}")
+
+
+@app.command()
+def merge(
+    adapter: Annotated[Path, typer.Argument(help="Adapter folder.")],
+    out: Annotated[Path, typer.Option(help="Folder for the merged model.")],
+    base_model: Annotated[str | None, typer.Option(help="Default: the manifest's base.")] = None,
+    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
+) -> None:
+    """Merge an adapter into its base model (one plain model folder, for single-adapter use)."""
+    path = adapters.merge(adapter, out, base_model=base_model, dtype=dtype)
+    typer.echo(f"merged model written to {path}")
+
+
+@app.command()
+def scale(
+    adapter: Annotated[Path, typer.Argument(help="Adapter folder.")],
+    factor: Annotated[float, typer.Option(help="Strength: 1 = as trained, 0.5 = half.")],
+    out: Annotated[Path, typer.Option(help="Folder for the scaled adapter.")],
+) -> None:
+    """Copy an adapter with its strength scaled (lora_alpha x factor); register the copy as a
+    new version to trade voice for the base model's facts without retraining."""
+    path = adapters.scale(adapter, out, factor)
+    typer.echo(f"adapter scaled x{factor:g} written to {path}")

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from hybrid.config import HybridConfig, load_config
-from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
+from hybrid.config import HybridConfig, load_config, with_data_dir
+from hybrid.knowledge import KnowledgeBaseCatalog, open_catalog
 
 
 @dataclass
@@ -20,9 +20,9 @@ class State:
     def config(self) -> HybridConfig:
         config = load_config(self.config_path)
         if self.data_dir is not None:
-            config = config.model_copy(update={"store": EmbeddedStoreConfig(path=self.data_dir)})
+            config = with_data_dir(config, self.data_dir)
         return config
 
     @cached_property
     def catalog(self) -> KnowledgeBaseCatalog:
-        return KnowledgeBaseCatalog(self.config.store)
+        return open_catalog(self.config.store)

@@ -10,14 +10,62 @@ from typing import Annotated
 
 import typer
 
-from hybrid import cli_finetune
+from hybrid.cli.help import field_help
+from hybrid.config import EvalConfig
 from hybrid.errors import UsageError
 
 app = typer.Typer(
     help="Evaluate: an adapter against its base model, or apps on labelled questions.",
     no_args_is_help=True,
 )
-app.command("adapter")(cli_finetune.evaluate)
+
+
+@app.command("adapter")
+def evaluate(
+    adapter: Annotated[Path, typer.Argument(help="Adapter folder written by `hybrid train`.")],
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Eval settings YAML (rules, prompts, ...).")
+    ] = None,
+    general: Annotated[
+        list[Path] | None, typer.Option(help=field_help(EvalConfig, "general"))
+    ] = None,
+    prompts: Annotated[
+        list[Path] | None, typer.Option(help=field_help(EvalConfig, "prompts"))
+    ] = None,
+    bound: Annotated[float | None, typer.Option(help=field_help(EvalConfig, "guard_bound"))] = None,
+    out: Annotated[Path | None, typer.Option(help=field_help(EvalConfig, "output_dir"))] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Base vs adapter: in-domain seen, held-out and a general guard; exit 1 if a bound is missed."""
+    from hybrid.training import evaluate_adapter
+
+    overrides: dict = {"adapter": adapter}
+    if general:
+        overrides["general"] = general
+    if prompts:
+        overrides["prompts"] = prompts
+    if bound is not None:
+        overrides["guard_bound"] = bound
+    if out is not None:
+        overrides["output_dir"] = out
+    report, settings = evaluate_adapter(config, overrides, progress=not quiet)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for s in report.sets:
+            typer.echo(
+                f"{s.name:20s} base {s.base_loss:.4f} -> adapter {s.adapter_loss:.4f} ({s.change:+.1%})"
+            )
+        if report.adherence:
+            a = report.adherence
+            typer.echo(f"{'adherence':20s} base {a.base_rate:.0%} -> adapter {a.adapter_rate:.0%}")
+        out_dir = settings.output_dir or settings.adapter / "eval"
+        typer.echo(f"{'PASS' if report.passed else 'FAIL'}: report in {out_dir}/report.md")
+        for failure in report.failures:
+            typer.echo(f"  - {failure}", err=True)
+    if not report.passed:
+        raise typer.Exit(1)
 
 
 def _pairs(values: list[str] | None) -> dict[str, str]:

@@ -1,4 +1,6 @@
-"""The `hybrid` command. Thin: parse, call the library, print a short result.
+"""The `hybrid` command: the root group, its options, and `main` (the console script). Each
+verb group lives in its own module beside this one (kb, data, train, model, eval, adapter,
+serve, keys), a thin shell over a `hybrid` library function: parse, call, print a short result.
 
 Every error the user can cause ends as one line on stderr and a non-zero exit, never a traceback
 (`--debug` shows it).
@@ -14,14 +16,11 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from finetune.errors import FinetuneError, TrainingInterrupted
-from hybrid import cli_adapter, cli_data, cli_eval, cli_finetune, cli_kb, cli_serve, cli_train
-from hybrid.cli_state import State
+from hybrid.cli import adapter, data, kb, keys, model, serve, train
+from hybrid.cli import eval as evaluate
+from hybrid.cli.state import State
 from hybrid.config import format_validation_error
-from hybrid.errors import HybridError, UsageError
-from retrieval import RetrievalError
-from serving.adapters import RegistryError
-from serving.errors import ServingError
+from hybrid.errors import TrainingInterrupted, UsageError, user_errors
 
 app = typer.Typer(
     name="hybrid",
@@ -30,22 +29,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(cli_kb.app, name="kb")
-app.add_typer(cli_data.app, name="data")
-app.command("train")(cli_train.train)
-app.add_typer(cli_train.model_app, name="model")
-app.add_typer(cli_eval.app, name="eval")
-app.add_typer(cli_finetune.adapter_app, name="adapter")
-for _name, _command in {
-    "list": cli_adapter.list_adapters,
-    "register": cli_adapter.register,
-    "load": cli_adapter.load,
-    "unload": cli_adapter.unload,
-    "promote": cli_adapter.promote,
-}.items():
-    cli_finetune.adapter_app.command(_name)(_command)
-app.command("serve")(cli_serve.serve)
-app.add_typer(cli_serve.keys_app, name="keys")
+app.add_typer(kb.app, name="kb")
+app.add_typer(data.app, name="data")
+app.command("train")(train.train)
+app.add_typer(model.app, name="model")
+app.add_typer(evaluate.app, name="eval")
+app.add_typer(adapter.app, name="adapter")
+app.command("serve")(serve.serve)
+app.add_typer(keys.app, name="keys")
 
 
 @app.callback()
@@ -79,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc), debug, code=130)
     except UsageError as exc:  # bad input named on the command line: typer's usage code
         return _fail(str(exc), debug, code=2)
-    except (HybridError, RetrievalError, FinetuneError, ServingError, RegistryError) as exc:
+    except user_errors() as exc:
         return _fail(str(exc), debug)
     except ValidationError as exc:
         return _fail(format_validation_error(exc, "options"), debug)

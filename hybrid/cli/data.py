@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-from finetune.data import available_formats, check_dataset, load_dataset, load_tokenizer
+from hybrid.cli.help import field_help
+from hybrid.config import TrainConfig
+from hybrid.training import check_training_data, data_formats
 
 app = typer.Typer(help="Training data: read, check, report.", no_args_is_help=True)
 
@@ -17,28 +19,25 @@ app = typer.Typer(help="Training data: read, check, report.", no_args_is_help=Tr
 def check(
     paths: Annotated[list[Path], typer.Argument(help="Files (.jsonl .json .txt .md) or folders.")],
     format_: Annotated[
-        str, typer.Option("--format", help=f"One of: {', '.join(available_formats())}.")
+        str, typer.Option("--format", help=f"One of: {', '.join(data_formats())}.")
     ] = "auto",
     tokenizer: Annotated[
         Path | None,
         typer.Option(help="Base model folder; without it lengths are word estimates."),
     ] = None,
     max_length: Annotated[
-        int, typer.Option(min=16, help="Tokens per training sample, as in the training config.")
-    ] = 1024,
+        int, typer.Option(min=16, help=field_help(TrainConfig, "max_length"))
+    ] = TrainConfig.model_fields["max_length"].default,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Counts, lengths, duplicates, diversity and chat-template check; exit 1 on errors."""
-    examples = load_dataset(paths, format=format_)
+    report = check_training_data(paths, format=format_, tokenizer=tokenizer, max_length=max_length)
     if tokenizer is None:
         typer.echo(
             "note: no --tokenizer given; lengths are whitespace-word estimates and the chat "
             "template is not checked",
             err=True,
         )
-    report = check_dataset(
-        examples, load_tokenizer(tokenizer) if tokenizer else None, max_length=max_length
-    )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.to_text())
     if not report.ok:
         raise typer.Exit(1)

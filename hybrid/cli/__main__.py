@@ -1,0 +1,5 @@
+import sys
+
+from hybrid.cli.root import main
+
+sys.exit(main())
