@@ -148,6 +148,8 @@ def widen(collection, hits: list[Hit], budget: int) -> list[Hit]:
     Neighbour ids are computed (they derive from source, file version and index), so one `get`
     fetches them all. Chunks shown in a better hit's passage are not repeated, and a hit whose
     own chunk was already shown is dropped."""
+    if not hits:
+        return hits
     wanted: set[str] = set()
     for hit in hits:
         meta = hit.metadata

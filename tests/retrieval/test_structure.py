@@ -128,11 +128,12 @@ def small_kb(catalog, tmp_path, name="structure-kb"):
 def test_passages_widen_with_neighbours_within_the_budget(catalog, tmp_path, mode):
     kb, body = small_kb(catalog, tmp_path)
     question = "How long does standard shipping take?"
-    alone = kb.query(question, QueryOptions(mode=mode, top_k=1, filters={"file_name": "facts.md"}))
+    facts = {"file_name": "facts.md"}
+    alone = kb.query(question, QueryOptions(mode=mode, top_k=1, context_chars=0, filters=facts))
     assert alone[0].text.startswith("Paragraph 3. Standard shipping")
     wide = kb.query(
         question,
-        QueryOptions(mode=mode, top_k=1, context_chars=300, filters={"file_name": "facts.md"}),
+        QueryOptions(mode=mode, top_k=1, context_chars=300, filters=facts),
     )[0]
     assert wide.id == alone[0].id and alone[0].text in wide.text
     assert len(wide.text) <= 300 and len(wide.text) > len(alone[0].text) + 60
