@@ -44,6 +44,9 @@ def create(
     name: Annotated[str, typer.Argument(help="Knowledge base name, e.g. acme-docs.")],
     chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk.")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by neighbours.")] = None,
+    boundaries: Annotated[
+        str | None, typer.Option(help="structure (paragraphs) or sentences (packed).")
+    ] = None,
     embedder_model: Annotated[
         str | None, typer.Option(help="Local sentence-transformers folder (default: MiniLM).")
     ] = None,
@@ -56,6 +59,8 @@ def create(
         chunking["chunk_size"] = chunk_size
     if chunk_overlap is not None:
         chunking["chunk_overlap"] = chunk_overlap
+    if boundaries is not None:
+        chunking["boundaries"] = boundaries
     embedder = defaults.embedder.model_dump()
     if embedder_model is not None:
         embedder["model"] = embedder_model
@@ -98,12 +103,21 @@ def query(
     min_score: Annotated[
         float | None, typer.Option(help="Drop passages scoring below this.")
     ] = None,
+    context_chars: Annotated[
+        int | None,
+        typer.Option(help="Widen each passage with neighbouring chunks up to this many chars."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Search a knowledge base; print passages with score and citation."""
     state: State = ctx.obj
+    widening = {} if context_chars is None else {"context_chars": context_chars}
     options = QueryOptions(
-        top_k=top_k, mode=mode, filters=_parse_filters(filter_ or []), min_score=min_score
+        top_k=top_k,
+        mode=mode,
+        filters=_parse_filters(filter_ or []),
+        min_score=min_score,
+        **widening,
     )
     hits = state.catalog.open(name).query(text, options)
     if as_json:
