@@ -150,12 +150,13 @@ def widen(collection, hits: list[Hit], budget: int) -> list[Hit]:
     own chunk was already shown is dropped."""
     if not hits:
         return hits
-    wanted: set[str] = set()
+    wanted: set[str] = {hit.id for hit in hits}
     for hit in hits:
         meta = hit.metadata
         index, count = int(meta.get("chunk_index", 0)), int(meta.get("chunk_count", 0))
+        last = index + _MAX_NEIGHBOURS + 1
         for other in range(
-            max(0, index - _MAX_NEIGHBOURS), min(count, index + _MAX_NEIGHBOURS + 1)
+            max(0, index - _MAX_NEIGHBOURS), min(count, last) if count > 0 else last
         ):
             wanted.add(chunk_id(str(meta.get("source", "")), str(meta.get("file_hash", "")), other))
     found = collection.get(ids=sorted(wanted), include=["documents", "metadatas"])
