@@ -76,6 +76,7 @@ bench: install
 	$(BIN)/python -m bench.retrieval_bench
 	$(BIN)/python -m bench.retrieval_quality
 	$(BIN)/python -m bench.retrieval_baselines
+	$(BIN)/python -m bench.embed_threads
 	$(BIN)/python -m bench.first_query
 	$(BIN)/python -m bench.grounding_bench
 	$(BIN)/python -m bench.follow_ups_bench

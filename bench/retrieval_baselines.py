@@ -2,8 +2,10 @@
 
     .venv/bin/python -m bench.retrieval_baselines     # about a minute on 2 busy cores
 
-Writes bench/results/retrieval_baselines.{json,md} and retrieval_fusion_sweep.md (the fusion
-variants hybrid mode's defaults were chosen from; see `retrieval.search.Fusion`).
+Writes bench/results/retrieval_baselines.{json,md}, retrieval_fusion_sweep.md (the fusion
+variants hybrid mode's defaults were chosen from; see `retrieval.search.Fusion`) and
+retrieval_chunking_sweep.md (the chunkings and passage widenings the chunking and
+`QueryOptions.context_chars` defaults were chosen from).
 
 STAND-IN DATA. No real financial-report QA set installs from the package registry (checked: the
 EDGAR packages are API clients; `jfinqa` downloads from a hub at run time; `knowlytix-benchmark`
@@ -210,8 +212,18 @@ def recall_curve(
     return [score(name, retrieve, questions, k) for k in KS]
 
 
-def hybrid_retriever(kb, mode: str) -> Callable[[str, int], list[str]]:
-    return lambda q, k: [h.text for h in kb.query(q, QueryOptions(mode=mode, top_k=k))]
+def hybrid_retriever(kb, mode: str, **options) -> Callable[[str, int], list[str]]:
+    """Hybrid's passages for a query at top_k = k (QueryOptions defaults unless overridden);
+    remembered, as the recall curve and the budget search ask for the same ones."""
+    seen: dict[tuple[str, int], list[str]] = {}
+
+    def retrieve(q: str, k: int) -> list[str]:
+        if (q, k) not in seen:
+            hits = kb.query(q, QueryOptions(mode=mode, top_k=k, **options))
+            seen[q, k] = [h.text for h in hits]
+        return seen[q, k]
+
+    return retrieve
 
 
 def at_budget(
@@ -231,7 +243,7 @@ def at_budget(
     return best
 
 
-def run() -> dict:
+def run(embedders: Sequence[str] = ()) -> dict:
     import torch
 
     torch.set_num_threads(1)
@@ -253,6 +265,8 @@ def run() -> dict:
             rows += recall_curve(f"Hybrid {mode}, defaults", hybrid_retriever(kb, mode), questions)
         rows.append(at_budget("Hybrid hybrid", hybrid_retriever(kb, "hybrid"), questions, budget))
         sweeps = fusion_sweep(kb, questions)
+        chunking = chunking_sweep(root, files, questions, budget)
+        compared = compare_embedders(root, files, questions, kb, embedders)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     kinds: dict[str, int] = {}
@@ -267,9 +281,126 @@ def run() -> dict:
         "questions": len(questions),
         "question_kinds": kinds,
         "rrf_top5_budget_chars": budget,
+        "rrf_top5_recall": next(
+            r.recall["all"]
+            for r in rows
+            if r.retriever.startswith("hand-made RRF") and r.top_k == 5
+        ),
         "rows": [r.__dict__ for r in rows],
         "fusion_sweep": sweeps,
+        "chunking_sweep": chunking,
+        "embedders": compared,
     }
+
+
+def compare_embedders(
+    root: Path, files: Sequence[Path], questions: Sequence[Question], default_kb, models
+) -> list[dict]:
+    """Vector and hybrid recall@1/3/5 and mean query time per embedder, default settings
+    otherwise: the bundled all-MiniLM-L6-v2 (the default knowledge base) and each local
+    sentence-transformers folder in `models` (--embedder)."""
+    import time
+
+    from retrieval import EmbedderConfig, KnowledgeBaseSettings
+
+    catalog = KnowledgeBaseCatalog(EmbeddedStoreConfig(path=root))
+    out = []
+    for model in [None, *models]:
+        kb = default_kb
+        if model is not None:
+            kb = catalog.create("embedder-" + Path(model).name.lower()[:40], KnowledgeBaseSettings(
+                embedder=EmbedderConfig(model=str(model))))  # fmt: skip
+            kb.ingest(files, progress=False)
+        row: dict = {"embedder": kb.embedder.identity, "dimension": kb.embedder.dimension}
+        for mode in ("vector", "hybrid"):
+            started = time.perf_counter()
+            curve = recall_curve(mode, hybrid_retriever(kb, mode), questions)
+            row[mode] = {r.top_k: r.recall["all"] for r in curve}
+            row[f"{mode}_ms_per_query"] = round(
+                (time.perf_counter() - started) * 1000 / (len(questions) * len(KS)), 1
+            )
+        out.append(row)
+    return out
+
+
+def embedders_table(payload: dict) -> str:
+    body = [
+        [e["embedder"], e["dimension"]]
+        + [f"{e[m][k]:.3f}" for m in ("vector", "hybrid") for k in KS]
+        + [e["vector_ms_per_query"], e["hybrid_ms_per_query"]]
+        for e in payload["embedders"]
+    ]
+    headers = ["embedder", "dim"] + [f"{m} r@{k}" for m in ("vector", "hybrid") for k in KS]
+    headers += ["vector ms/query", "hybrid ms/query"]
+    return (
+        "Hybrid per embedder, default chunking and widening (ms/query: mean over the bench's "
+        "queries, embedding included, on the shared 2-core machine).\n\n"
+        + markdown_table(headers, body)
+    )
+
+
+SWEEP_CHUNKING = (("structure", 64), ("structure", 128), ("structure", 200), ("sentences", 200))
+SWEEP_CONTEXT_CHARS = (0, 400, 800)
+
+
+def chunking_sweep(
+    root: Path, files: Sequence[Path], questions: Sequence[Question], budget: float
+) -> list[dict]:
+    """Hybrid mode over each chunking (boundaries, chunk size) and passage widening
+    (`QueryOptions.context_chars`): recall@1/3/5 with the characters read at top-5, and recall at
+    the hand-made RRF's top-5 budget. Each chunking is its own knowledge base."""
+    from retrieval import ChunkingConfig, KnowledgeBaseSettings
+
+    catalog = KnowledgeBaseCatalog(EmbeddedStoreConfig(path=root))
+    out = []
+    for boundaries, size in SWEEP_CHUNKING:
+        chunking = ChunkingConfig(
+            boundaries=boundaries, chunk_size=size, chunk_overlap=min(40, size // 4)
+        )
+        name = f"sweep-{boundaries}-{size}"
+        kb = catalog.create(name, KnowledgeBaseSettings(chunking=chunking))
+        report = kb.ingest(files, progress=False)
+        for context in SWEEP_CONTEXT_CHARS:
+            retrieve = hybrid_retriever(kb, "hybrid", context_chars=context)
+            curve = recall_curve(name, retrieve, questions)
+            fitted = at_budget(name, retrieve, questions, budget)
+            out.append(
+                {
+                    "boundaries": boundaries,
+                    "chunk_size": size,
+                    "chunks": report.chunks_added,
+                    "context_chars": context,
+                    "recall": {r.top_k: r.recall["all"] for r in curve},
+                    "chars_top5": curve[-1].chars,
+                    "budget_top_k": fitted.top_k,
+                    "budget_recall": fitted.recall["all"],
+                    "budget_chars": fitted.chars,
+                }
+            )
+        catalog.delete(name)
+    return out
+
+
+def chunking_table(payload: dict) -> str:
+    from retrieval import ChunkingConfig, QueryOptions
+
+    body = [
+        [s["boundaries"], s["chunk_size"], s["chunks"], s["context_chars"]]
+        + [f"{s['recall'][k]:.3f}" for k in KS]
+        + [int(s["chars_top5"]), s["budget_top_k"], f"{s['budget_recall']:.3f}"]
+        for s in payload["chunking_sweep"]
+    ]
+    defaults = ChunkingConfig()
+    head = (
+        "Hybrid mode per chunking and passage widening (context chars: neighbours added up to "
+        "that many characters per passage). 'at budget' = the largest top-k whose passages stay "
+        f"within the hand-made RRF's top-5 text ({int(payload['rrf_top5_budget_chars'])} chars; "
+        f"its recall@5: {payload['rrf_top5_recall']:.3f}). Defaults: {defaults.boundaries}, "
+        f"chunk size {defaults.chunk_size}, context chars {QueryOptions().context_chars}."
+    )
+    headers = ["boundaries", "chunk size", "chunks", "context chars", "r@1", "r@3", "r@5"]
+    headers += ["chars@5", "top-k at budget", "recall at budget"]
+    return head + "\n\n" + markdown_table(headers, body)
 
 
 SWEEP_DEPTHS = (1, 2, 4, 8, 1000)
@@ -378,14 +509,26 @@ def readme_text(payload: dict) -> str:
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    payload = run()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--embedder",
+        action="append",
+        default=[],
+        help="a local sentence-transformers folder to compare with MiniLM (repeatable)",
+    )
+    payload = run(parser.parse_args().embedder)
     text = table(payload)
     path = write_results("retrieval_baselines", payload, text, readme=readme_text(payload))
     print(text)
     sweep = sweep_table(payload["fusion_sweep"])
     (RESULTS / "retrieval_fusion_sweep.md").write_text(sweep + "\n", encoding="utf-8")
     print(sweep)
+    chunks = chunking_table(payload)
+    (RESULTS / "retrieval_chunking_sweep.md").write_text(chunks + "\n", encoding="utf-8")
+    print(chunks)
+    compared = embedders_table(payload)
+    (RESULTS / "retrieval_embedders.md").write_text(compared + "\n", encoding="utf-8")
+    print(compared)
     print(f"wrote {path}")
 
 

@@ -44,6 +44,7 @@ def create_knowledge_base(
     *,
     chunk_size: int | None = None,
     chunk_overlap: int | None = None,
+    boundaries: str | None = None,
     embedder_model: str | None = None,
 ) -> KnowledgeBase:
     """An empty knowledge base with `defaults` (the config's knowledge_base_defaults), each
@@ -53,6 +54,8 @@ def create_knowledge_base(
         chunking["chunk_size"] = chunk_size
     if chunk_overlap is not None:
         chunking["chunk_overlap"] = chunk_overlap
+    if boundaries is not None:
+        chunking["boundaries"] = boundaries
     embedder = defaults.embedder.model_dump()
     if embedder_model is not None:
         embedder["model"] = embedder_model
@@ -64,7 +67,7 @@ def create_knowledge_base(
 
 def search(catalog: KnowledgeBaseCatalog, name: str, text: str, **options) -> list:
     """The passages of knowledge base `name` for `text`; `options` are `QueryOptions` fields
-    (top_k, mode, filters, min_score, min_similarity)."""
+    (top_k, mode, filters, min_score, min_similarity, context_chars)."""
     return catalog.open(name).query(text, QueryOptions(**options))
 
 

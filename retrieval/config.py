@@ -24,10 +24,15 @@ class _Frozen(BaseModel):
 class ChunkingConfig(_Frozen):
     """How documents are cut into chunks. Sizes count tokens of the embedder's own tokenizer."""
 
-    chunk_size: Annotated[int, Field(ge=16, le=8192)] = 200
-    """Tokens per chunk. 200 keeps each chunk inside MiniLM's 256-token window."""
-    chunk_overlap: Annotated[int, Field(ge=0)] = 40
+    chunk_size: Annotated[int, Field(ge=16, le=8192)] = 64
+    """Most tokens per chunk (a paragraph below it is one chunk). 64 by measurement
+    (bench/results/retrieval_chunking_sweep.md): small chunks rank better, and the prompt gets
+    their neighbours back (`QueryOptions.context_chars`). Keep it within the embedder's window."""
+    chunk_overlap: Annotated[int, Field(ge=0)] = 16
     """Tokens shared by consecutive chunks, so an answer that straddles a cut is still found."""
+    boundaries: Literal["structure", "sentences"] = "structure"
+    """`structure`: one chunk per paragraph (headings join their paragraph), long paragraphs cut
+    at `chunk_size`; `sentences`: sentences packed up to `chunk_size` across paragraphs."""
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> ChunkingConfig:
@@ -50,6 +55,10 @@ class EmbedderConfig(_Frozen):
     """Texts embedded per forward pass."""
     device: str = "cpu"
     """Torch device for the embedder."""
+    threads: Annotated[int, Field(ge=0, le=256)] = 1
+    """Torch intra-op threads of the process the embedder runs in (0: torch's default, one per
+    core). 1 by measurement (bench/embed_threads.py): a query embedding takes about as long on
+    one thread as on two, and does not collapse when another process holds a core."""
 
 
 class EmbeddedStoreConfig(_Frozen):
@@ -94,6 +103,11 @@ class QueryOptions(_Frozen):
     """Drop hits below this score (cosine similarity in vector mode, RRF score in hybrid)."""
     min_similarity: Annotated[float, Field(ge=-1, le=1)] | None = None
     """Drop hits whose cosine similarity to the query is below this, in either mode."""
+    context_chars: Annotated[int, Field(ge=0, le=20000)] = 400
+    """Widen each hit with the neighbouring chunks of its file and page ("small-to-big") while
+    the passage stays within this many characters; 0 returns the matched chunk alone. A chunk
+    already shown in a better hit's passage is not shown again. 400 by measurement with 64-token
+    chunks (bench/results/retrieval_chunking_sweep.md)."""
 
 
 def check_kb_name(name: str) -> str:

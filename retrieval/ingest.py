@@ -24,7 +24,7 @@ from llama_index.core.schema import MetadataMode, TextNode
 from llama_index.vector_stores.chroma import ChromaVectorStore
 from tqdm.auto import tqdm
 
-from retrieval.chunking import Chunk, chunk_pages, hide_bookkeeping, make_splitter
+from retrieval.chunking import Chunk, chunk_document, hide_bookkeeping
 from retrieval.config import ChunkingConfig
 from retrieval.embedders import Embedder
 from retrieval.errors import DocumentLoadError, UnreadablePath
@@ -182,7 +182,6 @@ def ingest_paths(
     files, roots, report.files_skipped_unsupported = discover_files(paths)
     report.files_seen = len(files)
     stored = read_stored_state(collection)
-    splitter = make_splitter(chunking, embedder.tokenize)
     vector_store = ChromaVectorStore(chroma_collection=collection)
     ingested_at = datetime.now(UTC).isoformat(timespec="seconds")
     changing = _Once(on_change)
@@ -210,7 +209,7 @@ def ingest_paths(
             report.files_unchanged += 1
             continue
         try:
-            chunks = chunk_pages(load_document(path), splitter)
+            chunks = chunk_document(load_document(path), chunking, embedder.tokenize)
         except DocumentLoadError as exc:
             log.info("skipped %s", exc)
             report.failures.append(exc)

@@ -388,7 +388,11 @@ class KnowledgeBaseCatalog:
             raise KnowledgeBaseNotFound(name, sorted(ours))
         collection = self.client.get_collection(name, embedding_function=None)
         meta = collection.metadata or {}
-        settings = KnowledgeBaseSettings.model_validate(json.loads(str(meta["settings"])))
+        recorded_settings = json.loads(str(meta["settings"]))
+        # Recorded before chunk boundaries were a setting: those were cut by sentences, and
+        # files updated later are cut the same way.
+        recorded_settings.get("chunking", {}).setdefault("boundaries", "sentences")
+        settings = KnowledgeBaseSettings.model_validate(recorded_settings)
         if embedder is not None:
             settings = settings.model_copy(update={"embedder": embedder})
         loaded = load_embedder(settings.embedder)

@@ -15,6 +15,7 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 from retrieval.config import QueryOptions
 from retrieval.embedders import Embedder
 from retrieval.errors import InvalidQuery
+from retrieval.ingest import chunk_id
 from retrieval.keyword_index import OPEN, KeywordIndex
 
 MAX_QUERY_CHARS = 4000
@@ -117,7 +118,92 @@ def search(
         hits = [h for h in hits if h.score >= options.min_score]
     if options.min_similarity is not None:
         hits = [h for h in hits if h.similarity >= options.min_similarity]
+    if options.context_chars:
+        hits = widen(collection, hits, options.context_chars)
     return hits
+
+
+_MAX_NEIGHBOURS = 6  # per side; a budget is met long before with paragraph chunks
+
+
+@dataclass(frozen=True)
+class _Piece:
+    id: str
+    text: str
+    page: int
+    start: int
+    end: int
+
+
+def _piece(chunk_key: str, text: str, meta: dict) -> _Piece:
+    start = int(meta.get("start_char", 0))
+    return _Piece(
+        chunk_key, text, int(meta.get("page") or 0), start, int(meta.get("end_char", start))
+    )
+
+
+def widen(collection, hits: list[Hit], budget: int) -> list[Hit]:
+    """Small-to-big: each hit's passage grows by its file's neighbouring chunks on the same page,
+    the next and the previous in turn, while the passage's span stays within `budget` chars.
+    Neighbour ids are computed (they derive from source, file version and index), so one `get`
+    fetches them all. Chunks shown in a better hit's passage are not repeated, and a hit whose
+    own chunk was already shown is dropped."""
+    if not hits:
+        return hits
+    wanted: set[str] = {hit.id for hit in hits}
+    for hit in hits:
+        meta = hit.metadata
+        index, count = int(meta.get("chunk_index", 0)), int(meta.get("chunk_count", 0))
+        last = index + _MAX_NEIGHBOURS + 1
+        for other in range(
+            max(0, index - _MAX_NEIGHBOURS), min(count, last) if count > 0 else last
+        ):
+            wanted.add(chunk_id(str(meta.get("source", "")), str(meta.get("file_hash", "")), other))
+    found = collection.get(ids=sorted(wanted), include=["documents", "metadatas"])
+    pieces = {
+        key: _piece(key, text or "", meta or {})
+        for key, text, meta in zip(
+            found["ids"], found["documents"], found["metadatas"], strict=True
+        )
+    }
+    shown: set[str] = set()
+    out = []
+    for hit in hits:
+        if hit.id in shown:
+            continue
+        out.append(_widened(hit, pieces, shown, budget))
+    return out
+
+
+def _widened(hit: Hit, pieces: dict[str, _Piece], shown: set[str], budget: int) -> Hit:
+    meta = hit.metadata
+    source, file_hash = str(meta.get("source", "")), str(meta.get("file_hash", ""))
+    index = int(meta.get("chunk_index", 0))
+    own = _piece(hit.id, hit.text, meta)
+    window = [own]
+    shown.add(hit.id)
+    sides = {1: index + 1, -1: index - 1}
+    while sides:
+        for step in list(sides):
+            piece = pieces.get(chunk_id(source, file_hash, sides[step]))
+            start = min(window[0].start, piece.start) if piece else 0
+            end = max(window[-1].end, piece.end) if piece else 0
+            if piece is None or piece.id in shown or piece.page != own.page or end - start > budget:
+                del sides[step]
+                continue
+            window = [*window, piece] if step == 1 else [piece, *window]
+            shown.add(piece.id)
+            sides[step] += step
+    if len(window) == 1:
+        return hit
+    text = window[0].text
+    for before, after in zip(window, window[1:], strict=False):
+        overlap = before.end - after.start
+        text += after.text[overlap:] if overlap > 0 else "\n\n" + after.text
+    citation = dataclasses.replace(
+        hit.citation, start_char=window[0].start, end_char=window[-1].end
+    )
+    return dataclasses.replace(hit, text=text, citation=citation)
 
 
 def vector_ranking(

@@ -138,6 +138,14 @@ def test_full_kb_lifecycle(capsys, tmp_path, kb_dir):
             ["kb", "create", "other-kb", "--chunk-size", "32", "--chunk-overlap", "40"],
             "chunk_overlap (40) must be smaller than chunk_size (32)",
         ),
+        (
+            ["kb", "create", "other-kb", "--boundaries", "words"],
+            "boundaries: Input should be 'structure' or 'sentences'",
+        ),
+        (
+            ["kb", "query", "real-kb", "hi", "--context-chars", "-5"],
+            "context_chars: Input should be greater than or equal to 0",
+        ),
     ],
 )
 def test_errors_are_one_line_with_the_fix(capsys, kb_dir, args, message):

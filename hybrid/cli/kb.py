@@ -56,6 +56,9 @@ def create(
     chunk_overlap: Annotated[
         int | None, typer.Option(help=field_help(ChunkingConfig, "chunk_overlap"))
     ] = None,
+    boundaries: Annotated[
+        str | None, typer.Option(help=field_help(ChunkingConfig, "boundaries"))
+    ] = None,
     embedder_model: Annotated[
         str | None, typer.Option(help=field_help(EmbedderConfig, "model"))
     ] = None,
@@ -68,6 +71,7 @@ def create(
         state.config.knowledge_base_defaults,
         chunk_size=chunk_size,
         chunk_overlap=chunk_overlap,
+        boundaries=boundaries,
         embedder_model=embedder_model,
     )
     typer.echo(f"created knowledge base '{kb.name}' in {state.catalog.description}")
@@ -109,13 +113,25 @@ def query(
     min_score: Annotated[
         float | None, typer.Option(help=field_help(QueryOptions, "min_score"))
     ] = None,
+    context_chars: Annotated[
+        int | None,
+        typer.Option(help="Widen each passage with neighbouring chunks up to this many chars."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Search a knowledge base; print passages with score and citation."""
     state: State = ctx.obj
     filters = _parse_filters(filter_ or [])
+    widening = {} if context_chars is None else {"context_chars": context_chars}
     hits = search(
-        state.catalog, name, text, top_k=top_k, mode=mode, filters=filters, min_score=min_score
+        state.catalog,
+        name,
+        text,
+        top_k=top_k,
+        mode=mode,
+        filters=filters,
+        min_score=min_score,
+        **widening,
     )
     if as_json:
         json.dump([dataclasses.asdict(h) for h in hits], sys.stdout, indent=2, default=str)

@@ -34,7 +34,8 @@ def test_paragraphs_split_at_blank_lines(tmp_path):
     doc = tmp_path / "r.md"
     doc.write_text("# Title\n\nFirst para\ncontinues.\n\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
     units = [u.text for u in paragraphs([doc])]
-    assert units == ["# Title", "First para\ncontinues.", "| a | b |\n|---|---|\n| 1 | 2 |"]
+    # the baselines read what the loaders give Hybrid: a table row carries its headers
+    assert units == ["# Title", "First para\ncontinues.", "a: 1 | b: 2"]
 
 
 def test_every_gold_answer_is_a_span_of_the_corpus():

@@ -181,12 +181,12 @@ def test_vector_and_hybrid_queries_with_filters(catalog, tmp_path):
     assert vector[0].score >= vector[1].score >= vector[2].score
     assert -1.0 <= vector[-1].score <= 1.0
 
-    # An exact code that only the keyword ranker can pin down: hybrid brings it into the top 3,
+    # An exact code that only the keyword ranker can pin down: hybrid ranks its chunk first,
     # vector search alone does not.
     hybrid = kb.query("ref004x03", QueryOptions(top_k=3, mode="hybrid"))
-    assert any("ref004x03" in h.text for h in hybrid)
+    assert "ref004x03" in hybrid[0].text
     vector_only = kb.query("ref004x03", QueryOptions(top_k=3))
-    assert not any("ref004x03" in h.text for h in vector_only)
+    assert "ref004x03" not in vector_only[0].text
 
     only = kb.query("warranty", QueryOptions(top_k=10, filters={"file_name": "doc-002.md"}))
     assert only and {h.citation.file_name for h in only} == {"doc-002.md"}
