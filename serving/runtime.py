@@ -23,7 +23,7 @@ import uvicorn
 from serving.adapters import AdapterRegistry, describe_base
 from serving.adapters.manager import AdapterManager
 from serving.engine import EngineConfig, EngineProcess, EngineSet, RemoteEngineConfig
-from serving.engine.protocol import ModelCard, parse_models
+from serving.engine.protocol import ModelCard, bearer, parse_models
 from serving.errors import EngineStartError, ServingError
 from serving.gateway import ChatComposer, GatewayConfig, GatewayState
 from serving.gateway.embeddings import EmbeddingProvider
@@ -92,8 +92,7 @@ class ServingRuntime:
     @staticmethod
     def _models(url: str, api_key: str | None) -> list[ModelCard]:
         """GET /v1/models of one engine (raises httpx.HTTPError or ValueError)."""
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        response = httpx.get(f"{url}/v1/models", headers=headers, timeout=10)
+        response = httpx.get(f"{url}/v1/models", headers=bearer(api_key), timeout=10)
         response.raise_for_status()
         return parse_models(response.json())
 

@@ -24,6 +24,7 @@ import httpx
 
 from serving.adapters.errors import AdapterNotFound
 from serving.adapters.manager import AdapterManager, Lease
+from serving.engine.replicas import EngineSet
 from serving.errors import AdapterLoadError, EngineUnavailable, ServingError
 from serving.gateway.auth import Principal
 from serving.gateway.embeddings import (
@@ -142,6 +143,7 @@ class InferenceHandler:
     def __init__(
         self,
         manager: AdapterManager,
+        engines: EngineSet,
         metrics: GatewayMetrics,
         *,
         timeout_s: float = 600.0,
@@ -150,6 +152,8 @@ class InferenceHandler:
         embedders: Sequence[EmbeddingProvider] = (),
     ):
         self.manager = manager
+        self.engines = engines
+        """The replicas `manager` leases from: failover and token counts go through them."""
         self.metrics = metrics
         self.timeout_s = timeout_s
         self.composers = list(composers)
@@ -331,7 +335,7 @@ class InferenceHandler:
         if body.get("tools"):
             prompt["tools"] = body["tools"]
         try:
-            client = self.manager.engines.pick().client
+            client = self.engines.pick().client
             prompt_tokens, answer_tokens = await asyncio.gather(
                 client.count_tokens(base, prompt),
                 client.count_tokens(base, {"prompt": text, "add_special_tokens": False}),
@@ -393,17 +397,14 @@ class InferenceHandler:
         lease: Lease | None = None
         handed_off = False
         try:
-            lease = await self._lease(request.model)
-            payload = {**body, "model": lease.target.engine_name}
-            if not request.stream:
-                answer = await self._post(lease, RESPONSES_ROUTE, payload)
-                self._done(RESPONSES_ROUTE, request.model, 200, started)
-                return answer
-            upstream = await self._open_stream(lease, RESPONSES_ROUTE, payload)
-            handed_off = True
-            return EventStream(
-                self._pass_through(upstream, lease, request.model, started, in_flight)
+            lease, result = await self.engines.failover(
+                lambda: self._send(request.model, RESPONSES_ROUTE, body, stream=request.stream)
             )
+            if isinstance(result, dict):
+                self._done(RESPONSES_ROUTE, request.model, 200, started)
+                return result
+            handed_off = True
+            return EventStream(self._pass_through(result, lease, request.model, started, in_flight))
         except BaseException as exc:
             self._done(RESPONSES_ROUTE, request.model, to_answer(exc).status, started)
             raise
@@ -423,7 +424,7 @@ class InferenceHandler:
                 yield chunk
         except (httpx.TransportError, EngineUnavailable) as exc:
             status = 503
-            self.manager.engines.mark_unhealthy(lease.replica.url)
+            self.engines.mark_unhealthy(lease.replica.url)
             yield sse(to_answer(EngineUnavailable(str(exc), url=lease.replica.url)).body)
         except (asyncio.CancelledError, GeneratorExit):
             status = 499
@@ -469,38 +470,23 @@ class InferenceHandler:
         handed_off = False  # a stream's relay releases the lease and the gauge itself
         try:
             self._refuse_engine_killers(prepared)
-            stream_payload = None
+            body = prepared.body
             if request.stream:
-                stream_payload = {
-                    **(prepared.body.get("stream_options") or {}),
-                    "include_usage": True,
-                }
+                usage = {**(body.get("stream_options") or {}), "include_usage": True}
+                body = {**body, "stream_options": usage}
             # A replica that does not answer is marked unhealthy; the request then goes to the
             # next healthy one (nothing was generated yet, so a retry is safe).
-            for attempt in range(len(self.manager.engines.replicas)):
-                lease = await self._lease(prepared.target)
-                served = lease.target.engine_name
-                payload = {**prepared.body, "model": served}
-                if stream_payload is not None:
-                    payload["stream_options"] = stream_payload
-                try:
-                    if request.stream:
-                        upstream = await self._open_stream(lease, route, payload)
-                    else:
-                        answer = await self._post(lease, route, payload)
-                    break
-                except EngineUnavailable:
-                    lease.release()
-                    lease = None
-                    if attempt == len(self.manager.engines.replicas) - 1:
-                        raise
-            assert lease is not None
-            if request.stream:
+            lease, result = await self.engines.failover(
+                lambda: self._send(prepared.target, route, body, stream=request.stream)
+            )
+            served = lease.target.engine_name
+            if isinstance(result, httpx.Response):
                 relay = self._relay(
-                    upstream, lease, route, requested, prepared, request, started, in_flight
+                    result, lease, route, requested, prepared, request, started, in_flight
                 )
                 handed_off = True
                 return EventStream(relay)
+            answer = result
             self.metrics.observe_usage(requested, served, answer.get("usage"))
             normalize_answer(answer)
             if prepared.response_model:
@@ -538,18 +524,20 @@ class InferenceHandler:
         self.metrics.requests.labels(route, model, str(status)).inc()
         self.metrics.latency.labels(route, model).observe(time.perf_counter() - started)
 
-    async def _post(self, lease: Lease, route: str, payload: dict) -> dict:
+    async def _send(
+        self, model: str, route: str, body: dict, *, stream: bool
+    ) -> tuple[Lease, dict | httpx.Response]:
+        """Lease `model` and send it `body`: the answer, or with `stream` the open response.
+        The lease is released if that fails."""
+        lease = await self._lease(model)
+        payload = {**body, "model": lease.target.engine_name}
+        client = lease.replica.client
         try:
-            return await lease.replica.client.generate(route, payload, timeout_s=self.timeout_s)
-        except EngineUnavailable:
-            self.manager.engines.mark_unhealthy(lease.replica.url)
-            raise
-
-    async def _open_stream(self, lease: Lease, route: str, payload: dict) -> httpx.Response:
-        try:
-            return await lease.replica.client.open_stream(route, payload, timeout_s=self.timeout_s)
-        except EngineUnavailable:
-            self.manager.engines.mark_unhealthy(lease.replica.url)
+            if stream:
+                return lease, await client.open_stream(route, payload, timeout_s=self.timeout_s)
+            return lease, await client.generate(route, payload, timeout_s=self.timeout_s)
+        except BaseException:
+            lease.release()
             raise
 
     async def _relay(
@@ -611,7 +599,7 @@ class InferenceHandler:
                 raise httpx.RemoteProtocolError("the engine closed the stream before [DONE]")
         except (httpx.TransportError, EngineUnavailable) as exc:
             status = 503
-            self.manager.engines.mark_unhealthy(lease.replica.url)
+            self.engines.mark_unhealthy(lease.replica.url)
             log.warning("stream from %s broke off: %s", lease.replica.url, exc)
             yield sse(to_answer(EngineUnavailable(str(exc), url=lease.replica.url)).body)
         except (asyncio.CancelledError, GeneratorExit):

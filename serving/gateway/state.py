@@ -49,6 +49,7 @@ class GatewayState:
             metrics=metrics,
             inference=InferenceHandler(
                 manager,
+                manager.engines,
                 metrics,
                 timeout_s=config.request_timeout_s,
                 composers=composers,

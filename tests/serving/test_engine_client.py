@@ -201,14 +201,20 @@ def test_unreachable_and_odd_servers():
 
 
 class Ledger:
+    """Stands for the `AdapterLedger` of a supervised replica."""
+
     def __init__(self):
         self.adapters: dict[str, str] = {}
+        self.detached = False
 
-    def remember_adapter(self, name, path):
+    def remember(self, name, path):
         self.adapters[name] = str(path)
 
-    def forget_adapter(self, name):
+    def forget(self, name):
         self.adapters.pop(name, None)
+
+    def detach(self):
+        self.detached = True
 
 
 def engine_set(*fakes: FakeVllm, ledger: Ledger | None = None) -> EngineSet:
@@ -237,7 +243,8 @@ def test_engine_set_loads_on_the_emptiest_replica_once_and_reuses_it():
     assert idle.calls.count("POST /v1/load_lora_adapter") == 1
     assert busy.calls.count("POST /v1/load_lora_adapter") == 0
     assert idle.adapters == {"voice": "/voice"}
-    assert ledger.adapters == {}  # r1 has no ledger; r0 loaded nothing
+    # r1 has no ledger; r0 serves p from what it held: p must come back after a restart
+    assert ledger.adapters == {"p": "/p"} and ledger.detached
 
 
 def test_engine_set_routes_around_a_dead_replica_and_tells_the_ledger():
