@@ -14,7 +14,6 @@ from fastapi.routing import APIRoute
 
 from serving.gateway.admin import PromoteBody, RegisterBody, VersionBody
 from serving.gateway.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, to_answer
-from serving.gateway.handlers import EventStream
 from serving.gateway.openapi import ADMIN_ERRORS, GENERATION_ERRORS, documented
 from serving.gateway.schemas import (
     ChatCompletionRequest,
@@ -24,6 +23,7 @@ from serving.gateway.schemas import (
 )
 from serving.gateway.sites import UnsupportedMediaType
 from serving.gateway.state import GatewayState
+from serving.gateway.streams import EventStream
 
 MAX_JSON_DEPTH = 100
 """Request bodies nested deeper are refused (400). Python's json module overflows its recursion
@@ -212,14 +212,14 @@ async def responses(request: Request) -> Response:
 async def list_models(request: Request) -> Response:
     gateway = state_of(request)
     principal = gateway.keys.authenticate(request.headers.get("authorization"))
-    return JSONResponse(gateway.inference.list_models(principal))
+    return JSONResponse(gateway.inference.models.list(principal))
 
 
 @openai_router.get("/v1/models/{model:path}", **documented(errors=(401, 404)))
 async def retrieve_model(model: str, request: Request) -> Response:
     gateway = state_of(request)
     principal = gateway.keys.authenticate(request.headers.get("authorization"))
-    return JSONResponse(gateway.inference.retrieve_model(model, principal))
+    return JSONResponse(gateway.inference.models.retrieve(model, principal))
 
 
 @admin_router.get("/adapters", **documented(errors=(401, 403)))

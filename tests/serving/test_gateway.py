@@ -444,7 +444,7 @@ def test_backpressure_answers_429_past_the_limit_and_recovers(registry):
         assert refused.headers["Retry-After"] == "1"
         assert refused.json()["error"]["type"] == "rate_limit_error"
         assert one(0).status_code == 200  # load dropped: served again
-        assert state.inference.active == 0
+        assert state.inference.admission.active == 0
 
 
 def test_stream_relay_keeps_unicode_line_breaks_inside_events(registry):
