@@ -29,7 +29,6 @@ from serving.gateway.schemas import (
     CompletionRequest,
     EmbeddingRequest,
     ResponsesRequest,
-    parse,
 )
 from serving.gateway.streams import EventStream, Upstream, pass_through, relay
 
@@ -67,10 +66,11 @@ class InferenceHandler:
 
     # ---- routes ------------------------------------------------------------------------------
 
-    async def chat(self, body: object, principal: Principal) -> dict | EventStream:
+    async def chat(
+        self, request: ChatCompletionRequest, body: dict, principal: Principal
+    ) -> dict | EventStream:
+        """POST /v1/chat/completions: `request` validated, `body` as sent (passed on)."""
         started = time.perf_counter()  # a composer's retrieval counts in the latency too
-        request = parse(ChatCompletionRequest, body)
-        assert isinstance(body, dict) and isinstance(request, ChatCompletionRequest)
         self._authorise(CHAT_ROUTE, request.model, principal)
         composer = next((c for c in self.composers if c.owns(request.model)), None)
         if composer is not None:
@@ -93,10 +93,10 @@ class InferenceHandler:
             return canned_answer(request.model, prepared, request, usage)
         return await self._generate(CHAT_ROUTE, request.model, prepared, request, started)
 
-    async def completion(self, body: object, principal: Principal) -> dict | EventStream:
+    async def completion(
+        self, request: CompletionRequest, body: dict, principal: Principal
+    ) -> dict | EventStream:
         started = time.perf_counter()
-        request = parse(CompletionRequest, body)
-        assert isinstance(body, dict)
         self._authorise(COMPLETION_ROUTE, request.model, principal)
         if any(c.owns(request.model) for c in self.composers):
             raise InvalidRequest(
@@ -105,10 +105,9 @@ class InferenceHandler:
         prepared = PreparedChat(request.model, body, response_model="")
         return await self._generate(COMPLETION_ROUTE, request.model, prepared, request, started)
 
-    async def embeddings(self, body: object, principal: Principal) -> dict:
+    async def embeddings(self, request: EmbeddingRequest, principal: Principal) -> dict:
         """POST /v1/embeddings with an embedder handed to the gateway (EmbeddingProvider)."""
         started = time.perf_counter()
-        request = parse(EmbeddingRequest, body)
         self._authorise(EMBEDDINGS_ROUTE, request.model, principal)
         provider = next((p for p in self.embedders if p.owns(request.model)), None)
         if provider is None:
@@ -125,12 +124,12 @@ class InferenceHandler:
         self.metrics.answered(EMBEDDINGS_ROUTE, request.model, 200, started)
         return embedding_response(embedded, request.encoding_format)
 
-    async def responses(self, body: object, principal: Principal) -> dict | EventStream:
+    async def responses(
+        self, request: ResponsesRequest, body: dict, principal: Principal
+    ) -> dict | EventStream:
         """POST /v1/responses, passed to vLLM's Responses API for the base model or an adapter
         (its version resolved as for chat). Apps answer on /v1/chat/completions only."""
         started = time.perf_counter()
-        request = parse(ResponsesRequest, body)
-        assert isinstance(body, dict)
         self._authorise(RESPONSES_ROUTE, request.model, principal)
         if any(c.owns(request.model) for c in self.composers):
             raise InvalidRequest(
