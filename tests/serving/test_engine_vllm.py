@@ -150,9 +150,11 @@ def test_kill_9_of_the_group_is_noticed_restarted_and_adapters_come_back(vllm_en
         assert vllm_engine.restarts == restarts + 1
         assert vllm_engine.url == url and vllm_engine.pid != group
         assert group_members(group) == []
-        # everything the set had loaded is back, before the first request
+        # everything the set had loaded is back, before the first request (other engine sets
+        # of the session, e.g. a gateway's, bring their own back too)
         assert ledger.adapters == {"voice": str(lora_dir), "style": str(lora_dir)}
-        assert await engines.replicas[0].client.adapters() == ledger.adapters
+        served = await engines.replicas[0].client.adapters()
+        assert ledger.adapters.items() <= served.items()
         assert ledger.lost == {} and vllm_engine.last_error is None
         assert (await asyncio.to_thread(chat, vllm_engine, "style"))[1] == before
         await engines.aclose()
