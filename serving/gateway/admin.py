@@ -6,20 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from serving.adapters.manager import AdapterManager
 from serving.adapters.registry import AdapterVersion
+from serving.frozen import Frozen
 from serving.gateway.auth import Principal
 from serving.gateway.errors import GatewayError, to_answer
 from serving.gateway.metrics import GatewayMetrics
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RegisterBody(_Body):
+class RegisterBody(Frozen):
     path: str = Field(min_length=1)
     """Adapter folder on the gateway's machine."""
     name: str = Field(min_length=1)
@@ -27,11 +24,11 @@ class RegisterBody(_Body):
     promote: bool = True
 
 
-class VersionBody(_Body):
+class VersionBody(Frozen):
     version: str | None = None
 
 
-class PromoteBody(_Body):
+class PromoteBody(Frozen):
     version: str = Field(min_length=1)
 
 
