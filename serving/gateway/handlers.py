@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import httpx
 
@@ -135,29 +135,16 @@ class InferenceHandler:
             raise InvalidRequest(
                 f"'{request.model}' is an app; apps answer on /v1/chat/completions", param="model"
             )
-        ticket = self.admission.admit(request.model)
-        lease: Lease | None = None
-        handed_off = False  # a stream releases the lease and the ticket itself
-        try:
-            lease, result = await self.engines.failover(
-                lambda: self._send(request.model, RESPONSES_ROUTE, body, stream=request.stream)
-            )
-            if isinstance(result, dict):
-                self.metrics.answered(RESPONSES_ROUTE, request.model, 200, started)
-                return result
-            upstream = self._upstream(
-                result, lease, ticket, RESPONSES_ROUTE, request.model, started
-            )
-            handed_off = True
-            return EventStream(pass_through(upstream))
-        except BaseException as exc:
-            self.metrics.answered(RESPONSES_ROUTE, request.model, to_answer(exc).status, started)
-            raise
-        finally:
-            if not handed_off:
-                if lease is not None:
-                    lease.release()
-                ticket.leave()
+        return await self._forward(
+            RESPONSES_ROUTE,
+            request.model,
+            request.model,
+            body,
+            stream=request.stream,
+            started=started,
+            finish=lambda lease, answer: answer,
+            streamed=pass_through,
+        )
 
     # ---- steps -------------------------------------------------------------------------------
 
@@ -197,11 +184,6 @@ class InferenceHandler:
             lease.release()
             raise
 
-    def _upstream(self, response, lease, ticket, route, requested, started) -> Upstream:
-        return Upstream(
-            response, lease, ticket, self.engines, self.metrics, route, requested, started
-        )
-
     async def _generate(
         self,
         route: str,
@@ -210,27 +192,14 @@ class InferenceHandler:
         request: ChatCompletionRequest | CompletionRequest,
         started: float,
     ) -> dict | EventStream:
-        ticket = self.admission.admit(requested)
-        lease: Lease | None = None
-        handed_off = False  # a stream releases the lease and the ticket itself
-        try:
-            self._refuse_engine_killers(prepared)
-            body = prepared.body
-            if request.stream:
-                usage = {**(body.get("stream_options") or {}), "include_usage": True}
-                body = {**body, "stream_options": usage}
-            # A replica that does not answer is marked unhealthy; the request then goes to the
-            # next healthy one (nothing was generated yet, so a retry is safe).
-            lease, result = await self.engines.failover(
-                lambda: self._send(prepared.target, route, body, stream=request.stream)
-            )
+        body = prepared.body
+        if request.stream:
+            usage = {**(body.get("stream_options") or {}), "include_usage": True}
+            body = {**body, "stream_options": usage}
+        wants_usage = bool(request.stream_options and request.stream_options.include_usage)
+
+        def finish(lease: Lease, answer: dict) -> dict:
             served = lease.target.engine_name
-            if isinstance(result, httpx.Response):
-                upstream = self._upstream(result, lease, ticket, route, requested, started)
-                wants_usage = bool(request.stream_options and request.stream_options.include_usage)
-                handed_off = True
-                return EventStream(relay(upstream, prepared, wants_usage))
-            answer = result
             self.metrics.observe_usage(requested, served, answer.get("usage"))
             normalize_answer(answer)
             if prepared.response_model:
@@ -238,6 +207,55 @@ class InferenceHandler:
             if prepared.annotate is not None:
                 texts = [_choice_text(choice) for choice in answer.get("choices") or []]
                 answer[prepared.extra_key] = {"served_by": served, **prepared.annotate(texts)}
+            return answer
+
+        return await self._forward(
+            route,
+            requested,
+            prepared.target,
+            body,
+            stream=request.stream,
+            started=started,
+            finish=finish,
+            streamed=lambda upstream: relay(upstream, prepared, wants_usage),
+            check=lambda: self._refuse_engine_killers(prepared),
+        )
+
+    async def _forward(
+        self,
+        route: str,
+        requested: str,
+        target: str,
+        body: dict,
+        *,
+        stream: bool,
+        started: float,
+        finish: Callable[[Lease, dict], dict],
+        streamed: Callable[[Upstream], AsyncIterator[bytes]],
+        check: Callable[[], None] | None = None,
+    ) -> dict | EventStream:
+        """Admit the request, `check` it, send `body` to `target` and give back
+        `finish(lease, answer)`, or with `stream` the events `streamed` makes of the engine's.
+        However it ends, the request is counted in the metrics and frees its lease and its
+        place (a stream does that itself when it ends)."""
+        ticket = self.admission.admit(requested)
+        lease: Lease | None = None
+        handed_off = False
+        try:
+            if check is not None:
+                check()
+            # A replica that does not answer is marked unhealthy; the request then goes to the
+            # next healthy one (nothing was generated yet, so a retry is safe).
+            lease, result = await self.engines.failover(
+                lambda: self._send(target, route, body, stream=stream)
+            )
+            if isinstance(result, httpx.Response):
+                upstream = Upstream(
+                    result, lease, ticket, self.engines, self.metrics, route, requested, started
+                )
+                handed_off = True
+                return EventStream(streamed(upstream))
+            answer = finish(lease, result)
             self.metrics.answered(route, requested, 200, started)
             return answer
         except BaseException as exc:
