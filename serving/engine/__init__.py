@@ -4,8 +4,9 @@ reload after a restart (`AdapterLedger`), and their typed configs."""
 
 from serving.engine.client import EngineClient
 from serving.engine.config import EngineConfig, RemoteEngineConfig, RestartPolicy
+from serving.engine.launch import build_command, build_env
 from serving.engine.ledger import AdapterLedger
-from serving.engine.process import EngineProcess, EngineState, build_command, build_env
+from serving.engine.process import EngineProcess, EngineState
 from serving.engine.protocol import ModelCard
 from serving.engine.replicas import EngineSet, Replica
 from serving.engine.routing import Choice, ReplicaState, choose_replica

@@ -7,6 +7,11 @@ environment is built explicitly for the child; this process's `os.environ` is ne
 
 The supervisor knows nothing of adapters: whoever loads them into the server (an `EngineSet`,
 through its `EngineClient`) hangs a hook on `on_launch` to load them again after a restart.
+What to launch (argv, environment, checks, back-off) is plain functions in `launch.py`.
+
+Why one module of ~490 lines: start, readiness, watchdog, restart policy and stop are one
+state machine guarded by one lock and one lifecycle mutex; split across modules, each part
+would reach into the others' state.
 """
 
 from __future__ import annotations
@@ -19,18 +24,18 @@ import secrets
 import shlex
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import httpx
 
-from serving.engine.config import EngineConfig, RestartPolicy
+from serving.engine.config import EngineConfig
+from serving.engine.launch import build_command, build_env, check_launchable, restart_delay
 from serving.engine.logs import log_tail
 from serving.engine.procgroup import (
     group_members,
@@ -56,73 +61,10 @@ _POLL_S = 0.5
 _PROBE_TIMEOUT_S = 5.0
 _GROUP_GONE_TIMEOUT_S = 10.0
 _LIVE_SUPERVISORS: weakref.WeakSet[EngineProcess] = weakref.WeakSet()
-GUARD_DIR = Path(__file__).resolve().parent / "vllm_plugins"
-"""Put on the server's PYTHONPATH: `hybrid_engine_guard`, the middleware that requires the
-engine key on every route but /health (standard library only), and the vLLM general plugin
-`hybrid_cpu_seeded_sampling` (found through the dist-info beside it) that keeps a seeded
-request from killing a CPU engine."""
-GUARD_MIDDLEWARE = "hybrid_engine_guard.EngineGuard"
 
 
 class _Stopping(Exception):
     """stop() was called while a start or restart was waiting."""
-
-
-def build_command(config: EngineConfig, port: int) -> list[str]:
-    """The argv that starts the vLLM server for `config` on `port`."""
-    python = str(config.python) if config.python else sys.executable
-    cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", config.model]
-    cmd += ["--host", config.host, "--port", str(port), "--dtype", config.dtype]
-    if config.served_model_name:
-        cmd += ["--served-model-name", config.served_model_name]
-    if config.max_model_len is not None:
-        cmd += ["--max-model-len", str(config.max_model_len)]
-    cmd += ["--enable-lora", "--max-loras", str(config.max_loras)]
-    cmd += ["--max-lora-rank", str(config.max_lora_rank)]
-    if config.max_cpu_loras is not None:
-        cmd += ["--max-cpu-loras", str(config.max_cpu_loras)]
-    # The key itself travels in the environment (VLLM_API_KEY, see build_env): an argv is
-    # readable by every user of the host in /proc/<pid>/cmdline and `ps`, an environment only
-    # by the same user. vLLM's own check guards /v1/*; the guard covers every other route too.
-    cmd += ["--middleware", GUARD_MIDDLEWARE]
-    parser = config.tool_parser()
-    if parser is not None:
-        cmd += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
-    return cmd + list(config.extra_args)
-
-
-def build_env(
-    config: EngineConfig, base: Mapping[str, str], api_key: str | None = None
-) -> dict[str, str]:
-    """The child's environment: `base` (normally os.environ) plus what the server needs, with
-    `api_key` (default: `config.api_key`) as the key every route but /health requires."""
-    env = dict(base)
-    env.update(config.env)
-    key = api_key or config.api_key
-    if key:
-        env["VLLM_API_KEY"] = key
-    else:
-        env.pop("VLLM_API_KEY", None)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(GUARD_DIR), env.get("PYTHONPATH", "")) if p)
-    env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # enables /v1/(un)load_lora_adapter
-    env["PYTHONUNBUFFERED"] = "1"  # the log must be current when we quote it in an error
-    if config.kv_cache_gib is not None:
-        env["VLLM_CPU_KVCACHE_SPACE"] = str(config.kv_cache_gib)
-    if config.offline:
-        env["HF_HUB_OFFLINE"] = "1"
-        env["TRANSFORMERS_OFFLINE"] = "1"
-    return env
-
-
-def restart_delay(history: Sequence[float], now: float, policy: RestartPolicy) -> float | None:
-    """Seconds to wait before the next restart, or None when the policy allows no more.
-
-    `history` holds the monotonic times of earlier restarts; only those inside the window count.
-    """
-    recent = sum(1 for t in history if now - t < policy.window_s)
-    if recent >= policy.max_restarts:
-        return None
-    return min(policy.backoff_s * 2**recent, policy.backoff_max_s)
 
 
 class EngineProcess:
@@ -237,7 +179,7 @@ class EngineProcess:
             if self._proc is not None and self._proc.poll() is None:
                 return self
             self._stopping.clear()
-            self._check_model()
+            check_launchable(self.config)
             if self._port is None:
                 self._port = self.config.port or pick_free_port(self.config.host)
             self._set_state("starting")
@@ -342,27 +284,6 @@ class EngineProcess:
         except httpx.TransportError:
             return False
         return response.status_code == 200
-
-    def _check_model(self) -> None:
-        model = self.config.model
-        folder = Path(model).expanduser()
-        if folder.is_dir():
-            if not (folder / "config.json").is_file():
-                raise EngineStartError(
-                    f"model folder {folder} has no config.json; point `model` at a Hugging Face "
-                    "model folder (config.json, tokenizer, *.safetensors)"
-                )
-        elif folder.exists() or model.startswith(("/", ".", "~")) or model.count("/") > 1:
-            raise EngineStartError(
-                f"model folder {folder} does not exist; point `model` at a Hugging Face model "
-                "folder, or prepare one with `hybrid model prepare`"
-            )
-        python = self.config.python
-        if python is not None and not Path(python).is_file():
-            raise EngineStartError(
-                f"python interpreter {python} does not exist; set `python` to the interpreter "
-                "of the environment that has vLLM installed (or leave it unset)"
-            )
 
     def _open_log(self):
         if self._log_path is None:

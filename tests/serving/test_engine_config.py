@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from serving.engine import EngineConfig, RemoteEngineConfig, RestartPolicy, build_command
+from serving.engine.launch import build_env, restart_delay
 from serving.engine.logs import clean_log_lines, log_tail
-from serving.engine.process import build_env, restart_delay
 
 
 def messages(exc: ValidationError) -> str:
