@@ -4,7 +4,11 @@ and adapters over several servers through it."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -18,6 +22,8 @@ from serving.engine.protocol import (
     parse_models,
 )
 from serving.errors import EngineRequestError, EngineUnavailable
+
+T = TypeVar("T")
 
 
 class EngineClient:
@@ -198,3 +204,14 @@ class EngineClient:
         await self._request(
             "POST", "/v1/unload_lora_adapter", "unload", {"lora_name": name}, adapter=name
         )
+
+
+def run_sync(coro: Coroutine[object, object, T]) -> T:
+    """Run `coro` to its end from sync code, also from a thread whose event loop runs (a
+    `start()` called from async code): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -8,21 +8,16 @@ after each (re)start and before the server counts as ready, loads its adapters a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
-from serving.engine.client import EngineClient
+from serving.engine.client import EngineClient, run_sync
 from serving.engine.process import EngineProcess
 from serving.errors import AdapterAlreadyLoaded, ServingError
 
 log = logging.getLogger("serving.engine")
-T = TypeVar("T")
 
 RELOAD_TIMEOUT_S = 120.0
 """One load reads the adapter folder; vLLM takes 10-40 ms, a loaded machine much longer."""
@@ -79,7 +74,7 @@ class AdapterLedger:
             ServingError: the last failure, after all were tried (the supervisor keeps it as
                 its `last_error`).
         """
-        failures = _run(self._restore())
+        failures = run_sync(self._restore())
         if failures:
             raise failures[-1]
 
@@ -99,14 +94,3 @@ class AdapterLedger:
                         self._adapters.pop(name, None)
                         self._lost[name] = str(exc)
         return failures
-
-
-def _run(coro: Coroutine[object, object, T]) -> T:
-    """Run `coro` to its end from sync code, also from a thread whose event loop runs (a
-    `start()` called from async code): then in a thread of its own."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
