@@ -16,7 +16,6 @@ import re
 from itertools import accumulate
 
 from fastapi import Request
-from starlette.types import Message
 
 from serving.gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge
 from serving.gateway.sites import UnsupportedMediaType
@@ -52,26 +51,34 @@ def check_content_type(content_type: str | None) -> None:
 
 
 async def read_body(request: Request, limit: int) -> Request:
-    """Read and parse the body of `request` once; return a request that hands FastAPI the
-    same bytes (none when they were refused: the `json_object` dependency raises why)."""
-    raw = b""
+    """Read and parse the body of `request` once; return a request that hands FastAPI the same
+    bytes and the same parsed JSON (none when they were refused: the `json_object` dependency
+    raises why)."""
+    raw, parsed = b"", None
     try:
         check_content_type(request.headers.get("content-type"))
         raw = await _read_limited(request, limit)
-        outcome: tuple[GatewayError | None, object] = (None, _parse(raw))
+        parsed = _parse(raw)
+        outcome: tuple[GatewayError | None, object] = (None, parsed)
     except GatewayError as exc:
         raw, outcome = b"", (exc, None)
     setattr(request.state, _STATE, outcome)
-    receive, sent = request.receive, False
+    return ReadRequest(request, raw, parsed)
 
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:  # later reads (a streaming response's disconnect watch) get the real ones
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": raw, "more_body": False}
 
-    return Request(request.scope, replay)
+class ReadRequest(Request):
+    """A request whose body `read_body` has read: `body()` and `json()` answer from memory
+    (FastAPI reads both), so the body is neither read nor parsed twice."""
+
+    def __init__(self, request: Request, raw: bytes, parsed: object):
+        super().__init__(request.scope, request.receive)
+        self._raw, self._parsed = raw, parsed
+
+    async def body(self) -> bytes:
+        return self._raw
+
+    async def json(self) -> object:
+        return self._parsed
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
