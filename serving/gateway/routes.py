@@ -93,7 +93,8 @@ Caller = Annotated[Principal, Depends(caller)]
 Admin = Annotated[Principal, Depends(admin_caller)]
 Sent = Annotated[dict, Depends(json_object)]
 """The body as sent (extra fields go to the engine unchanged); the typed parameter beside it
-is FastAPI's validated and documented view of the same body."""
+is FastAPI's validated and documented view of the same body. Every route with a body takes it,
+also where it passes on only the typed view: its checks (bodies.json_object) run first."""
 MaybeSent = Annotated[dict | None, Depends(optional_json_object)]
 
 
