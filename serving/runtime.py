@@ -17,14 +17,14 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
 import uvicorn
 
 from serving.adapters import AdapterRegistry, describe_base
 from serving.adapters.manager import AdapterManager
 from serving.engine import EngineConfig, EngineProcess, EngineSet, RemoteEngineConfig
+from serving.engine.client import EngineClient, run_sync
 from serving.engine.config import VLLM_LORA_RANKS
-from serving.engine.protocol import ModelCard, parse_models
+from serving.engine.protocol import ModelCard
 from serving.errors import EngineStartError, ServingError
 from serving.gateway import ChatComposer, GatewayConfig, GatewayState
 from serving.gateway.embeddings import EmbeddingProvider
@@ -92,22 +92,21 @@ class ServingRuntime:
 
     @staticmethod
     def _models(url: str, api_key: str | None) -> list[ModelCard]:
-        """GET /v1/models of one engine (raises httpx.HTTPError or ValueError)."""
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        response = httpx.get(f"{url}/v1/models", headers=headers, timeout=10)
-        response.raise_for_status()
-        return parse_models(response.json())
+        """GET /v1/models of one engine, through the engine client (raises ServingError)."""
+
+        async def ask() -> list[ModelCard]:
+            async with EngineClient(url, api_key=api_key, timeout_s=10) as client:
+                return await client.list_models()
+
+        return run_sync(ask())
 
     def _check_remote(self) -> None:
         assert self.remote is not None
         for url in self.remote.urls:
             try:
                 bases = [c.id for c in self._models(url, self.remote.api_key) if not c.is_adapter]
-            except (httpx.HTTPError, ValueError) as exc:
-                raise ServingError(
-                    f"engine {url} did not list its models ({exc}); check that the vLLM server "
-                    "runs there and that remote.api_key is right"
-                ) from None
+            except ServingError as exc:  # names the URL, the reason and the fix
+                raise ServingError(f"remote engine: {exc}") from None
             if self.base_name is None and bases:
                 self.base_name = bases[0]
             if self.base_name not in bases:
@@ -126,7 +125,7 @@ class ServingRuntime:
             return None
         try:
             cards = self._models(url, key)
-        except (httpx.HTTPError, ValueError):
+        except ServingError:
             return None
         return next((c.max_model_len for c in cards if c.id == self.base_name), None)
 

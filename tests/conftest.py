@@ -151,13 +151,14 @@ def vllm_engine(tiny_llama_dir, tmp_path_factory):
 def clean_vllm_engine(vllm_engine):
     """The shared vLLM server as a module finds it best: no adapter another module left loaded
     (or remembered for a restart). Modules that compare answers use it (`usefixtures`)."""
+    from tests.helpers.engine import served_adapters, unload_adapter
+
     if vllm_engine.state == "restarting":  # a kill test of another module just ran
         vllm_engine.wait_ready(400)
+    vllm_engine.on_launch.clear()  # engine sets of earlier modules reload nothing after a kill
     if vllm_engine.state == "ready":
-        for name in vllm_engine.served_adapters():
-            vllm_engine.unload_adapter(name)
-    for name in vllm_engine.adapters:
-        vllm_engine.forget_adapter(name)
+        for name in served_adapters(vllm_engine):
+            unload_adapter(vllm_engine, name)
     return vllm_engine
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
+
+from serving.adapters.schema import safetensors_header
 
 FINGERPRINT_ALGORITHM = "hybrid-base/1"
 _CONFIG_KEYS = (
@@ -40,9 +41,7 @@ class ServedBase:
 def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     for file in sorted(folder.glob("*.safetensors")):
-        with open(file, "rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(length))
+        header, _ = safetensors_header(file)
         for name, info in header.items():
             if name != "__metadata__":
                 shapes[name] = tuple(info["shape"])

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from serving.adapters.errors import AdapterNotFound, AdapterRejected
 from serving.adapters.registry import AdapterRegistry, AdapterVersion
-from serving.engine.client import EngineSet, Replica
+from serving.engine.replicas import EngineSet, Replica
 from serving.errors import (
     AdapterLoadError,
     AdapterNotLoaded,

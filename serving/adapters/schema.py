@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import struct
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -139,6 +140,15 @@ def one_line(
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
         problems.append(f"field '{where}': {err['msg']} (got {got})")
     return f"{file}: " + "; ".join(problems)
+
+
+def safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
+    """The raw JSON header of a safetensors file (name -> {dtype, shape, data_offsets}, and
+    `__metadata__`) and the byte offset where the data starts: an 8-byte little-endian length,
+    then that many bytes of JSON. Validate what you take from it (`TensorEntry`)."""
+    with open(path, "rb") as fh:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        return json.loads(fh.read(length)), 8 + length
 
 
 def read_json(path: Path) -> Any:

@@ -7,8 +7,6 @@ checked before an adapter is registered and again before the engine loads it.
 
 from __future__ import annotations
 
-import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from serving.adapters.errors import AdapterRejected
-from serving.adapters.schema import TensorEntry, one_line
+from serving.adapters.schema import TensorEntry, one_line, safetensors_header
 
 MAX_ABS_WEIGHT = 100.0
 """Largest |w| accepted in a LoRA A or B matrix. Trained LoRA weights stay far below 1 (A
@@ -81,9 +79,7 @@ def read_header(path: Path) -> tuple[dict[str, TensorEntry], int]:
             pass
     except (SafetensorError, OSError) as exc:
         raise AdapterRejected(f"{path}: not a readable safetensors file ({exc})") from None
-    with open(path, "rb") as fh:
-        (length,) = struct.unpack("<Q", fh.read(8))
-        header = json.loads(fh.read(length))
+    header, data_start = safetensors_header(path)
     entries = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -92,7 +88,7 @@ def read_header(path: Path) -> tuple[dict[str, TensorEntry], int]:
             entries[name] = TensorEntry.model_validate(info)
         except ValidationError as exc:
             raise AdapterRejected(one_line(exc, f"{path} header entry '{name}'")) from None
-    return entries, 8 + length
+    return entries, data_start
 
 
 def check_values(path: Path, max_abs: float = MAX_ABS_WEIGHT) -> WeightStats:

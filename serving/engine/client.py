@@ -1,37 +1,29 @@
-"""Async clients for vLLM servers: `EngineClient` talks to one, `EngineSet` spreads adapters
-over several (the supervised server and/or remote ones). The routing decision itself is the
-pure function `serving.engine.routing.choose_replica`."""
+"""The async HTTP client for one vLLM server, the only one that talks to vLLM's API (the
+supervisor, `EngineProcess`, only polls /health and /v1/models for readiness). `EngineSet` (replicas.py) spreads requests
+and adapters over several servers through it."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import TypeVar
 
 import httpx
 
-from serving.engine.config import RemoteEngineConfig
-from serving.engine.process import EngineProcess
 from serving.engine.protocol import (
     Action,
     ModelCard,
     adapters_of,
+    bearer,
     check_adapter_name,
     engine_error,
     parse_models,
 )
-from serving.engine.routing import ReplicaState, choose_replica
-from serving.errors import (
-    AdapterAlreadyLoaded,
-    AdapterNotLoaded,
-    EngineRequestError,
-    EngineUnavailable,
-)
+from serving.errors import EngineRequestError, EngineUnavailable
 
-log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class EngineClient:
@@ -51,9 +43,8 @@ class EngineClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
-            base_url=self.url, headers=headers, timeout=timeout_s, transport=transport
+            base_url=self.url, headers=bearer(api_key), timeout=timeout_s, transport=transport
         )
 
     async def aclose(self) -> None:
@@ -215,169 +206,12 @@ class EngineClient:
         )
 
 
-class AdapterLedger(Protocol):
-    """Something that must hear about adapter (un)loads on a replica, e.g. its supervisor
-    (`EngineProcess`), which loads them again after a restart."""
-
-    def remember_adapter(self, name: str, path: str | Path) -> None: ...
-
-    def forget_adapter(self, name: str) -> None: ...
-
-
-@dataclass
-class Replica:
-    """One server of an engine set and what the set knows about it."""
-
-    client: EngineClient
-    ledger: AdapterLedger | None = None
-    healthy: bool = True
-    adapters: dict[str, str] = field(default_factory=dict)
-    """Adapters the replica holds (name -> folder), as last listed or loaded through the set."""
-
-    @property
-    def url(self) -> str:
-        return self.client.url
-
-    def snapshot(self) -> ReplicaState:
-        return ReplicaState(self.url, self.healthy, frozenset(self.adapters))
-
-
-class EngineSet:
-    """One or several vLLM servers serving the same base model.
-
-    `ensure_adapter` picks a replica for an adapter (one that holds it and is healthy, else the
-    healthy one with the fewest adapters) and loads it there on demand. Call `refresh` at start
-    and whenever a request to a replica failed, to re-learn health and adapters.
-    """
-
-    def __init__(self, replicas: Sequence[Replica]):
-        if not replicas:
-            raise ValueError("an EngineSet needs at least one replica; configure an engine")
-        self.replicas = list(replicas)
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    @classmethod
-    def build(
-        cls, *, supervised: EngineProcess | None = None, remote: RemoteEngineConfig | None = None
-    ) -> EngineSet:
-        """The set of the supervised server (started already) and/or remote servers."""
-        replicas = []
-        if supervised is not None:
-            replicas.append(
-                Replica(
-                    EngineClient(supervised.url, api_key=supervised.api_key),
-                    ledger=supervised,
-                    adapters=supervised.adapters,
-                )
-            )
-        if remote is not None:
-            replicas += [
-                Replica(EngineClient(url, api_key=remote.api_key, timeout_s=remote.timeout_s))
-                for url in remote.urls
-            ]
-        return cls(replicas)
-
-    async def aclose(self) -> None:
-        await asyncio.gather(*(r.client.aclose() for r in self.replicas))
-
-    def states(self) -> list[ReplicaState]:
-        return [replica.snapshot() for replica in self.replicas]
-
-    async def refresh(self) -> list[ReplicaState]:
-        """Ask every replica for its models (concurrently); mark the silent ones unhealthy."""
-
-        async def one(replica: Replica) -> None:
-            try:
-                replica.adapters = await replica.client.adapters()
-                replica.healthy = True
-            except (EngineUnavailable, EngineRequestError):
-                replica.healthy = False
-
-        await asyncio.gather(*(one(r) for r in self.replicas))
-        return self.states()
-
-    def mark_unhealthy(self, url: str) -> None:
-        """A request to `url` failed: route around it until the next `refresh`."""
-        for replica in self.replicas:
-            if replica.url == url:
-                replica.healthy = False
-
-    def pick(self, adapter: str | None = None) -> Replica:
-        """The replica for a request to `adapter` (None: the base model), without loading."""
-        return self.replicas[choose_replica(self.states(), adapter).index]
-
-    async def ensure_adapter(self, name: str, path: str | Path) -> Replica:
-        """The replica that serves `name`, loading the adapter from `path` there if needed.
-
-        A replica that does not answer is marked unhealthy and the next choice is tried.
-
-        Raises:
-            AdapterLoadError: the chosen replica refused the folder (not retried elsewhere:
-                every replica would refuse it the same way).
-            NoHealthyEngine: no replica is healthy.
-        """
-        check_adapter_name(name)
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        async with lock:  # two first requests for one adapter load it once
-            while True:
-                choice = choose_replica(self.states(), name)
-                replica = self.replicas[choice.index]
-                if not choice.needs_load:
-                    held = replica.adapters.get(name)
-                    if held in (None, str(path)):
-                        return replica
-                    # Another folder under this name (another registry sharing the engine, or a
-                    # copy from before a rebuild): its weights are not the ones asked for.
-                    log.warning(
-                        "%s holds adapter %s from %s, not %s: loading it again",
-                        replica.url,
-                        name,
-                        held,
-                        path,
-                    )
-                    try:
-                        await replica.client.unload_lora_adapter(name)
-                    except AdapterNotLoaded:
-                        pass
-                    except EngineUnavailable:
-                        replica.healthy = False
-                        continue
-                    replica.adapters.pop(name, None)
-                try:
-                    await replica.client.load_lora_adapter(name, path)
-                except AdapterAlreadyLoaded:
-                    pass  # loaded behind our back (e.g. by a supervisor restart): fine
-                except EngineUnavailable:
-                    replica.healthy = False
-                    continue
-                replica.adapters[name] = str(path)
-                if replica.ledger is not None:
-                    replica.ledger.remember_adapter(name, path)
-                return replica
-
-    async def unload_adapter(self, name: str) -> list[str]:
-        """Unload `name` from every replica known to hold it; return their URLs.
-
-        Raises:
-            AdapterNotLoaded: no replica holds it.
-        """
-        holders = [r for r in self.replicas if name in r.adapters]
-        if not holders:
-            raise AdapterNotLoaded(
-                f"no replica holds adapter '{name}' (replicas: "
-                f"{', '.join(r.url for r in self.replicas)}); call refresh() if it was loaded "
-                "by another client",
-                url=", ".join(r.url for r in self.replicas),
-                status_code=404,
-            )
-        for replica in holders:
-            try:
-                await replica.client.unload_lora_adapter(name)
-            except AdapterNotLoaded:
-                pass  # already gone there (e.g. the replica restarted)
-            except EngineUnavailable:
-                replica.healthy = False
-            replica.adapters.pop(name, None)
-            if replica.ledger is not None:
-                replica.ledger.forget_adapter(name)
-        return [r.url for r in holders]
+def run_sync(coro: Coroutine[object, object, T]) -> T:
+    """Run `coro` to its end from sync code, also from a thread whose event loop runs (a
+    `start()` called from async code): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

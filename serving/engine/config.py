@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from serving.engine.tools import chat_template, parser_for_template
+from serving.frozen import Frozen
 
 # `--max-lora-rank` is a choice in vLLM 0.32 (`vllm serve --help=all`); anything else is refused
 # by vLLM's argument parser after a ~10 s import, so we refuse it here first.
@@ -34,11 +35,7 @@ MANAGED_FLAGS = {
 }
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RestartPolicy(_Frozen):
+class RestartPolicy(Frozen):
     """When a supervised server dies: how often it is restarted, and how long to wait first.
 
     Like systemd's StartLimitBurst: at most `max_restarts` restarts within `window_s`; the n-th
@@ -55,7 +52,7 @@ class RestartPolicy(_Frozen):
     """Upper bound of the wait before a restart."""
 
 
-class EngineConfig(_Frozen):
+class EngineConfig(Frozen):
     """One vLLM OpenAI-compatible server that Hybrid starts, watches and restarts itself."""
 
     model: str
@@ -168,7 +165,7 @@ class EngineConfig(_Frozen):
         return self.served_model_name or self.model
 
 
-class RemoteEngineConfig(_Frozen):
+class RemoteEngineConfig(Frozen):
     """vLLM servers that run already (started by someone else); Hybrid only talks to them."""
 
     urls: tuple[str, ...]

@@ -5,8 +5,13 @@ group), because vLLM forks an engine-core and worker processes: stopping it mean
 server, then SIGKILL to the whole group after `stop_timeout_s`, until no member is left. The
 environment is built explicitly for the child; this process's `os.environ` is never changed.
 
-Adapters loaded through the supervisor (or recorded with `remember_adapter`) are kept in a
-ledger, name -> folder, and loaded again after every restart.
+The supervisor knows nothing of adapters: whoever loads them into the server (an `EngineSet`,
+through its `EngineClient`) hangs a hook on `on_launch` to load them again after a restart.
+What to launch (argv, environment, checks, back-off) is plain functions in `launch.py`.
+
+Why one module: ~490 lines; start, readiness, watchdog, restart policy and stop are one
+state machine guarded by one lock and one lifecycle mutex; split across modules, each part
+would reach into the others' state.
 """
 
 from __future__ import annotations
@@ -19,18 +24,18 @@ import secrets
 import shlex
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import httpx
 
-from serving.engine.config import EngineConfig, RestartPolicy
+from serving.engine.config import EngineConfig
+from serving.engine.launch import build_command, build_env, check_launchable, restart_delay
 from serving.engine.logs import log_tail
 from serving.engine.procgroup import (
     group_members,
@@ -40,9 +45,8 @@ from serving.engine.procgroup import (
     shared_memory_files,
     unlink_shared_memory,
 )
-from serving.engine.protocol import adapters_of, check_adapter_name, engine_error, parse_models
+from serving.engine.protocol import bearer, parse_models
 from serving.errors import (
-    AdapterNotLoaded,
     EngineCrashed,
     EngineStartError,
     EngineUnavailable,
@@ -55,76 +59,12 @@ EngineState = Literal["stopped", "starting", "ready", "restarting", "failed"]
 
 _POLL_S = 0.5
 _PROBE_TIMEOUT_S = 5.0
-_ADAPTER_TIMEOUT_S = 120.0  # a load reads the folder; unload waits for in-flight requests
 _GROUP_GONE_TIMEOUT_S = 10.0
 _LIVE_SUPERVISORS: weakref.WeakSet[EngineProcess] = weakref.WeakSet()
-GUARD_DIR = Path(__file__).resolve().parent / "vllm_plugins"
-"""Put on the server's PYTHONPATH: `hybrid_engine_guard`, the middleware that requires the
-engine key on every route but /health (standard library only), and the vLLM general plugin
-`hybrid_cpu_seeded_sampling` (found through the dist-info beside it) that keeps a seeded
-request from killing a CPU engine."""
-GUARD_MIDDLEWARE = "hybrid_engine_guard.EngineGuard"
 
 
 class _Stopping(Exception):
     """stop() was called while a start or restart was waiting."""
-
-
-def build_command(config: EngineConfig, port: int) -> list[str]:
-    """The argv that starts the vLLM server for `config` on `port`."""
-    python = str(config.python) if config.python else sys.executable
-    cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", config.model]
-    cmd += ["--host", config.host, "--port", str(port), "--dtype", config.dtype]
-    if config.served_model_name:
-        cmd += ["--served-model-name", config.served_model_name]
-    if config.max_model_len is not None:
-        cmd += ["--max-model-len", str(config.max_model_len)]
-    cmd += ["--enable-lora", "--max-loras", str(config.max_loras)]
-    cmd += ["--max-lora-rank", str(config.max_lora_rank)]
-    if config.max_cpu_loras is not None:
-        cmd += ["--max-cpu-loras", str(config.max_cpu_loras)]
-    # The key itself travels in the environment (VLLM_API_KEY, see build_env): an argv is
-    # readable by every user of the host in /proc/<pid>/cmdline and `ps`, an environment only
-    # by the same user. vLLM's own check guards /v1/*; the guard covers every other route too.
-    cmd += ["--middleware", GUARD_MIDDLEWARE]
-    parser = config.tool_parser()
-    if parser is not None:
-        cmd += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
-    return cmd + list(config.extra_args)
-
-
-def build_env(
-    config: EngineConfig, base: Mapping[str, str], api_key: str | None = None
-) -> dict[str, str]:
-    """The child's environment: `base` (normally os.environ) plus what the server needs, with
-    `api_key` (default: `config.api_key`) as the key every route but /health requires."""
-    env = dict(base)
-    env.update(config.env)
-    key = api_key or config.api_key
-    if key:
-        env["VLLM_API_KEY"] = key
-    else:
-        env.pop("VLLM_API_KEY", None)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(GUARD_DIR), env.get("PYTHONPATH", "")) if p)
-    env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # enables /v1/(un)load_lora_adapter
-    env["PYTHONUNBUFFERED"] = "1"  # the log must be current when we quote it in an error
-    if config.kv_cache_gib is not None:
-        env["VLLM_CPU_KVCACHE_SPACE"] = str(config.kv_cache_gib)
-    if config.offline:
-        env["HF_HUB_OFFLINE"] = "1"
-        env["TRANSFORMERS_OFFLINE"] = "1"
-    return env
-
-
-def restart_delay(history: Sequence[float], now: float, policy: RestartPolicy) -> float | None:
-    """Seconds to wait before the next restart, or None when the policy allows no more.
-
-    `history` holds the monotonic times of earlier restarts; only those inside the window count.
-    """
-    recent = sum(1 for t in history if now - t < policy.window_s)
-    if recent >= policy.max_restarts:
-        return None
-    return min(policy.backoff_s * 2**recent, policy.backoff_max_s)
 
 
 class EngineProcess:
@@ -133,7 +73,6 @@ class EngineProcess:
     Example::
 
         with EngineProcess(EngineConfig(model="models/tiny", max_model_len=512)) as engine:
-            engine.load_adapter("support", "adapters/support")
             openai.OpenAI(base_url=engine.openai_base_url, api_key="-")...
 
     Thread-safe: a watchdog thread checks the server every `watch_interval_s`; public methods
@@ -142,10 +81,9 @@ class EngineProcess:
 
     def __init__(self, config: EngineConfig):
         self.config = config
-        self._lock = threading.RLock()  # state, process handle, ledger
+        self._lock = threading.RLock()  # state, process handle
         self._changed = threading.Condition(self._lock)
         self._lifecycle = threading.Lock()  # one start/restart/stop at a time
-        self._adapter_lock = threading.Lock()  # adapter calls vs. re-registration
         self._stopping = threading.Event()
         self._proc: subprocess.Popen | None = None
         self._pgid: int | None = None
@@ -156,8 +94,6 @@ class EngineProcess:
         self._api_key = config.api_key or secrets.token_urlsafe(32)
         self._log_start = 0
         self._state: EngineState = "stopped"
-        self._ledger: dict[str, str] = {}
-        self._lost: dict[str, str] = {}
         self._restart_times: list[float] = []
         self._restarts = 0
         self._failed_probes = 0
@@ -166,6 +102,9 @@ class EngineProcess:
         self._watchdog: threading.Thread | None = None
         self._shm_files: set[str] = set()
         self._group_pids: list[int] = []
+        self.on_launch: list[Callable[[], None]] = []
+        """Called (in the supervisor's thread) after every start and restart, once the server
+        answers and before it counts as ready, e.g. to load adapters again (`AdapterLedger`)."""
         _LIVE_SUPERVISORS.add(self)
 
     # ----------------------------------------------------------------- properties
@@ -216,20 +155,8 @@ class EngineProcess:
 
     @property
     def last_error(self) -> ServingError | None:
-        """Why the last start, restart or re-registration failed (None if all went well)."""
+        """Why the last start, restart or `on_launch` hook failed (None if all went well)."""
         return self._last_error
-
-    @property
-    def adapters(self) -> dict[str, str]:
-        """The ledger: adapters this supervisor loads again after a restart (name -> folder)."""
-        with self._lock:
-            return dict(self._ledger)
-
-    @property
-    def lost_adapters(self) -> dict[str, str]:
-        """Adapters that could not be loaded again after a restart, name -> the engine's error."""
-        with self._lock:
-            return dict(self._lost)
 
     def log_tail(self, max_lines: int = 12) -> str:
         """The end of the server log of the current (or last) start, cleaned for messages."""
@@ -238,8 +165,8 @@ class EngineProcess:
     # ----------------------------------------------------------------- lifecycle
 
     def start(self, *, watch: bool = True) -> EngineProcess:
-        """Start the server, block until /health and /v1/models answer, and load the adapters
-        of the ledger (those loaded before a `stop()`).
+        """Start the server, block until /health and /v1/models answer, and call the
+        `on_launch` hooks.
 
         Args:
             watch: run the watchdog thread that restarts the server when it dies.
@@ -252,7 +179,7 @@ class EngineProcess:
             if self._proc is not None and self._proc.poll() is None:
                 return self
             self._stopping.clear()
-            self._check_model()
+            check_launchable(self.config)
             if self._port is None:
                 self._port = self.config.port or pick_free_port(self.config.host)
             self._set_state("starting")
@@ -266,7 +193,7 @@ class EngineProcess:
                     raise
                 raise EngineStartError("the engine was stopped while starting") from None
             self._last_error = None
-            self._reload_adapters()  # the ledger survives stop(); a new start serves it again
+            self._run_launch_hooks()
             self._set_state("ready")
         if watch and (self._watchdog is None or not self._watchdog.is_alive()):
             self._watchdog = threading.Thread(
@@ -276,7 +203,7 @@ class EngineProcess:
         return self
 
     def stop(self) -> None:
-        """Stop the server and every process it spawned; the ledger is kept for a next start."""
+        """Stop the server and every process it spawned."""
         self._stopping.set()
         watchdog = self._watchdog
         if watchdog is not None and watchdog is not threading.current_thread():
@@ -344,60 +271,6 @@ class EngineProcess:
         self._recover(reason)
         return self._state
 
-    # ----------------------------------------------------------------- adapters
-
-    def load_adapter(self, name: str, path: str | Path) -> None:
-        """Load a LoRA adapter folder into the running server under `name` and record it.
-
-        Raises:
-            InvalidAdapterName: unusable name.
-            AdapterAlreadyLoaded: the server already has an adapter of that name.
-            AdapterLoadError: vLLM refused the folder (message has vLLM's reason and the fix).
-            EngineUnavailable: the server is not ready (starting, restarting, stopped).
-        """
-        check_adapter_name(name, self.config.base_model_name)
-        folder = str(Path(path).expanduser().absolute())
-        with self._adapter_lock:
-            self._require_ready()
-            self._post_load(name, folder)
-            with self._lock:
-                self._ledger[name] = folder
-                self._lost.pop(name, None)
-
-    def unload_adapter(self, name: str) -> None:
-        """Unload an adapter from the server and drop it from the ledger.
-
-        Raises:
-            AdapterNotLoaded: the server has no adapter of that name.
-            EngineUnavailable: the server is not ready.
-        """
-        with self._adapter_lock:
-            self._require_ready()
-            try:
-                self._call("POST", "/v1/unload_lora_adapter", "unload", {"lora_name": name}, name)
-            except AdapterNotLoaded:
-                with self._lock:
-                    self._ledger.pop(name, None)
-                raise
-            with self._lock:
-                self._ledger.pop(name, None)
-
-    def remember_adapter(self, name: str, path: str | Path) -> None:
-        """Record an adapter that another client loaded into this server, so that it is loaded
-        again after a restart."""
-        with self._lock:
-            self._ledger[name] = str(Path(path).expanduser().absolute())
-
-    def forget_adapter(self, name: str) -> None:
-        """Drop an adapter from the ledger (another client unloaded it)."""
-        with self._lock:
-            self._ledger.pop(name, None)
-
-    def served_adapters(self) -> dict[str, str]:
-        """What the server itself lists as adapters right now (name -> folder)."""
-        response = self._call("GET", "/v1/models", "models")
-        return adapters_of(parse_models(response.json()))
-
     # ----------------------------------------------------------------- internals
 
     def _set_state(self, state: EngineState) -> None:
@@ -405,85 +278,12 @@ class EngineProcess:
             self._state = state
             self._changed.notify_all()
 
-    def _require_ready(self) -> None:
-        if self._state != "ready":
-            raise EngineUnavailable(
-                f"engine at {self.url if self._port else '(not started)'} is {self._state}; "
-                "retry once it is ready (EngineProcess.wait_ready)",
-                url=self.url if self._port else "(not started)",
-            )
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._api_key}"}
-
-    def _call(
-        self,
-        method: str,
-        route: str,
-        action: Literal["load", "unload", "models", "health"],
-        payload: dict | None = None,
-        adapter: str | None = None,
-        path: str | None = None,
-        timeout: float = _ADAPTER_TIMEOUT_S,
-    ) -> httpx.Response:
-        try:
-            response = httpx.request(
-                method, self.url + route, json=payload, headers=self._headers(), timeout=timeout
-            )
-        except httpx.TransportError as exc:
-            raise EngineUnavailable(
-                f"engine at {self.url} did not answer {method} {route} ({type(exc).__name__}); "
-                f"is it running? Its log: {self._log_path}",
-                url=self.url,
-            ) from None
-        if response.status_code >= 400:
-            raise engine_error(
-                response.status_code,
-                response.text,
-                url=self.url,
-                action=action,
-                adapter=adapter,
-                path=path,
-            )
-        return response
-
-    def _post_load(self, name: str, folder: str) -> None:
-        self._call(
-            "POST",
-            "/v1/load_lora_adapter",
-            "load",
-            {"lora_name": name, "lora_path": folder},
-            adapter=name,
-            path=folder,
-        )
-
     def _probe(self) -> bool:
         try:
             response = httpx.get(self.url + "/health", timeout=_PROBE_TIMEOUT_S)
         except httpx.TransportError:
             return False
         return response.status_code == 200
-
-    def _check_model(self) -> None:
-        model = self.config.model
-        folder = Path(model).expanduser()
-        if folder.is_dir():
-            if not (folder / "config.json").is_file():
-                raise EngineStartError(
-                    f"model folder {folder} has no config.json; point `model` at a Hugging Face "
-                    "model folder (config.json, tokenizer, *.safetensors)"
-                )
-        elif folder.exists() or model.startswith(("/", ".", "~")) or model.count("/") > 1:
-            raise EngineStartError(
-                f"model folder {folder} does not exist; point `model` at a Hugging Face model "
-                "folder, or prepare one with `hybrid model prepare`"
-            )
-        python = self.config.python
-        if python is not None and not Path(python).is_file():
-            raise EngineStartError(
-                f"python interpreter {python} does not exist; set `python` to the interpreter "
-                "of the environment that has vLLM installed (or leave it unset)"
-            )
 
     def _open_log(self):
         if self._log_path is None:
@@ -541,7 +341,8 @@ class EngineProcess:
         timeout = self.config.startup_timeout_s
         deadline = started + timeout
         base = self.config.base_model_name
-        client = httpx.Client(base_url=self.url, headers=self._headers(), timeout=_PROBE_TIMEOUT_S)
+        headers = bearer(self._api_key)
+        client = httpx.Client(base_url=self.url, headers=headers, timeout=_PROBE_TIMEOUT_S)
         with client:
             while True:
                 if self._stopping.is_set():
@@ -621,7 +422,7 @@ class EngineProcess:
                 return
 
     def _recover(self, reason: str) -> None:
-        """The server died or hung: restart it under the policy, then reload the ledger."""
+        """The server died or hung: restart it under the policy, then call `on_launch`."""
         with self._lifecycle:
             if self._stopping.is_set() or self._state != "ready":
                 return
@@ -666,21 +467,20 @@ class EngineProcess:
                     log.warning("vLLM restart %s failed: %s", self._restarts, exc.problem)
                     self._terminate()
                     continue
-                self._reload_adapters()
+                self._run_launch_hooks()
                 self._set_state("ready")
                 return
 
-    def _reload_adapters(self) -> None:
-        with self._adapter_lock:
-            for name, folder in self.adapters.items():
-                try:
-                    self._post_load(name, folder)
-                except ServingError as exc:
-                    log.error("adapter %s not loaded again after restart: %s", name, exc)
+    def _run_launch_hooks(self) -> None:
+        """Call `on_launch` after a (re)start; a hook's failure is logged and kept as
+        `last_error`, the server is served anyway."""
+        for hook in list(self.on_launch):
+            try:
+                hook()
+            except Exception as exc:  # a hook must not undo a good start; its error is kept
+                log.error("after the vLLM start at %s, %r failed: %s", self.url, hook, exc)
+                if isinstance(exc, ServingError):
                     self._last_error = exc
-                    with self._lock:
-                        self._ledger.pop(name, None)
-                        self._lost[name] = str(exc)
 
 
 @atexit.register

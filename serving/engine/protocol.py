@@ -49,6 +49,11 @@ class ModelCard:
         return self.parent is not None
 
 
+def bearer(api_key: str | None) -> dict[str, str]:
+    """The `Authorization` header for a server's API key (none without a key)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 def parse_models(payload: object) -> list[ModelCard]:
     """The cards of a GET /v1/models answer; raises ValueError when the shape is not OpenAI's."""
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):

@@ -1,24 +1,22 @@
 """The admin API's logic, free of FastAPI: list, register, load, unload and promote adapters.
-Every call needs an admin principal; every outcome is counted in the metrics."""
+Every call needs an admin principal; every outcome is counted in the metrics. The bodies are
+validated by the routes (FastAPI, against the models below)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from serving.adapters.manager import AdapterManager
 from serving.adapters.registry import AdapterVersion
+from serving.frozen import Frozen
 from serving.gateway.auth import Principal
-from serving.gateway.errors import GatewayError, InvalidRequest, to_answer
+from serving.gateway.errors import GatewayError, to_answer
 from serving.gateway.metrics import GatewayMetrics
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RegisterBody(_Body):
+class RegisterBody(Frozen):
     path: str = Field(min_length=1)
     """Adapter folder on the gateway's machine."""
     name: str = Field(min_length=1)
@@ -26,23 +24,12 @@ class RegisterBody(_Body):
     promote: bool = True
 
 
-class VersionBody(_Body):
+class VersionBody(Frozen):
     version: str | None = None
 
 
-class PromoteBody(_Body):
+class PromoteBody(Frozen):
     version: str = Field(min_length=1)
-
-
-def _parse(model: type[_Body], body: object) -> _Body:
-    if body is not None and not isinstance(body, dict):
-        raise InvalidRequest(f"the request body must be a JSON object, got {type(body).__name__}")
-    try:
-        return model.model_validate(body if body is not None else {})
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        raise InvalidRequest(f"'{param}': {first['msg']}", param=param) from None
 
 
 def describe(version: AdapterVersion, loaded: dict[str, list[str]], in_flight: int) -> dict:
@@ -84,10 +71,8 @@ class AdminHandler:
             ],
         }
 
-    async def register(self, body: object, principal: Principal) -> dict:
+    async def register(self, request: RegisterBody, principal: Principal) -> dict:
         principal.require_admin()
-        request = _parse(RegisterBody, body)
-        assert isinstance(request, RegisterBody)
         version = await self._counted(
             "register",
             self.manager.register(
@@ -96,26 +81,20 @@ class AdminHandler:
         )
         return describe(version, self.manager.loaded(), 0)
 
-    async def load(self, name: str, body: object, principal: Principal) -> dict:
+    async def load(self, name: str, request: VersionBody | None, principal: Principal) -> dict:
         principal.require_admin()
-        request = _parse(VersionBody, body)
-        assert isinstance(request, VersionBody)
-        ref = f"{name}@{request.version}" if request.version else name
+        ref = _ref(name, request)
         version, urls = await self._counted("load", self.manager.load(ref))
         return {"id": version.engine_name, "loaded_on": urls}
 
-    async def unload(self, name: str, body: object, principal: Principal) -> dict:
+    async def unload(self, name: str, request: VersionBody | None, principal: Principal) -> dict:
         principal.require_admin()
-        request = _parse(VersionBody, body)
-        assert isinstance(request, VersionBody)
-        ref = f"{name}@{request.version}" if request.version else name
+        ref = _ref(name, request)
         unloaded = await self._counted("unload", self.manager.unload(ref))
         return {"unloaded": unloaded}
 
-    async def promote(self, name: str, body: object, principal: Principal) -> dict:
+    async def promote(self, name: str, request: PromoteBody, principal: Principal) -> dict:
         principal.require_admin()
-        request = _parse(PromoteBody, body)
-        assert isinstance(request, PromoteBody)
         promotion = await self._counted("promote", self.manager.promote(name, request.version))
         return {
             "name": promotion.name,
@@ -124,13 +103,19 @@ class AdminHandler:
             "previous_unloading": promotion.retiring,
         }
 
-    async def operate(self, operation: str, name: str, body: object, principal: Principal) -> dict:
-        """POST /admin/adapters/{name}/{operation}."""
-        operations = {"load": self.load, "unload": self.unload, "promote": self.promote}
-        if operation not in operations:
-            raise GatewayError(
-                f"unknown adapter operation '{operation}'; use one of {', '.join(operations)}",
-                status=404,
-                code="not_found",
-            )
-        return await operations[operation](name, body, principal)
+
+OPERATIONS = ("load", "unload", "promote")
+
+
+def unknown_operation(operation: str) -> GatewayError:
+    """The 404 for POST /admin/adapters/{name}/{operation} with another operation."""
+    return GatewayError(
+        f"unknown adapter operation '{operation}'; use one of {', '.join(OPERATIONS)}",
+        status=404,
+        code="not_found",
+    )
+
+
+def _ref(name: str, request: VersionBody | None) -> str:
+    """`name`, or `name@version` when the body names a version."""
+    return f"{name}@{request.version}" if request is not None and request.version else name

@@ -10,7 +10,6 @@ from starlette.exceptions import HTTPException
 
 from serving.gateway.cors import WidgetCORS
 from serving.gateway.errors import GatewayError
-from serving.gateway.openapi import openapi_with_bodies
 from serving.gateway.playground import playground_router
 from serving.gateway.routes import admin_router, error_response, openai_router, ops_router
 from serving.gateway.sites import SiteGuard
@@ -35,7 +34,6 @@ def create_app(state: GatewayState) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.gateway = state
-    app.openapi = openapi_with_bodies(app)  # the routes read raw bodies; declare them
     app.include_router(openai_router)
     app.include_router(admin_router)
     app.include_router(ops_router)

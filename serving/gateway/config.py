@@ -7,7 +7,9 @@ import ipaddress
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from serving.frozen import Frozen
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _HOST = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\.?)(:\d{1,5})?")
@@ -30,11 +32,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ApiKey(_Frozen):
+class ApiKey(Frozen):
     """One client key, stored as its sha256 (make one with `hybrid keys new`)."""
 
     name: Annotated[str, Field(min_length=1, max_length=100)]
@@ -56,7 +54,7 @@ class ApiKey(_Frozen):
         return value
 
 
-class AuthConfig(_Frozen):
+class AuthConfig(Frozen):
     """Bearer API keys. With none configured, the gateway only listens on loopback."""
 
     api_keys: tuple[ApiKey, ...] = ()
@@ -87,7 +85,7 @@ class AuthConfig(_Frozen):
         return self
 
 
-class GatewayConfig(_Frozen):
+class GatewayConfig(Frozen):
     """The OpenAI-compatible HTTP gateway in front of the engine(s)."""
 
     host: str = "127.0.0.1"

@@ -5,6 +5,8 @@ client asked for (base, adapter alias or version, app); `served` the engine name
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -64,6 +66,11 @@ class GatewayMetrics:
             ["model"],
             registry=r,
         )
+
+    def answered(self, route: str, model: str, status: int, started: float) -> None:
+        """A request to `route` for `model` ended with `status`, `started` (perf_counter) ago."""
+        self.requests.labels(route, model, str(status)).inc()
+        self.latency.labels(route, model).observe(time.perf_counter() - started)
 
     def observe_usage(self, model: str, served: str, usage: dict | None) -> None:
         if not isinstance(usage, dict):

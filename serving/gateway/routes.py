@@ -1,33 +1,33 @@
-"""HTTP routes: each one reads the request, calls a handler, and returns what it gives back.
-Errors are turned into OpenAI error bodies by `OpenAIRoute`, the only exception boundary."""
+"""HTTP routes: each one declares its typed body (FastAPI validates it and documents it in
+OpenAPI), gets its caller and the body as sent from dependencies, calls a handler, and returns
+what it gives back. Errors are turned into OpenAI error bodies by `OpenAIRoute`, the only
+exception boundary."""
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
-from itertools import accumulate
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
+from fastapi.sse import EventSourceResponse
 
-from serving.gateway.admin import PromoteBody, RegisterBody, VersionBody
-from serving.gateway.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, to_answer
-from serving.gateway.handlers import EventStream
-from serving.gateway.openapi import ADMIN_ERRORS, GENERATION_ERRORS, documented
+from serving.gateway.admin import PromoteBody, RegisterBody, VersionBody, unknown_operation
+from serving.gateway.auth import Principal
+from serving.gateway.bodies import json_object, optional_json_object, read_body
+from serving.gateway.errors import AuthenticationFailed, to_answer
 from serving.gateway.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    ErrorResponse,
     ResponsesRequest,
+    invalid_request,
 )
-from serving.gateway.sites import UnsupportedMediaType
 from serving.gateway.state import GatewayState
-
-MAX_JSON_DEPTH = 100
-"""Request bodies nested deeper are refused (400). Python's json module overflows its recursion
-limit somewhere near 1,000 levels, in reading the body or in writing the engine request."""
+from serving.gateway.streams import EventStream
 
 
 def error_response(exc: BaseException) -> JSONResponse:
@@ -36,29 +36,33 @@ def error_response(exc: BaseException) -> JSONResponse:
 
 
 class OpenAIRoute(APIRoute):
-    """Every exception a route raises becomes one OpenAI error body; never a traceback."""
+    """Every exception a route raises becomes one OpenAI error body; never a traceback. A POST
+    route's body is read first under the gateway's limits (bodies.read_body); FastAPI's
+    validation errors of it become a 400 naming the first field."""
 
     def get_route_handler(self) -> Callable:
         handler = super().get_route_handler()
+        reads_body = "POST" in self.methods
 
         async def guarded(request: Request) -> Response:
             try:
+                if reads_body:
+                    limit = state_of(request).config.max_body_bytes
+                    request = await read_body(request, limit)
                 return await handler(request)
+            except RequestValidationError as exc:
+                return error_response(invalid_request(exc.errors(), skip=1))  # loc[0]: "body"
             except Exception as exc:
                 return error_response(exc)
 
         return guarded
 
 
-class EventStreamResponse(StreamingResponse):
+class EventStreamResponse(EventSourceResponse):
     """An SSE response that closes its stream (and so the engine request) however it ends."""
 
     def __init__(self, stream: EventStream):
-        super().__init__(
-            stream,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        super().__init__(stream, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self.stream = stream
 
     async def __call__(self, scope, receive, send) -> None:
@@ -72,94 +76,26 @@ def state_of(request: Request) -> GatewayState:
     return request.app.state.gateway
 
 
-def check_content_type(content_type: str | None) -> None:
-    """A body must be declared JSON (`application/json`, `application/*+json`) or not declared
-    at all. Web pages of other sites can send `text/plain`, form and multipart bodies without
-    the browser asking the gateway first (no CORS preflight), so those are refused even when
-    they hold JSON; so is anything else declared, and even when the body is empty (an
-    empty cross-site form would still unload an adapter).
-
-    Raises:
-        UnsupportedMediaType: naming the type and the fix.
-    """
-    if content_type is None:  # httpx/requests with a raw body, curl -X POST without -d
-        return
-    media = content_type.partition(";")[0].strip().lower()
-    if media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    ):
-        return
-    raise UnsupportedMediaType(
-        f"the request body is declared as '{content_type[:100]}'; send JSON with "
-        "'Content-Type: application/json' (curl: --json, or -H 'Content-Type: "
-        "application/json' with -d)"
-    )
+def caller(request: Request) -> Principal:
+    """Dependency: who sends the request (401 without a known key, before the body counts)."""
+    return state_of(request).keys.authenticate(request.headers.get("authorization"))
 
 
-async def json_body(request: Request) -> object:
-    check_content_type(request.headers.get("content-type"))
-    limit = state_of(request).config.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
-    raw = bytearray()
-    async for part in request.stream():
-        raw += part
-        if len(raw) > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-    if not raw:
-        return None
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"the request body is not valid JSON ({exc})") from None
-    except RecursionError:  # deeper than json can read; check_json refuses shallower ones
-        raise InvalidRequest(too_deep()) from None
-    check_json(body)
-    return body
+def admin_caller(request: Request) -> Principal:
+    """Dependency: an admin caller (403 for other keys, before the body counts)."""
+    principal = caller(request)
+    principal.require_admin()
+    return principal
 
 
-def check_json(body: object) -> None:
-    """Refuse what Python's json module reads but cannot write back into the engine request
-    (which would then fail as a 500): NaN and infinite numbers, unpaired UTF-16 surrogates
-    (`"\\ud800"`), and nesting deeper than MAX_JSON_DEPTH. It writes the body once, as the
-    engine client will, and scans that text; both at C speed.
-
-    Raises:
-        InvalidRequest: naming the problem.
-    """
-    try:
-        text = json.dumps(body, allow_nan=False, ensure_ascii=False)
-        text.encode("utf-8")
-    except RecursionError:
-        raise InvalidRequest(too_deep()) from None
-    except UnicodeEncodeError:
-        raise InvalidRequest(
-            'the request body holds an unpaired UTF-16 surrogate escape (e.g. "\\ud800"), '
-            "which is not Unicode text; escape a character outside the BMP as a pair"
-        ) from None
-    except ValueError:
-        raise InvalidRequest(
-            "the request body holds NaN or an infinite number (e.g. 1e999), which JSON cannot "
-            "carry; send finite numbers"
-        ) from None
-    if json_nesting(text) > MAX_JSON_DEPTH:
-        raise InvalidRequest(too_deep())
-
-
-_JSON_STRING = re.compile(r'"(?:[^"\\]+|\\.)*"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
-
-
-def json_nesting(text: str) -> int:
-    """How deep the JSON document `text` nests its arrays and objects."""
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
-
-
-def too_deep() -> str:
-    return f"the request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"
+Gateway = Annotated[GatewayState, Depends(state_of)]
+Caller = Annotated[Principal, Depends(caller)]
+Admin = Annotated[Principal, Depends(admin_caller)]
+Sent = Annotated[dict, Depends(json_object)]
+"""The body as sent (extra fields go to the engine unchanged); the typed parameter beside it
+is FastAPI's validated and documented view of the same body. Every route with a body takes it,
+also where it passes on only the typed view: its checks (bodies.json_object) run first."""
+MaybeSent = Annotated[dict | None, Depends(optional_json_object)]
 
 
 def answer(result: dict | EventStream) -> Response:
@@ -168,101 +104,130 @@ def answer(result: dict | EventStream) -> Response:
     return JSONResponse(result)
 
 
-openai_router = APIRouter(route_class=OpenAIRoute)
-admin_router = APIRouter(route_class=OpenAIRoute, prefix="/admin")
-ops_router = APIRouter(route_class=OpenAIRoute)
+ERRORS = {
+    400: "Not a valid request: not JSON, a field missing or out of range",
+    401: "No API key, or an unknown one",
+    403: "The key may not use this route",
+    404: "No such model, adapter or version (or not visible to the key)",
+    409: "The adapter is busy with requests in flight; retry after Retry-After",
+    413: "The body is larger than gateway.max_body_bytes",
+    415: "The body is not declared as JSON",
+    422: "The adapter does not fit the base model, or failed to load",
+    429: "The gateway is at gateway.max_pending_requests; retry after Retry-After",
+    502: "The engine failed on this request",
+    503: "No engine can be reached; retry after Retry-After",
+    "4XX": "Any other request error",
+}
+GENERATION_ERRORS = (400, 401, 404, 409, 413, 415, 422, 429, 502, 503)
+ADMIN_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 503)
+_EVENT = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}
+"""Each event's data: a JSON chunk, an error in the OpenAI shape, or [DONE]."""
 
 
-@openai_router.post(
-    "/v1/chat/completions",
-    **documented(ChatCompletionRequest, errors=GENERATION_ERRORS, stream=True),
-)
-async def chat_completions(request: Request) -> Response:
-    gateway = state_of(request)
-    principal = gateway.keys.authenticate(request.headers.get("authorization"))
-    return answer(await gateway.inference.chat(await json_body(request), principal))
+def documented(*errors: int, stream: bool = False, plain: bool = False) -> dict:
+    """The answers a route has besides its 200: `errors`, each in the OpenAI error shape (and
+    "4XX", which also keeps FastAPI from documenting its own 422), and with `stream` the
+    text/event-stream answer. A `plain` route (text/plain answers) still errs in JSON:
+    FastAPI would document its errors' model as text/plain, so they refer to ErrorResponse,
+    which the JSON routes put in the schema's components."""
+    codes = (*errors, "4XX")
+    if plain:
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        responses: dict = {c: {"description": ERRORS[c], "content": error} for c in codes}
+    else:
+        responses = {c: {"model": ErrorResponse, "description": ERRORS[c]} for c in codes}
+    if stream:
+        responses[200] = {"content": {"text/event-stream": {"itemSchema": _EVENT}}}
+    return responses
 
 
-@openai_router.post(
-    "/v1/completions", **documented(CompletionRequest, errors=GENERATION_ERRORS, stream=True)
-)
-async def completions(request: Request) -> Response:
-    gateway = state_of(request)
-    principal = gateway.keys.authenticate(request.headers.get("authorization"))
-    return answer(await gateway.inference.completion(await json_body(request), principal))
+# A body without a Content-Type is JSON too (curl -X POST -d, raw httpx): bodies.py refuses the
+# declared types that are not JSON, so FastAPI need not be strict about the header.
+openai_router = APIRouter(route_class=OpenAIRoute, strict_content_type=False)
+admin_router = APIRouter(route_class=OpenAIRoute, prefix="/admin", strict_content_type=False)
+ops_router = APIRouter(route_class=OpenAIRoute, strict_content_type=False)
 
 
-@openai_router.post("/v1/embeddings", **documented(EmbeddingRequest, errors=GENERATION_ERRORS))
-async def embeddings(request: Request) -> Response:
-    gateway = state_of(request)
-    principal = gateway.keys.authenticate(request.headers.get("authorization"))
-    return answer(await gateway.inference.embeddings(await json_body(request), principal))
+@openai_router.post("/v1/chat/completions", responses=documented(*GENERATION_ERRORS, stream=True))
+async def chat_completions(
+    request: ChatCompletionRequest, principal: Caller, body: Sent, gateway: Gateway
+) -> Response:
+    return answer(await gateway.inference.chat(request, body, principal))
 
 
-@openai_router.post(
-    "/v1/responses", **documented(ResponsesRequest, errors=GENERATION_ERRORS, stream=True)
-)
-async def responses(request: Request) -> Response:
-    gateway = state_of(request)
-    principal = gateway.keys.authenticate(request.headers.get("authorization"))
-    return answer(await gateway.inference.responses(await json_body(request), principal))
+@openai_router.post("/v1/completions", responses=documented(*GENERATION_ERRORS, stream=True))
+async def completions(
+    request: CompletionRequest, principal: Caller, body: Sent, gateway: Gateway
+) -> Response:
+    return answer(await gateway.inference.completion(request, body, principal))
 
 
-@openai_router.get("/v1/models", **documented(errors=(401,)))
-async def list_models(request: Request) -> Response:
-    gateway = state_of(request)
-    principal = gateway.keys.authenticate(request.headers.get("authorization"))
-    return JSONResponse(gateway.inference.list_models(principal))
+@openai_router.post("/v1/embeddings", responses=documented(*GENERATION_ERRORS))
+async def embeddings(
+    request: EmbeddingRequest, principal: Caller, body: Sent, gateway: Gateway
+) -> Response:
+    return answer(await gateway.inference.embeddings(request, principal))
 
 
-@openai_router.get("/v1/models/{model:path}", **documented(errors=(401, 404)))
-async def retrieve_model(model: str, request: Request) -> Response:
-    gateway = state_of(request)
-    principal = gateway.keys.authenticate(request.headers.get("authorization"))
-    return JSONResponse(gateway.inference.retrieve_model(model, principal))
+@openai_router.post("/v1/responses", responses=documented(*GENERATION_ERRORS, stream=True))
+async def responses(
+    request: ResponsesRequest, principal: Caller, body: Sent, gateway: Gateway
+) -> Response:
+    return answer(await gateway.inference.responses(request, body, principal))
 
 
-@admin_router.get("/adapters", **documented(errors=(401, 403)))
-async def admin_list(request: Request) -> Response:
-    gateway = state_of(request)
-    principal = gateway.keys.authenticate(request.headers.get("authorization"))
+@openai_router.get("/v1/models", responses=documented(401))
+async def list_models(principal: Caller, gateway: Gateway) -> Response:
+    return JSONResponse(gateway.inference.models.list(principal))
+
+
+@openai_router.get("/v1/models/{model:path}", responses=documented(401, 404))
+async def retrieve_model(model: str, principal: Caller, gateway: Gateway) -> Response:
+    return JSONResponse(gateway.inference.models.retrieve(model, principal))
+
+
+@admin_router.get("/adapters", responses=documented(401, 403))
+async def admin_list(principal: Admin, gateway: Gateway) -> Response:
     return JSONResponse(gateway.admin.list(principal))
 
 
-@admin_router.post("/adapters", status_code=201, **documented(RegisterBody, errors=ADMIN_ERRORS))
-async def admin_register(request: Request) -> Response:
-    gateway = state_of(request)
-    principal = gateway.keys.authenticate(request.headers.get("authorization"))
-    return JSONResponse(await gateway.admin.register(await json_body(request), principal), 201)
+@admin_router.post("/adapters", status_code=201, responses=documented(*ADMIN_ERRORS))
+async def admin_register(
+    request: RegisterBody, principal: Admin, body: Sent, gateway: Gateway
+) -> Response:
+    return JSONResponse(await gateway.admin.register(request, principal), 201)
 
 
-# Each operation has a route of its own so that its body is documented; all three go through
-# `admin_operation`, which also answers unknown operations (404 naming the known ones).
-@admin_router.post(
-    "/adapters/{name}/load", **documented(VersionBody, errors=ADMIN_ERRORS, required=False)
-)
-async def admin_load(name: str, request: Request) -> Response:
-    return await admin_operation(name, "load", request)
+OptionalVersion = Annotated[VersionBody, Body()]
 
 
-@admin_router.post(
-    "/adapters/{name}/unload", **documented(VersionBody, errors=ADMIN_ERRORS, required=False)
-)
-async def admin_unload(name: str, request: Request) -> Response:
-    return await admin_operation(name, "unload", request)
+@admin_router.post("/adapters/{name}/load", responses=documented(*ADMIN_ERRORS))
+async def admin_load(
+    name: str, principal: Admin, body: MaybeSent, gateway: Gateway, request: OptionalVersion = None
+) -> Response:
+    return JSONResponse(await gateway.admin.load(name, request, principal))
 
 
-@admin_router.post("/adapters/{name}/promote", **documented(PromoteBody, errors=ADMIN_ERRORS))
-async def admin_promote(name: str, request: Request) -> Response:
-    return await admin_operation(name, "promote", request)
+@admin_router.post("/adapters/{name}/unload", responses=documented(*ADMIN_ERRORS))
+async def admin_unload(
+    name: str, principal: Admin, body: MaybeSent, gateway: Gateway, request: OptionalVersion = None
+) -> Response:
+    return JSONResponse(await gateway.admin.unload(name, request, principal))
+
+
+@admin_router.post("/adapters/{name}/promote", responses=documented(*ADMIN_ERRORS))
+async def admin_promote(
+    name: str, request: PromoteBody, principal: Admin, body: Sent, gateway: Gateway
+) -> Response:
+    return JSONResponse(await gateway.admin.promote(name, request, principal))
 
 
 @admin_router.post("/adapters/{name}/{operation}", include_in_schema=False)
-async def admin_operation(name: str, operation: str, request: Request) -> Response:
-    gateway = state_of(request)
-    principal = gateway.keys.authenticate(request.headers.get("authorization"))
-    body = await json_body(request)
-    return JSONResponse(await gateway.admin.operate(operation, name, body, principal))
+async def admin_operation(
+    name: str, operation: str, principal: Caller, body: MaybeSent
+) -> Response:
+    """Any other operation: 404 naming the known ones."""
+    raise unknown_operation(operation)
 
 
 @ops_router.get("/health")
@@ -271,21 +236,20 @@ async def health() -> Response:
 
 
 @ops_router.get("/ready", responses={503: {"description": "No engine is healthy; the same report"}})
-async def ready(request: Request) -> Response:
+async def ready(request: Request, gateway: Gateway) -> Response:
     """`{"ready": bool}` for anyone (probes send no key); the engines' URLs and adapters only
     for an admin (everyone on a gateway without keys)."""
-    gateway = state_of(request)
     report = await gateway.readiness()
     status = 200 if report["ready"] else 503
     try:
-        admin = gateway.keys.authenticate(request.headers.get("authorization")).admin
+        admin = caller(request).admin
     except AuthenticationFailed:
         admin = False
     return JSONResponse(report if admin else {"ready": report["ready"]}, status_code=status)
 
 
-@ops_router.get("/metrics", response_class=PlainTextResponse, **documented(errors=(401, 403)))
-async def metrics(request: Request) -> Response:
-    gateway = state_of(request)
-    gateway.keys.authenticate(request.headers.get("authorization")).require_admin()
+@ops_router.get(
+    "/metrics", response_class=PlainTextResponse, responses=documented(401, 403, plain=True)
+)
+async def metrics(principal: Admin, gateway: Gateway) -> Response:
     return Response(gateway.metrics.render(), media_type=gateway.metrics.content_type)

@@ -7,6 +7,7 @@ engine unchanged, which then accepts or refuses it with its own 400.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -145,14 +146,19 @@ def parse(model: type[BaseModel], body: object) -> Any:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        problems = exc.errors(include_url=False)
-        first = problems[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "missing":
-            message = f"'{param}' is a required property"
-        elif param:
-            message = f"'{param}': {message}"
-        if len(problems) > 1:
-            message += f" (and {len(problems) - 1} more problem(s))"
-        raise InvalidRequest(message, param=param) from None
+        raise invalid_request(exc.errors(include_url=False)) from None
+
+
+def invalid_request(problems: Sequence[Mapping[str, Any]], *, skip: int = 0) -> InvalidRequest:
+    """The 400 for validation `problems` (pydantic's, or FastAPI's with `skip=1` to drop their
+    leading "body"): the first one, naming its field, and how many more there are."""
+    first = problems[0]
+    param = ".".join(str(p) for p in first["loc"][skip:]) or None
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        message = f"'{param}' is a required property"
+    elif param:
+        message = f"'{param}': {message}"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem(s))"
+    return InvalidRequest(message, param=param)

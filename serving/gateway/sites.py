@@ -13,7 +13,7 @@ only) would run them with the visitor's local rights, so it answers only
 
 The admin routes and `/metrics` answer no page but the gateway's own, keys or not. With keys,
 any other page is harmless: a browser never attaches the Bearer key by itself. The routes also
-refuse bodies that are not declared JSON (`routes.json_body`), the one kind a page can send
+refuse bodies that are not declared JSON (`bodies.read_body`), the one kind a page can send
 without a preflight.
 """
 
@@ -40,7 +40,7 @@ class HostNotAllowed(GatewayError):
 
 
 class UnsupportedMediaType(GatewayError):
-    """A body declared as something other than JSON (`routes.check_content_type`)."""
+    """A body declared as something other than JSON (`bodies.check_content_type`)."""
 
     status = 415
     code = "unsupported_media_type"

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from serving.adapters.manager import AdapterManager
 from serving.gateway.admin import AdminHandler
 from serving.gateway.auth import KeyRing
+from serving.gateway.composing import ChatComposer
 from serving.gateway.config import GatewayConfig
 from serving.gateway.embeddings import EmbeddingProvider
-from serving.gateway.handlers import ChatComposer, InferenceHandler
+from serving.gateway.handlers import InferenceHandler
 from serving.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("serving.gateway")
@@ -49,6 +50,7 @@ class GatewayState:
             metrics=metrics,
             inference=InferenceHandler(
                 manager,
+                manager.engines,
                 metrics,
                 timeout_s=config.request_timeout_s,
                 composers=composers,

@@ -15,6 +15,7 @@ from finetune.data.schema import Example, Message
 from finetune.encoding import IGNORE_INDEX, encode_chat
 from finetune.training import train
 from tests.helpers.adapters import greedy_ids, greedy_tokens, load_peft, served_greedy
+from tests.helpers.engine import load_adapter, served_adapters, unload_adapter
 
 pytestmark = pytest.mark.vllm
 
@@ -92,7 +93,7 @@ def test_trained_adapter_served_by_vllm_gives_pefts_greedy_tokens(
     def peft_greedy(prompt_ids: list[int]) -> list[int]:
         return greedy_tokens(model, prompt_ids, NEW_TOKENS)
 
-    vllm_engine.load_adapter(ADAPTER, adapter)
+    load_adapter(vllm_engine, ADAPTER, adapter)
     try:
         changed = 0
         for messages in PROMPTS:
@@ -115,5 +116,5 @@ def test_trained_adapter_served_by_vllm_gives_pefts_greedy_tokens(
             changed += answer != base
         assert changed >= len(PROMPTS) - 1  # the adapter is really applied by the server
     finally:
-        vllm_engine.unload_adapter(ADAPTER)
-    assert ADAPTER not in vllm_engine.served_adapters()
+        unload_adapter(vllm_engine, ADAPTER)
+    assert ADAPTER not in served_adapters(vllm_engine)

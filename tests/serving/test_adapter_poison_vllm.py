@@ -24,6 +24,7 @@ from serving.adapters.manager import AdapterManager
 from serving.engine import EngineSet
 from serving.gateway import GatewayConfig, GatewayState, create_app
 from tests.helpers.adapters import random_lora
+from tests.helpers.engine import load_adapter, served_adapters, unload_adapter
 from tests.helpers.gateway import ServerThread
 from tests.helpers.reliability import record
 
@@ -123,7 +124,7 @@ def test_nan_inf_truncated_and_dora_adapters_are_refused_and_serve_nothing(
         added = admin(server, "POST", "/adapters", {"path": str(folders["good"]), "name": "good"})
         assert added.status_code == 201, added.text
         before = answers(server, (base, "good"))
-        engine_before = vllm_engine.served_adapters()
+        engine_before = served_adapters(vllm_engine)
         for kind, reason in expected.items():
             response = admin(
                 server, "POST", "/adapters", {"path": str(folders[kind]), "name": f"bad-{kind}"}
@@ -134,7 +135,7 @@ def test_nan_inf_truncated_and_dora_adapters_are_refused_and_serve_nothing(
             assert "\n" not in error["message"]
         listed = admin(server, "GET", "/adapters").json()["adapters"]
         assert [a["id"] for a in listed] == ["good@v1"]
-        assert vllm_engine.served_adapters() == engine_before
+        assert served_adapters(vllm_engine) == engine_before
         assert not list((tmp_path / "registry" / "store").glob("bad-*"))
         for _ in range(3):  # the fault lasted two requests: three rounds
             assert answers(server, (base, "good")) == before
@@ -176,7 +177,7 @@ def test_adapter_that_computes_nan_fails_its_load_test_and_the_previous_version_
         assert "NaN or infinite logits" in message and "'voice' still serves v1" in message
         listed = admin(server, "GET", "/adapters").json()["adapters"]
         assert {a["id"]: a["current"] for a in listed} == {"voice@v1": True, "tenant-b@v1": True}
-        assert "voice@v2" not in vllm_engine.served_adapters()
+        assert "voice@v2" not in served_adapters(vllm_engine)
         assert not (tmp_path / "registry" / "store" / "voice" / "v2").exists()
         # registered offline (no engine, so not load-tested), then promoted: tested first
         server.registry.register(folders["huge"], "voice", "v3", promote=False)
@@ -221,13 +222,13 @@ def test_vllm_cpu_carries_one_nan_decode_into_other_requests(vllm_engine, folder
         )
 
     assert ask(base, "Descale your machine every three months.").status_code == 200
-    vllm_engine.load_adapter("poison-probe", folders["huge"])
+    load_adapter(vllm_engine, "poison-probe", folders["huge"])
     try:
         poisoned = ask("poison-probe", "What is the capital of France?")
         assert poisoned.status_code == 400 and "not JSON compliant" in poisoned.text
         after = [ask(base, "Descale your machine every three months.") for _ in range(4)]
     finally:
-        vllm_engine.unload_adapter("poison-probe")
+        unload_adapter(vllm_engine, "poison-probe")
     statuses = [response.status_code for response in after]
     assert statuses[0] == 400 and "not JSON compliant" in after[0].text, statuses
     assert statuses[-1] == 200, statuses  # it wears off (after two requests on 0.32)

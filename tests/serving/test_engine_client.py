@@ -201,14 +201,20 @@ def test_unreachable_and_odd_servers():
 
 
 class Ledger:
+    """Stands for the `AdapterLedger` of a supervised replica."""
+
     def __init__(self):
         self.adapters: dict[str, str] = {}
+        self.detached = False
 
-    def remember_adapter(self, name, path):
+    def remember(self, name, path):
         self.adapters[name] = str(path)
 
-    def forget_adapter(self, name):
+    def forget(self, name):
         self.adapters.pop(name, None)
+
+    def detach(self):
+        self.detached = True
 
 
 def engine_set(*fakes: FakeVllm, ledger: Ledger | None = None) -> EngineSet:
@@ -237,7 +243,8 @@ def test_engine_set_loads_on_the_emptiest_replica_once_and_reuses_it():
     assert idle.calls.count("POST /v1/load_lora_adapter") == 1
     assert busy.calls.count("POST /v1/load_lora_adapter") == 0
     assert idle.adapters == {"voice": "/voice"}
-    assert ledger.adapters == {}  # r1 has no ledger; r0 loaded nothing
+    # r1 has no ledger; r0 serves p from what it held: p must come back after a restart
+    assert ledger.adapters == {"p": "/p"} and ledger.detached
 
 
 def test_engine_set_routes_around_a_dead_replica_and_tells_the_ledger():
@@ -305,3 +312,38 @@ def test_an_adapter_held_from_another_folder_is_loaded_again_from_ours():
 def test_engine_set_needs_a_replica():
     with pytest.raises(ValueError, match="at least one replica"):
         EngineSet([])
+
+
+def test_failover_retries_on_the_next_replica_only_when_one_does_not_answer():
+    """EngineSet.failover: a replica that does not answer is marked unhealthy and the attempt
+    runs again (it picks another); an engine's refusal and 'no healthy replica' are final."""
+    engines = engine_set(FakeVllm(), FakeVllm(), FakeVllm())
+    urls = [r.url for r in engines.replicas]
+    tried: list[str] = []
+
+    async def attempt(fails: set[str], refusal: Exception | None = None) -> str:
+        replica = engines.pick()
+        tried.append(replica.url)
+        if refusal is not None:
+            raise refusal
+        if replica.url in fails:
+            raise EngineUnavailable(f"{replica.url} did not answer", url=replica.url)
+        return replica.url
+
+    async def scenario():
+        assert await engines.failover(lambda: attempt({urls[0]})) == urls[1]
+        assert tried == urls[:2] and [s.healthy for s in engines.states()] == [False, True, True]
+        tried.clear()
+        refused = EngineRequestError("bad request", url=urls[1], status_code=400)
+        with pytest.raises(EngineRequestError):
+            await engines.failover(lambda: attempt(set(), refused))
+        assert tried == [urls[1]]  # not retried: every replica would refuse it
+        tried.clear()
+        with pytest.raises(EngineUnavailable, match=urls[2]):
+            await engines.failover(lambda: attempt({urls[1], urls[2]}))
+        assert tried == urls[1:] and not any(s.healthy for s in engines.states())
+        with pytest.raises(NoHealthyEngine):
+            await engines.failover(lambda: attempt(set()))
+        await engines.aclose()
+
+    run(scenario())

@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from serving.engine import EngineConfig, RemoteEngineConfig, RestartPolicy, build_command
+from serving.engine.launch import build_env, restart_delay
 from serving.engine.logs import clean_log_lines, log_tail
-from serving.engine.process import build_env, restart_delay
 
 
 def messages(exc: ValidationError) -> str:
@@ -203,7 +203,7 @@ def test_a_supervisor_without_a_configured_key_generates_a_secret():
 
     first, second = EngineProcess(EngineConfig(model="m")), EngineProcess(EngineConfig(model="m"))
     assert len(first.api_key) >= 40 and first.api_key != second.api_key
-    assert first._headers() == {"Authorization": f"Bearer {first.api_key}"}
+    assert build_env(first.config, {}, first.api_key)["VLLM_API_KEY"] == first.api_key
     assert EngineProcess(EngineConfig(model="m", api_key="given")).api_key == "given"
 
 

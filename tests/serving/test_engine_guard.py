@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from serving.engine.process import GUARD_DIR
+from serving.engine.launch import GUARD_DIR
 
 
 def guarded_app(monkeypatch, key: str | None):

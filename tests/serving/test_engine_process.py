@@ -4,6 +4,7 @@ The same behaviour against the real vLLM is in test_engine_vllm.py (marked `vllm
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -14,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from serving.engine import EngineConfig, EngineProcess, RestartPolicy
+from serving.engine import AdapterLedger, EngineConfig, EngineProcess, EngineSet, RestartPolicy
 from serving.engine.procgroup import group_members
 from serving.errors import (
     AdapterLoadError,
-    AdapterNotLoaded,
     EngineCrashed,
     EngineStartError,
     EngineUnavailable,
 )
+from tests.helpers.engine import served_adapters
 
 FAKE = Path(__file__).with_name("fake_vllm.py")
 
@@ -79,42 +80,51 @@ def test_restart_after_kill_reloads_adapters_and_stop_leaves_nothing(
 ):
     environ_before = dict(os.environ)
     engine = EngineProcess(config(fake_python, model_dir, tmp_path))
+    keep, doomed = adapter(tmp_path, "keep"), adapter(tmp_path, "doomed")
+
+    async def scenario() -> AdapterLedger:
+        engines = EngineSet.build(supervised=engine)
+        ledger = engines.replicas[0].ledger
+        assert ledger is not None and engine.on_launch == [ledger.restore]
+        await engines.ensure_adapter("keep", keep)
+        await engines.ensure_adapter("doomed", doomed)
+        with pytest.raises(AdapterLoadError, match="No adapter found"):
+            await engines.ensure_adapter("bad", tmp_path / "nowhere")
+        assert ledger.adapters == {"keep": str(keep), "doomed": str(doomed)}
+        (doomed / "adapter_config.json").unlink()  # will not load again after the restart
+
+        url, old_group = engine.url, engine.pid
+        assert len(group_members(old_group)) == 2  # the server and its "engine core"
+        os.killpg(old_group, signal.SIGKILL)
+        await asyncio.to_thread(wait_for, lambda: group_members(old_group) == [])
+        await asyncio.to_thread(engine.wait_ready, 20)
+        assert engine.restarts == 1 and engine.url == url and engine.pid != old_group
+        assert group_members(old_group) == []
+        # reloaded before the server counted as ready: no request needed to bring it back
+        assert await engines.replicas[0].client.adapters() == {"keep": str(keep)}
+        assert ledger.adapters == {"keep": str(keep)}
+        assert "No adapter found" in ledger.lost["doomed"]
+        assert "No adapter found" in str(engine.last_error)
+
+        assert await engines.unload_adapter("keep") == [url]
+        assert ledger.adapters == {}
+        await engines.aclose()
+        assert engine.on_launch == []
+        return ledger
+
     with engine:
         assert engine.state == "ready" and engine.url.startswith("http://127.0.0.1:")
         assert dict(os.environ) == environ_before
         log = engine.log_path.read_text()
         assert "env VLLM_ALLOW_RUNTIME_LORA_UPDATING=True" in log
         assert "env VLLM_CPU_KVCACHE_SPACE=1" in log and "env HF_HUB_OFFLINE=1" in log
-
-        keep, doomed = adapter(tmp_path, "keep"), adapter(tmp_path, "doomed")
-        engine.load_adapter("keep", keep)
-        engine.load_adapter("doomed", doomed)
-        with pytest.raises(AdapterLoadError, match="No adapter found"):
-            engine.load_adapter("bad", tmp_path / "nowhere")
-        assert engine.adapters == {"keep": str(keep), "doomed": str(doomed)}
-        (doomed / "adapter_config.json").unlink()  # will not load again after the restart
-
-        url, old_group = engine.url, engine.pid
-        assert len(group_members(old_group)) == 2  # the server and its "engine core"
-        os.killpg(old_group, signal.SIGKILL)
-        wait_for(lambda: group_members(old_group) == [])
-        engine.wait_ready(20)
-        assert engine.restarts == 1 and engine.url == url and engine.pid != old_group
-        assert group_members(old_group) == []
-        assert engine.served_adapters() == {"keep": str(keep)}
-        assert engine.adapters == {"keep": str(keep)}
-        assert "No adapter found" in engine.lost_adapters["doomed"]
-
-        engine.unload_adapter("keep")
-        with pytest.raises(AdapterNotLoaded):
-            engine.unload_adapter("keep")
+        asyncio.run(scenario())
         new_group = engine.pid
     assert engine.state == "stopped" and group_members(new_group) == []
-    with pytest.raises(EngineUnavailable, match="is stopped"):
-        engine.load_adapter("keep", keep)
-    engine.remember_adapter("keep", keep)  # e.g. loaded through an EngineSet
-    with engine:  # a new start serves the ledger again
-        assert engine.served_adapters() == {"keep": str(keep)}
+    ledger = AdapterLedger(engine).attach()
+    ledger.remember("keep", keep)
+    with engine:  # a new start runs the hooks too
+        assert served_adapters(engine) == {"keep": str(keep)}
 
 
 def test_start_failure_quotes_the_cleaned_end_of_the_log(fake_python, model_dir, tmp_path):

@@ -15,6 +15,7 @@ from serving.engine import EngineClient, EngineSet
 from serving.engine.procgroup import group_members
 from serving.errors import AdapterLoadError, AdapterNotLoaded
 from tests.helpers.adapters import greedy_ids, peft_greedy, served_greedy
+from tests.helpers.engine import served_adapters
 
 # These tests start from an engine without adapters and follow each other (the adapter one
 # test loads, the next one unloads).
@@ -33,7 +34,7 @@ def chat(engine, model: str):
 
 def test_ready_and_lists_the_base_model(vllm_engine):
     assert vllm_engine.state == "ready"
-    assert vllm_engine.served_adapters() == {}
+    assert served_adapters(vllm_engine) == {}
 
     async def models():
         async with EngineClient(vllm_engine.url, api_key=vllm_engine.api_key) as client:
@@ -79,25 +80,27 @@ def test_bad_folders_raise_adapter_load_errors_with_vllms_reason(vllm_engine, tm
     from tests.helpers.adapters import random_lora
 
     missing = tmp_path / "no-such-adapter"
-    with pytest.raises(AdapterLoadError) as info:
-        vllm_engine.load_adapter("ghost", missing)
-    message = str(info.value)
+    too_big = random_lora(vllm_engine.config.model, tmp_path / "rank16", rank=16)
+
+    async def load(name: str, folder) -> str:
+        engines = EngineSet.build(supervised=vllm_engine)
+        try:
+            with pytest.raises(AdapterLoadError) as info:
+                await engines.ensure_adapter(name, folder)
+            assert engines.replicas[0].ledger.adapters == {}  # nothing to reload after a restart
+        finally:
+            await engines.aclose()
+        return str(info.value)
+
+    message = asyncio.run(load("ghost", missing))
     assert f"could not load adapter 'ghost' from {missing}" in message
     assert "404 NotFoundError: Loading lora ghost failed: No adapter found" in message
     assert "adapter_config.json and adapter_model.safetensors" in message
-    assert "ghost" not in vllm_engine.adapters
 
-    too_big = random_lora(vllm_engine.config.model, tmp_path / "rank16", rank=16)
-
-    async def load_big():
-        async with EngineClient(vllm_engine.url, api_key=vllm_engine.api_key) as client:
-            await client.load_lora_adapter("big", too_big)
-
-    with pytest.raises(AdapterLoadError) as info:
-        asyncio.run(load_big())
-    assert "LoRA rank 16 is greater than max_lora_rank 8" in str(info.value)
-    assert "larger max_lora_rank" in str(info.value)
-    assert vllm_engine.served_adapters() == {}
+    message = asyncio.run(load("big", too_big))
+    assert "LoRA rank 16 is greater than max_lora_rank 8" in message
+    assert "larger max_lora_rank" in message
+    assert served_adapters(vllm_engine) == {}
 
 
 def test_engine_set_loads_on_demand_into_the_supervised_server(vllm_engine, lora_dir):
@@ -107,44 +110,56 @@ def test_engine_set_loads_on_demand_into_the_supervised_server(vllm_engine, lora
         replica = await engines.ensure_adapter("voice", lora_dir)
         assert replica.url == vllm_engine.url
         assert await replica.client.adapters() == {"voice": str(lora_dir)}
+        assert replica.ledger.adapters == {"voice": str(lora_dir)}  # reloaded after a restart
+        assert replica.ledger.restore in vllm_engine.on_launch
         await engines.aclose()
+        assert replica.ledger.restore not in vllm_engine.on_launch
 
     asyncio.run(scenario())
-    assert vllm_engine.adapters == {"voice": str(lora_dir)}  # the supervisor reloads it later
 
 
 @pytest.mark.engine_teardown
 def test_kill_9_of_the_group_is_noticed_restarted_and_adapters_come_back(vllm_engine, lora_dir):
-    for name in ("style", "voice"):  # this test runs last: the module's others are long done
-        if name not in vllm_engine.served_adapters():
-            vllm_engine.load_adapter(name, lora_dir)
-    _, before = chat(vllm_engine, "style")
-    url, group = vllm_engine.url, vllm_engine.pid
-    assert len(group_members(group)) >= 3  # API server, engine core, worker(s)
+    """The engine set's ledger loads its adapters again, through the engine client, before
+    the restarted server counts as ready."""
 
-    ledger = vllm_engine.adapters
-    restarts = vllm_engine.restarts  # an earlier crash is that test's failure, not this one's
-    killed = time.monotonic()
-    os.killpg(group, signal.SIGKILL)
-    deadline = killed + 30
-    while vllm_engine.state == "ready" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert vllm_engine.state == "restarting", "the watchdog did not notice the death"
-    noticed = time.monotonic() - killed
-    vllm_engine.wait_ready(400)
-    print(
-        f"\nnoticed after {noticed:.1f} s, ready again {time.monotonic() - killed:.1f} s after kill"
-    )
+    async def scenario() -> None:
+        engines = EngineSet.build(supervised=vllm_engine)
+        ledger = engines.replicas[0].ledger
+        await engines.refresh()  # this test runs last: the module's others are long done
+        for name in ("style", "voice"):
+            await engines.ensure_adapter(name, lora_dir)
+        _, before = await asyncio.to_thread(chat, vllm_engine, "style")
+        url, group = vllm_engine.url, vllm_engine.pid
+        assert len(group_members(group)) >= 3  # API server, engine core, worker(s)
 
-    assert (
-        vllm_engine.restarts == restarts + 1 and vllm_engine.url == url and vllm_engine.pid != group
-    )
-    assert group_members(group) == []
-    # everything the supervisor had loaded is back (other tests of the session add their own)
-    assert vllm_engine.served_adapters() == ledger
-    assert {"voice": str(lora_dir), "style": str(lora_dir)}.items() <= ledger.items()
-    assert vllm_engine.lost_adapters == {}
-    assert chat(vllm_engine, "style")[1] == before
+        restarts = vllm_engine.restarts  # an earlier crash is that test's failure, not ours
+        killed = time.monotonic()
+        os.killpg(group, signal.SIGKILL)
+        deadline = killed + 30
+        while vllm_engine.state == "ready" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert vllm_engine.state == "restarting", "the watchdog did not notice the death"
+        noticed = time.monotonic() - killed
+        await asyncio.to_thread(vllm_engine.wait_ready, 400)
+        print(
+            f"\nnoticed after {noticed:.1f} s, ready again {time.monotonic() - killed:.1f} s "
+            "after kill"
+        )
+
+        assert vllm_engine.restarts == restarts + 1
+        assert vllm_engine.url == url and vllm_engine.pid != group
+        assert group_members(group) == []
+        # everything the set had loaded is back, before the first request (other engine sets
+        # of the session, e.g. a gateway's, bring their own back too)
+        assert ledger.adapters == {"voice": str(lora_dir), "style": str(lora_dir)}
+        served = await engines.replicas[0].client.adapters()
+        assert ledger.adapters.items() <= served.items()
+        assert ledger.lost == {} and vllm_engine.last_error is None
+        assert (await asyncio.to_thread(chat, vllm_engine, "style"))[1] == before
+        await engines.aclose()
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.engine_teardown(order=2)

@@ -279,6 +279,39 @@ def test_api_keys_scopes_and_admin(registry):
         assert client.get("/metrics", headers=admin).status_code == 200
 
 
+def test_the_key_is_checked_before_the_body(registry):
+    """The body is read before the route runs (typed bodies), but its problems are answered
+    after the caller's: no key gets 401 and a plain key on an admin route 403, whatever the
+    body holds; a known key then gets the body's own 400."""
+    auth = AuthConfig(
+        api_keys=(ApiKey(name="acme", sha256=hash_key("k-acme")),),
+        admin_keys=(ApiKey(name="ops", sha256=hash_key("k-admin")),),
+    )
+    acme, admin = {"Authorization": "Bearer k-acme"}, {"Authorization": "Bearer k-admin"}
+    with make_client(registry, config=GatewayConfig(auth=auth)) as client:
+        for body in (b"{oops", b"[1]", b'{"model": "voice"}', b'{"x": NaN}'):
+            keyless = client.post("/v1/chat/completions", content=body)
+            assert keyless.status_code == 401, (body, keyless.text)
+            refused = client.post("/admin/adapters", content=body, headers=acme)
+            assert refused.status_code == 403, (body, refused.text)
+        messages = {
+            b"{oops": "the request body is not valid JSON (Expecting property name",
+            b"[1]": "the request body must be a JSON object, got list",
+            b'{"model": "voice"}': "'messages' is a required property",
+            b'{"x": NaN}': "holds NaN or an infinite number",
+        }
+        for body, words in messages.items():
+            answer = client.post("/v1/chat/completions", content=body, headers=acme)
+            assert answer.status_code == 400 and words in answer.json()["error"]["message"]
+        empty = client.post("/admin/adapters", headers=admin)
+        assert empty.status_code == 400
+        assert "must be a JSON object, got NoneType" in empty.json()["error"]["message"]
+        bad = client.post("/admin/adapters", json={"path": "/x", "promote": "maybe"}, headers=admin)
+        error = bad.json()["error"]
+        assert bad.status_code == 400 and error["param"] == "name", error
+        assert error["message"] == "'name' is a required property (and 1 more problem(s))"
+
+
 def test_keys_are_required_off_loopback():
     with pytest.raises(ValueError, match="not loopback and no API keys"):
         GatewayConfig(host="0.0.0.0")
@@ -444,7 +477,7 @@ def test_backpressure_answers_429_past_the_limit_and_recovers(registry):
         assert refused.headers["Retry-After"] == "1"
         assert refused.json()["error"]["type"] == "rate_limit_error"
         assert one(0).status_code == 200  # load dropped: served again
-        assert state.inference.active == 0
+        assert state.inference.admission.active == 0
 
 
 def test_stream_relay_keeps_unicode_line_breaks_inside_events(registry):

@@ -19,7 +19,7 @@ from serving.adapters import AdapterRegistry, describe_base
 from serving.adapters.manager import AdapterManager
 from serving.engine import EngineClient, EngineSet, Replica
 from serving.gateway import ApiKey, AuthConfig, GatewayConfig, GatewayState, create_app, hash_key
-from serving.gateway.routes import MAX_JSON_DEPTH
+from serving.gateway.bodies import MAX_JSON_DEPTH
 from tests.helpers.adapters import random_lora
 from tests.helpers.fuzz import Fuzzer, assert_openai_error
 from tests.helpers.reliability import record

@@ -19,6 +19,7 @@ from serving.adapters.manager import AdapterManager
 from serving.engine import EngineSet
 from serving.gateway import GatewayConfig, GatewayState, create_app
 from tests.helpers.adapters import peft_greedy, random_lora
+from tests.helpers.engine import served_adapters
 from tests.helpers.gateway import ServerThread
 from tests.helpers.metrics import metric_total
 from tests.helpers.reliability import record
@@ -326,7 +327,7 @@ def test_admin_refuses_bad_adapters_with_the_reason(
     vLLM: every bad folder is refused with a 4xx naming the reason, and neither the registry
     nor the engine changes."""
     before_registry = _admin(gateway, "GET", "/adapters").json()
-    before_engine = vllm_engine.served_adapters()
+    before_engine = served_adapters(vllm_engine)
     cases = bad_adapter_folders(tmp_path, adapters["v1"], tiny_llama_dir)
     refused = {}
     for kind, (folder, name, reason) in cases.items():
@@ -338,7 +339,7 @@ def test_admin_refuses_bad_adapters_with_the_reason(
     assert _admin(gateway, "GET", "/adapters").json() == before_registry
     store = gateway.state.manager.registry.root / "store"
     assert not (store / "evil").exists() and not list(store.parent.glob(".staging-*"))
-    assert vllm_engine.served_adapters() == before_engine
+    assert served_adapters(vllm_engine) == before_engine
     response = _admin(gateway, "POST", "/adapters/ghost/promote", {"version": "v1"})
     assert response.status_code == 404 and "unknown adapter 'ghost'" in response.text
     record(
@@ -523,7 +524,7 @@ def test_engine_killed_mid_stream_then_restarted_and_serving_again(gateway, vllm
         time.sleep(0.5)
     answer = greedy(gateway, "voice")
     assert answer.model == "voice@v1" and answer.choices[0].message.content
-    assert "voice@v1" in vllm_engine.served_adapters()
+    assert "voice@v1" in served_adapters(vllm_engine)
     record(
         "Faults",
         "vLLM killed (kill -9) mid-stream",

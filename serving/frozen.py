@@ -1,0 +1,10 @@
+"""The base of every typed config and request body of the serving layer that refuses unknown
+keys: frozen (a config cannot change under a running server) and strict about typos."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
