@@ -71,8 +71,17 @@ def train_and_score(model: str, recipe: Path, overrides: dict, threads: int, reu
         env=env,
     )
     subprocess.run(
-        [sys.executable, "-m", "bench.app_eval", "--work-dir", str(work)]
-        + ["--name", f"base_models/{name}", "--threads", str(threads)],
+        [
+            sys.executable,
+            "-m",
+            "bench.app_eval",
+            "--work-dir",
+            str(work),
+            "--name",
+            f"base_models/{name}",
+            "--threads",
+            str(threads),
+        ],
         check=True,
         env=env,
         cwd=REPO,
@@ -108,9 +117,22 @@ def step_times(models: list[str], recipe: Path, rounds: int, steps: int, threads
             timing = out.parent / f"{model}.time"
             out.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(
-                ["/usr/bin/time", "-o", str(timing), "-f", "%U %S %M"]
-                + [*HYBRID, "--config", str(config), "train", str(recipe), "--overwrite"]
-                + [f"--max-steps={steps}", f"--set=output_dir={out}", f"--set=base_model={model}"],
+                [
+                    "/usr/bin/time",
+                    "-o",
+                    str(timing),
+                    "-f",
+                    "%U %S %M",
+                    *HYBRID,
+                    "--config",
+                    str(config),
+                    "train",
+                    str(recipe),
+                    "--overwrite",
+                    f"--max-steps={steps}",
+                    f"--set=output_dir={out}",
+                    f"--set=base_model={model}",
+                ],
                 check=True,
                 env=env,
             )

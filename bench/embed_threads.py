@@ -23,9 +23,9 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench.common import machine, markdown_table, percentile, write_results  # noqa: E402
-from retrieval.config import EmbedderConfig  # noqa: E402
-from retrieval.embedders import load_embedder  # noqa: E402
+from bench.common import machine, markdown_table, percentile, write_results
+from retrieval.config import EmbedderConfig
+from retrieval.embedders import load_embedder
 
 QUESTIONS = [
     "What was the effective tax rate?",
@@ -97,8 +97,15 @@ def table(payload: dict) -> str:
         name = f"{r['threads']}" + (" (torch default)" if r["torch_default"] else "")
         a, b = r["alone"], r["busy_neighbour"]
         body.append(
-            [name, a["query_p50_ms"], a["query_p95_ms"], b["query_p50_ms"], b["query_p95_ms"]]
-            + [a["batch_paragraphs_per_s"], b["batch_paragraphs_per_s"]]
+            [
+                name,
+                a["query_p50_ms"],
+                a["query_p95_ms"],
+                b["query_p50_ms"],
+                b["query_p95_ms"],
+                a["batch_paragraphs_per_s"],
+                b["batch_paragraphs_per_s"],
+            ]
         )
     headers = ["torch threads", "query p50 ms alone", "p95 alone", "query p50 ms busy neighbour"]
     headers += ["p95 busy", "batch paragraphs/s alone", "batch paragraphs/s busy"]

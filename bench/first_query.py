@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from bench.common import machine, markdown_table, write_results  # noqa: E402
+from bench.common import machine, markdown_table, write_results
 
 CHILD = """
 import json, sys, time

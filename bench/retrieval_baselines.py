@@ -43,11 +43,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2 shared cores: torch's default threads thrash
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.common import RESULTS, machine, markdown_table, write_results  # noqa: E402
-from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog, QueryOptions  # noqa: E402
-from retrieval.loaders import load_document  # noqa: E402
+from bench.common import RESULTS, machine, markdown_table, write_results
+from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog, QueryOptions
+from retrieval.loaders import load_document
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -31,12 +31,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
-from llama_index.core.schema import TextNode  # noqa: E402
-from llama_index.vector_stores.chroma import ChromaVectorStore  # noqa: E402
+import numpy as np
+from llama_index.core.schema import TextNode
+from llama_index.vector_stores.chroma import ChromaVectorStore
 
-from bench.common import machine, markdown_table, summary_ms, timer, write_results  # noqa: E402
-from retrieval import (  # noqa: E402
+from bench.common import machine, markdown_table, summary_ms, timer, write_results
+from retrieval import (
     EmbeddedStoreConfig,
     KnowledgeBaseCatalog,
     QueryOptions,

@@ -16,9 +16,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench.common import machine, write_results  # noqa: E402
-from examples.retrieval_check import run_check, table  # noqa: E402
-from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog  # noqa: E402
+from bench.common import machine, write_results
+from examples.retrieval_check import run_check, table
+from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
 
 
 def main() -> None:

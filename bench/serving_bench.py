@@ -59,9 +59,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import httpx  # noqa: E402
+import httpx
 
-from bench.common import machine, markdown_table, summary_ms, write_results  # noqa: E402
+from bench.common import machine, markdown_table, summary_ms, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTERS = ["a0", "a1", "a2", "a3"]

@@ -19,9 +19,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.common import machine, markdown_table, write_results  # noqa: E402
-from finetune.config import TrainConfig  # noqa: E402
-from finetune.data.schema import Example, Message  # noqa: E402
+from bench.common import machine, markdown_table, write_results
+from finetune.config import TrainConfig
+from finetune.data.schema import Example, Message
 
 TOPICS = [
     "safety",

@@ -68,7 +68,7 @@ def encode_raw(example: Example, tokenizer, max_length: int) -> list[EncodedExam
     """A raw text becomes windows of `max_length` tokens, all of them trained."""
     ids = tokenizer(example.text or "", add_special_tokens=False)["input_ids"]
     if tokenizer.eos_token_id is not None:
-        ids = ids + [tokenizer.eos_token_id]
+        ids = [*ids, tokenizer.eos_token_id]
     windows = []
     for n, start in enumerate(range(0, len(ids), max_length)):
         window = ids[start : start + max_length]

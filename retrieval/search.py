@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,7 +198,7 @@ def _widened(hit: Hit, pieces: dict[str, _Piece], shown: set[str], budget: int) 
     if len(window) == 1:
         return hit
     text = window[0].text
-    for before, after in zip(window, window[1:], strict=False):
+    for before, after in itertools.pairwise(window):
         overlap = before.end - after.start
         text += after.text[overlap:] if overlap > 0 else "\n\n" + after.text
     citation = dataclasses.replace(

@@ -150,7 +150,7 @@ def test_full_kb_lifecycle(capsys, tmp_path, kb_dir):
 )
 def test_errors_are_one_line_with_the_fix(capsys, kb_dir, args, message):
     assert run(capsys, "--data-dir", kb_dir, "kb", "create", "real-kb")[0] == 0
-    code, out, err = run(capsys, "--data-dir", kb_dir, *args)
+    code, _out, err = run(capsys, "--data-dir", kb_dir, *args)
     assert code == 1
     assert err.startswith("error: ") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -183,7 +183,7 @@ def test_config_store_path_is_relative_to_the_config_file(capsys, tmp_path, monk
     config.parent.mkdir()
     config.write_text("store:\n  mode: embedded\n  path: data/chroma\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run(capsys, "--config", str(config), "kb", "create", "rel-kb")
+    code, _out, _ = run(capsys, "--config", str(config), "kb", "create", "rel-kb")
     assert code == 0 and (tmp_path / "proj" / "data" / "chroma").is_dir()
 
 

@@ -59,7 +59,7 @@ def test_a_fact_the_report_does_not_support_is_refused(change, problem):
         "evidence": "Total revenue rose 18% to $412.6 million",
     }
     pages = module.page_texts()
-    card, page, _ = module.build_card(fact, pages)
+    card, _page, _ = module.build_card(fact, pages)
     assert (card["value"], card["source_page"]) == (412.6, 8)
     with pytest.raises(ValueError, match=re.escape(problem)):
         module.build_card({**fact, **change}, pages)
@@ -91,8 +91,15 @@ def test_quick_run_on_the_tiny_model(tmp_path):
     model = build_tiny_llama(tmp_path / "tiny", max_position_embeddings=2048)
     work = tmp_path / "work"
     result = subprocess.run(
-        [sys.executable, str(HERE / "run.py"), "--quick", "--model", str(model)]
-        + ["--work-dir", str(work)],
+        [
+            sys.executable,
+            str(HERE / "run.py"),
+            "--quick",
+            "--model",
+            str(model),
+            "--work-dir",
+            str(work),
+        ],
         capture_output=True,
         text=True,
         timeout=2300,

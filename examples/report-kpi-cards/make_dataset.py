@@ -206,7 +206,7 @@ def training_records(facts: list[dict], pages: dict[int, str]) -> list[dict]:
 def heldout_records(facts: list[dict], pages: dict[int, str]) -> list[dict]:
     rows = []
     for fact in facts:
-        card, page, sentence = build_card(fact, pages)
+        card, page, _sentence = build_card(fact, pages)
         rows.append(
             {
                 "question": fact["question"],

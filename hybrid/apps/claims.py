@@ -660,7 +660,7 @@ def _figures(clause: str, index: int) -> list[_Raw]:
         end = match.end()
         time = None if match.group("cur") else _TIME.match(clause, end)
         if time and value < 24:  # 9 a.m., 8:30 pm, 8.30 am: minutes of the day
-            hours, minutes = (number.split(".") + ["0"])[:2] if "." in number else (number, "0")
+            hours, minutes = ([*number.split("."), "0"])[:2] if "." in number else (number, "0")
             minutes = time.group(1) or minutes
             pm = time.group(2).lower() == "p" and int(hours) != 12
             total = (int(hours) + (12 if pm else 0)) * 60 + int(minutes)

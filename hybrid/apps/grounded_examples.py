@@ -338,7 +338,7 @@ def figure_statements(
             if not sentence.endswith((".", "!")) or not FIGURE.search(sentence):
                 continue
             verb = _VERB.search(sentence)
-            if verb is None or FIGURE.search(sentence[: verb.start()]) and "," in sentence[:3]:
+            if verb is None or (FIGURE.search(sentence[: verb.start()]) and "," in sentence[:3]):
                 continue
             subject = _clean_subject(sentence[: verb.start()], common)
             if subject is None or not _perturbable(sentence[verb.end() :]):

@@ -242,7 +242,7 @@ def _correct(sentence: str, rng: random.Random) -> str:
     return wrapper.format(s=out[0].lower() + out[1:] if not out[:2].isupper() else out)
 
 
-def _plant(
+def _plant(  # noqa: C901 - one branch per kind of planted error, each a few lines
     kind: str,
     sentence: str,
     passage: Passage,

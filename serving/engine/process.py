@@ -291,7 +291,7 @@ class EngineProcess:
             os.close(fd)
             self._log_path = Path(name)
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
-        return open(self._log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        return open(self._log_path, "ab")
 
     def _launch_and_wait(self) -> None:
         """Start the process and wait for readiness. Caller holds `_lifecycle`."""

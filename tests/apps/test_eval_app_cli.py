@@ -218,7 +218,7 @@ def test_gateway_mode_scores_like_in_process(setup, tmp_path, tiny_llama_dir):
     from serving.gateway import GatewayConfig, GatewayState, create_app
     from tests.helpers.adapters import random_lora
 
-    root, store, apps, questions, *_ = setup
+    _root, store, apps, questions, *_ = setup
     catalog = KnowledgeBaseCatalog(EmbeddedStoreConfig(path=store))
     registry = AdapterRegistry(tmp_path / "registry", describe_base(tiny_llama_dir), 16)
     registry.register(random_lora(tiny_llama_dir, tmp_path / "lora"), "voice")

@@ -54,7 +54,7 @@ def test_spec_file_errors_are_one_line(tmp_path):
     paths = [write(tmp_path, "a.yaml", good), write(tmp_path, "b.yaml", good)]
     with pytest.raises(ConfigError, match="app name 'same' is used by 2 files"):
         load_app_specs(paths)
-    with pytest.raises(ConfigError, match="has no {context}"):
+    with pytest.raises(ConfigError, match=r"has no \{context\}"):
         load_app_spec(write(tmp_path, "t.yaml", good + "prompt_template: '{persona}'\n"))
 
 

@@ -157,7 +157,7 @@ def test_another_site_cannot_drive_a_gateway_without_keys(tab, open_gateway):
 
 @pytest.mark.reliability
 def test_a_rebound_dns_name_gets_nothing(tab, open_gateway):
-    url, recorder, engine, _ = open_gateway
+    url, recorder, _engine, _ = open_gateway
     recorder.seen.clear()
     port = url.rsplit(":", 1)[1]
     refused = 0
@@ -180,7 +180,7 @@ def test_a_rebound_dns_name_gets_nothing(tab, open_gateway):
 def test_the_playground_still_works_on_loopback(tab, open_gateway):
     from playwright.sync_api import expect
 
-    url, recorder, engine, _ = open_gateway
+    url, recorder, _engine, _ = open_gateway
     for origin in (url, url.replace("127.0.0.1", "localhost")):
         recorder.seen.clear()
         tab.goto(f"{origin}/playground?model=voice")

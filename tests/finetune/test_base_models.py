@@ -122,7 +122,7 @@ def test_a_damaged_piece_fails_the_checksum_and_leaves_no_file(monkeypatch, tmp_
     (rel,) = parts[first]
     parts[first][rel] = b"x" + parts[first][rel][1:]
     fake_installed(monkeypatch, tmp_path, parts)
-    with pytest.raises(BaseModelError, match="joined from 4 pieces has sha256 .* reinstall with"):
+    with pytest.raises(BaseModelError, match=r"joined from 4 pieces has sha256 .* reinstall with"):
         gguf_file(model, tmp_path / "work")
     assert not (tmp_path / "work" / model.gguf_file).exists()
 

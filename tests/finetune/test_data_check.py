@@ -185,7 +185,7 @@ def test_template_raising_on_an_example_names_it(tokenizer):
         "{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
         "{% if add_generation_prompt %}assistant: {% endif %}"
     )
-    examples = varied_chats(5) + [chat("sys.jsonl:7", "Hi", "Hello", system="Be brief.")]
+    examples = [*varied_chats(5), chat("sys.jsonl:7", "Hi", "Hello", system="Be brief.")]
     report = check_dataset(examples, tokenizer, 256, QUIET)
     found = finding(report, "chat-template-fails")
     assert found.severity == "error" and found.origins == ("sys.jsonl:7",)
@@ -196,7 +196,7 @@ def test_template_raising_on_an_example_names_it(tokenizer):
 
 
 def test_without_a_tokenizer_lengths_are_estimated_and_said_so():
-    report = check_dataset(varied_chats(3) + [Example("a.txt", text="w " * 300)], None, 128, QUIET)
+    report = check_dataset([*varied_chats(3), Example("a.txt", text="w " * 300)], None, 128, QUIET)
     found = finding(report, "no-tokenizer")
     assert found.severity == "warning" and "the chat template was not checked" in found.message
     assert report.conversation_lengths.unit == "words (estimate)"

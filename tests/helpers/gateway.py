@@ -22,7 +22,7 @@ def start_serve(config: Path, log: Path, cwd: Path | None = None) -> subprocess.
     return subprocess.Popen(
         [*HYBRID, "serve", str(config)],
         cwd=cwd,
-        stdout=open(log, "wb"),  # noqa: SIM115 - closed when the process ends
+        stdout=open(log, "wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from pydantic import ValidationError
 
@@ -28,7 +30,7 @@ def test_spans_point_at_the_chunk_text_and_sizes_hold(embedder):
     assert starts == sorted(starts)
     # the whole text is covered: nothing between chunks is lost
     assert chunks[0].start_char == 0
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after.start_char <= before.end_char + 2
 
 

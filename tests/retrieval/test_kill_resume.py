@@ -82,8 +82,19 @@ def kill_during_ingestion(data_dir: Path, docs: Path, rng: random.Random) -> boo
     """Start an ingestion and kill -9 it after a random number of committed batches plus a
     random delay; False when it finished first."""
     proc = subprocess.Popen(
-        [*HYBRID, "--debug", "--data-dir", str(data_dir), "kb", "ingest", "killme", str(docs)]
-        + ["-q", "--batch-chunks", "8"],
+        [
+            *HYBRID,
+            "--debug",
+            "--data-dir",
+            str(data_dir),
+            "kb",
+            "ingest",
+            "killme",
+            str(docs),
+            "-q",
+            "--batch-chunks",
+            "8",
+        ],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,

@@ -165,7 +165,7 @@ def test_bad_files_are_reported_and_skipped_and_the_rest_ingests(catalog, tmp_pa
 
 def test_unreadable_path(catalog, tmp_path):
     kb = catalog.create("paths", SMALL)
-    with pytest.raises(UnreadablePath, match="path not found: .*missing"):
+    with pytest.raises(UnreadablePath, match=r"path not found: .*missing"):
         kb.ingest([tmp_path / "missing"], progress=False)
 
 

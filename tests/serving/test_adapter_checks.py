@@ -211,7 +211,7 @@ def test_oversized_sparse_weights_are_refused_before_copying(tmp_path, registry,
     assert copies == []
     assert "adapter_model.safetensors: 2048.0 MiB" in message
     small = AdapterRegistry(tmp_path / "small", registry.base, 16, max_bytes=1024)
-    with pytest.raises(AdapterRejected, match="larger than the 0.0 MiB"):
+    with pytest.raises(AdapterRejected, match=r"larger than the 0\.0 MiB"):
         small.register(lora, "ok")
 
 

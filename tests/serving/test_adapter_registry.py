@@ -72,7 +72,7 @@ def test_adapter_for_another_base_is_refused(tmp_path, base):
     other_base = build_tiny_llama(tmp_path / "other", hidden_size=192, intermediate_size=384)
     other = random_lora(other_base, tmp_path / "other-lora")
     registry = AdapterRegistry(tmp_path / "r", base, max_rank=16)
-    with pytest.raises(AdapterRejected, match="does not fit the served base model .*shape"):
+    with pytest.raises(AdapterRejected, match=r"does not fit the served base model .*shape"):
         registry.register(other, "wrong")
 
 

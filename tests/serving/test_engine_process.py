@@ -208,7 +208,7 @@ def test_supervisor_gives_up_after_max_restarts(fake_python, model_dir, tmp_path
 def test_refuses_missing_model_and_busy_port_before_launching(fake_python, model_dir, tmp_path):
     with pytest.raises(EngineStartError, match=r"model folder /nowhere/model does not exist"):
         EngineProcess(config(fake_python, model_dir, tmp_path, model="/nowhere/model")).start()
-    with pytest.raises(EngineStartError, match="has no config.json"):
+    with pytest.raises(EngineStartError, match=r"has no config\.json"):
         EngineProcess(config(fake_python, model_dir, tmp_path, model=str(tmp_path))).start()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

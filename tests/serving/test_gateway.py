@@ -325,7 +325,7 @@ def test_key_fields_that_would_be_ignored_are_refused(tmp_path):
     scoped_admin = ApiKey(name="ops", sha256="a" * 64, models=("voice",))
     with pytest.raises(ValueError, match=r"admin_keys \['ops'\] list 'models'.*api_keys"):
         AuthConfig(admin_keys=(scoped_admin,))
-    with pytest.raises(ValueError, match="model\n.*Extra inputs are not permitted"):
+    with pytest.raises(ValueError, match=r"model\n.*Extra inputs are not permitted"):
         ApiKey.model_validate({"name": "site", "sha256": "b" * 64, "model": ["voice"]})
     from hybrid.config import load_config
     from hybrid.errors import HybridError
@@ -335,7 +335,7 @@ def test_key_fields_that_would_be_ignored_are_refused(tmp_path):
         "gateway:\n  auth:\n    admin_keys:\n"
         f"      - {{name: ops, sha256: {'a' * 64}, models: [voice]}}\n"
     )
-    with pytest.raises(HybridError, match="gateway.auth: admin_keys \\['ops'\\] list 'models'"):
+    with pytest.raises(HybridError, match=r"gateway\.auth: admin_keys \['ops'\] list 'models'"):
         load_config(config)
 
 

@@ -10,8 +10,8 @@ import pytest
 from serving.gateway import ApiKey, AuthConfig, GatewayConfig, hash_key
 from tests.helpers.reliability import record
 from tests.serving.test_gateway import MESSAGES, make_client
-from tests.serving.test_gateway import adapter_dirs as adapter_dirs  # noqa: F401
-from tests.serving.test_gateway import registry as registry  # noqa: F401 (fixtures)
+from tests.serving.test_gateway import adapter_dirs as adapter_dirs
+from tests.serving.test_gateway import registry as registry
 
 CHAT = {"model": "voice", "messages": MESSAGES}
 ADMIN_KEY = "k-admin"
