@@ -40,7 +40,9 @@ def test_paragraphs_are_chunks_and_headings_join_their_text(tmp_path, tokenize):
     path = tmp_path / "report.md"
     path.write_text(REPORT)
     pages = load_document(path)
-    chunks = chunk_document(pages, ChunkingConfig(chunk_size=64, chunk_overlap=8), tokenize)
+    chunks = chunk_document(
+        pages, ChunkingConfig(chunk_size=64, chunk_overlap=8, boundaries="structure"), tokenize
+    )
     texts = [c.text for c in chunks]
     assert texts[0] == (
         "# Annual report\n\n## Cash\n\nCash was $138.9 million at year end. We have no debt."
@@ -56,7 +58,7 @@ def test_long_paragraphs_are_cut_at_the_size_and_sentences_mode_packs(tokenize):
     text = (
         f"Short opening paragraph that says one thing only.\n\n{long}\n\nA closing paragraph here."
     )
-    config = ChunkingConfig(chunk_size=48, chunk_overlap=8)
+    config = ChunkingConfig(chunk_size=48, chunk_overlap=8, boundaries="structure")
     chunks = chunk_document([Page(text=text, page=2)], config, tokenize)
     assert chunks[0].text == "Short opening paragraph that says one thing only."
     assert chunks[-1].text == "A closing paragraph here."
@@ -118,7 +120,9 @@ def small_kb(catalog, tmp_path, name="structure-kb"):
     body = "\n\n".join(f"Paragraph {i}. {p}" for i, p in enumerate(PARAGRAPHS))
     (docs / "facts.md").write_text(body + "\n")
     write_pdf(docs / "two.pdf", [PARAGRAPHS[0], PARAGRAPHS[1]])
-    settings = KnowledgeBaseSettings(chunking=ChunkingConfig(chunk_size=64, chunk_overlap=8))
+    settings = KnowledgeBaseSettings(
+        chunking=ChunkingConfig(chunk_size=64, chunk_overlap=8, boundaries="structure")
+    )
     kb = catalog.create(name, settings)
     kb.ingest([docs], progress=False)
     return kb, body
@@ -166,4 +170,6 @@ def test_knowledge_bases_recorded_before_boundaries_keep_sentences(catalog, tmp_
     meta["settings"] = json.dumps(recorded)
     kb.collection.modify(metadata=meta)
     assert catalog.open("old-style-kb").settings.chunking.boundaries == "sentences"
-    assert catalog.create("new-kb").settings.chunking.boundaries == "structure"
+    structure = KnowledgeBaseSettings(chunking=ChunkingConfig(boundaries="structure"))
+    catalog.create("new-kb", structure)
+    assert catalog.open("new-kb").settings.chunking.boundaries == "structure"  # recorded, kept
