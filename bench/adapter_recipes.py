@@ -16,7 +16,6 @@ table can compare a recipe with and without, e.g., the old repetition penalty.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -35,6 +34,7 @@ from bench.common import (  # noqa: E402
     first_comment,
     markdown_table,
     paired_cells,
+    recipe_parser,
     update_readme,
 )
 
@@ -128,15 +128,8 @@ def table() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("recipes", nargs="*", help="recipe names (default: all)")
+    parser = recipe_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--sampling", default="{}", help="JSON over the apps' sampling values")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--table", action="store_true", help="only rebuild the table")
-    parser.add_argument("--reuse", action="store_true", help="score adapters trained before")
-    parser.add_argument(
-        "--no-binding", action="store_true", help="serve the apps with bind_figures off"
-    )
     args = parser.parse_args(argv)
     if not args.table:
         if not (WORK / "hybrid.yaml").is_file():

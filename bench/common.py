@@ -106,3 +106,20 @@ def paired_cells(comparison: dict) -> list[str]:
         f"{voice['mean']:+.2f} ({voice['low']:+.2f}..{voice['high']:+.2f})"
         + ("" if anchor is None else f", anchor {anchor:+.2f}"),
     ]
+
+
+def recipe_parser(description: str):
+    """The command line shared by the recipe benches (bench/adapter_recipes.py,
+    bench/brand_recipes.py): recipe names, torch threads, table only, reuse trained adapters,
+    serve without figure binding."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("recipes", nargs="*", help="recipe names (default: all)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--table", action="store_true", help="only rebuild the table")
+    parser.add_argument("--reuse", action="store_true", help="score adapters trained before")
+    parser.add_argument(
+        "--no-binding", action="store_true", help="serve the apps with bind_figures off"
+    )
+    return parser
