@@ -1,9 +1,12 @@
 """The KPI-card measurement: held-out questions through a running gateway, each app with and
 without the engine's structured output, scored against gold cards.
 
-For each app and each mode (`free`: the request as a client writes it; `json_schema`: the same
-with `response_format={"type": "json_schema", ...}` carrying the app's own schema, so vLLM
-constrains decoding to it) every question of `eval/questions.jsonl` is asked once, greedy:
+For each app and each mode every question of `eval/questions.jsonl` is asked once, greedy:
+`app`: the request as a client writes it, so the app's own settings apply (the example's apps
+set `generation.enforce_answer_schema`: vLLM decodes under the card's schema); `text`: the same
+with `response_format={"type": "text"}`, the client's way to get the model's free answer (the
+trained format alone); `json_schema`: with `response_format={"type": "json_schema", ...}`
+carrying the card's schema, the client's own constraint.
 
 - schema-valid: the app's own verdict (`hybrid.answer_schema.valid`, the check every answer of
   an app with `answer_schema` gets);
@@ -26,7 +29,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 FIELDS = ("value", "unit", "period", "source_page")
-MODES = ("free", "json_schema")
+MODES = ("app", "text", "json_schema")
+MODE_LABELS = {
+    "app": "the app's answer_schema",
+    "text": "none (response_format text)",
+    "json_schema": "client's json_schema",
+}
 
 
 def read_questions(path: Path) -> list[dict]:
@@ -59,7 +67,11 @@ def parse_card(text: str) -> object:
 
 
 def ask_one(client, app: str, question: dict, mode: str, schema: dict, max_tokens: int) -> dict:
-    extra = {"response_format": response_format(schema)} if mode == "json_schema" else {}
+    extra = {
+        "app": {},
+        "text": {"response_format": {"type": "text"}},
+        "json_schema": {"response_format": response_format(schema)},
+    }[mode]
     started = time.perf_counter()
     reply = client.chat.completions.create(
         model=app,
@@ -144,7 +156,7 @@ def table_row(cell: dict) -> str:
     def frac(key: str) -> str:
         return f"{cell[key]:.2f} ({round(cell[key] * n)}/{n})"
 
-    mode = "json_schema" if cell["mode"] == "json_schema" else "none"
+    mode = MODE_LABELS.get(cell["mode"], cell["mode"])
     return (
         f"| {cell['app']} | {mode} | {frac('schema_valid')} | {frac('value_right')} "
         f"| {frac('unit_right')} | {frac('period_right')} | {frac('value_unit_period_right')} "

@@ -1,6 +1,7 @@
 """The KPI-card example (examples/report-kpi-cards): its data are what its checked facts build,
 its held-out cards are valid and never trained on, and (vllm tier) `run.py --quick` runs end to
-end on the tiny model: training, serving, both apps with and without json_schema output."""
+end on the tiny model: training, serving, both apps as configured (their
+schema enforced at decode time), with response_format text and with json_schema."""
 
 from __future__ import annotations
 
@@ -111,15 +112,17 @@ def test_quick_run_on_the_tiny_model(tmp_path):
     measured = json.loads((work / "kpi_cards.json").read_text())
     cells = {(c["app"], c["mode"]): c for c in measured["cells"]}
     assert set(cells) == {
-        (a, m) for a in ("kpi-cards", "kpi-base") for m in ("free", "json_schema")
+        (a, m) for a in ("kpi-cards", "kpi-base") for m in ("app", "text", "json_schema")
     }
     schema = AnswerSchema(load_app_spec(HERE / "apps" / "kpi-cards.yaml").answer_schema)
     for key, answers in measured["answers"].items():
         assert len(answers) == cells[tuple(key.split("/"))]["questions"] >= 20
         for row in answers:  # the app's verdict is the schema's, answer by answer
             assert row["answer_schema"] == schema.check(row["answer"]).to_dict(), row
-            if key.endswith("/json_schema") and row["finish_reason"] == "stop":
-                assert row["valid"], row  # the engine kept the schema (random weights!)
+            if key.endswith(("/app", "/json_schema")) and row["finish_reason"] == "stop":
+                # the engine kept the schema (random weights!): the client's own, or the app's
+                # enforce_answer_schema when the client asked for no shape
+                assert row["valid"], row
 
 
 def test_fields_are_scored_against_the_gold_card_strictly():

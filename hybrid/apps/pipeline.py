@@ -120,6 +120,8 @@ class AppPipeline:
             **client,
             "messages": build_messages(self.spec, passages, body.get("messages") or []),
         }
+        if self.spec.generation.enforce_answer_schema and passages and not _asks_own_shape(body):
+            engine["structured_outputs"] = {"json": self.spec.answer_schema}
         if self.spec.generation.bind_figures and passages:
             # The app owns the constraint: a client's own `structured_outputs` is replaced.
             engine.pop("structured_outputs", None)
@@ -149,6 +151,14 @@ class AppPipeline:
             no_context=not passages,
             answer_schema=schema,
         )
+
+
+def _asks_own_shape(body: dict) -> bool:
+    """Whether a client asks for an output shape of its own: any `response_format` (also
+    `{"type": "text"}`, the way to ask for the model's free answer), vLLM's `structured_outputs`,
+    or tools to call. Then an app does not impose its `answer_schema` at decode time; its check
+    still reports on the answer."""
+    return any(body.get(k) for k in ("response_format", "structured_outputs", "tools", "functions"))
 
 
 def _text(message: dict) -> str:

@@ -19,7 +19,7 @@ import string
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hybrid.config_files import read_yaml_mapping, validate
 from hybrid.errors import ConfigError
@@ -80,9 +80,14 @@ class GenerationDefaults(_Frozen):
     bind_figures: bool = False
     """Every number the answer writes must appear in its passages or the question, written as
     there (a grammar per request; see docs/apps.md). Not a sampling value: never sent as such."""
+    enforce_answer_schema: bool = False
+    """Decode every answer under the app's `answer_schema` (vLLM's structured output, sent as
+    `structured_outputs: {json: schema}`) unless the client asks for a shape of its own
+    (`response_format`, `structured_outputs` or tools). Needs `answer_schema`; cannot be combined
+    with `bind_figures` (both are decode constraints on the same engine field)."""
 
     def as_body(self) -> dict:
-        body = self.model_dump(exclude_none=True, exclude={"bind_figures"})
+        body = self.model_dump(exclude_none=True, exclude={"bind_figures", "enforce_answer_schema"})
         if "stop" in body:
             body["stop"] = list(body["stop"])
         return body
@@ -176,6 +181,20 @@ class AppSpec(_Frozen):
         if problem:
             raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _enforced_schema(self) -> AppSpec:
+        if self.generation.enforce_answer_schema:
+            if self.answer_schema is None:
+                raise ValueError(
+                    "generation.enforce_answer_schema needs an answer_schema to enforce"
+                )
+            if self.generation.bind_figures:
+                raise ValueError(
+                    "generation.enforce_answer_schema and generation.bind_figures cannot both be "
+                    "on: each is a decode constraint on the engine's structured_outputs"
+                )
+        return self
 
     @property
     def title(self) -> str:

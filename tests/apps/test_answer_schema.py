@@ -145,3 +145,66 @@ def test_every_answer_is_checked_reported_and_counted(gateway):
     assert 'hybrid_answer_schema_checks_total{app="cards",result="valid"} 1.0' in metrics
     assert 'hybrid_answer_schema_checks_total{app="cards",result="invalid"} 2.0' in metrics
     assert 'hybrid_answer_schema_checks_total{app="prose"' not in metrics
+
+
+def test_enforce_answer_schema_needs_a_schema_and_excludes_figure_binding():
+    common = dict(name="cards", knowledge_base="report", persona="You write KPI cards.")
+    with pytest.raises(ValueError, match="enforce_answer_schema needs an answer_schema"):
+        AppSpec.model_validate({**common, "generation": {"enforce_answer_schema": True}})
+    with pytest.raises(ValueError, match="cannot both be on"):
+        AppSpec.model_validate(
+            {
+                **common,
+                "answer_schema": CARD_SCHEMA,
+                "generation": {"enforce_answer_schema": True, "bind_figures": True},
+            }
+        )
+    spec = AppSpec.model_validate(
+        {**common, "answer_schema": CARD_SCHEMA, "generation": {"enforce_answer_schema": True}}
+    )
+    assert "enforce_answer_schema" not in spec.generation.as_body()  # never a sampling value
+
+
+@pytest.fixture
+def enforcing(catalog, tmp_path, tiny_llama_dir):
+    registry = AdapterRegistry(tmp_path / "registry", describe_base(tiny_llama_dir), 16)
+    engine = FakeEngine()
+    client = EngineClient("http://fake", transport=httpx.ASGITransport(engine.app))
+    manager = AdapterManager(registry, EngineSet([Replica(client)]), "base")
+    spec = AppSpec.model_validate(
+        {
+            "name": "cards",
+            "knowledge_base": "report",
+            "persona": "You write KPI cards.",
+            "answer_schema": CARD_SCHEMA,
+            "generation": {"enforce_answer_schema": True},
+        }
+    )
+    composer = AppComposer([open_pipeline(spec, catalog)], "base", GatewayMetrics().registry)
+    state = GatewayState.build(GatewayConfig(), manager, composers=[composer])
+    with TestClient(create_app(state)) as http:
+        yield http, engine
+
+
+def test_an_enforcing_app_decodes_under_its_schema_unless_the_client_asks_a_shape(enforcing):
+    http, engine = enforcing
+    engine.reply = GOOD
+    question = "What was total revenue in 2025?"
+    assert ask(http, "cards", question)["hybrid"]["answer_schema"]["valid"]
+    assert engine.requests[-1]["structured_outputs"] == {"json": CARD_SCHEMA}
+    assert "response_format" not in engine.requests[-1]
+
+    # a client's own shape wins: its response_format (text: the model's free answer) or tools
+    ask(http, "cards", question, response_format={"type": "text"})
+    assert "structured_outputs" not in engine.requests[-1]
+    assert engine.requests[-1]["response_format"] == {"type": "text"}
+    own = {"type": "json_schema", "json_schema": {"name": "m", "schema": {"type": "object"}}}
+    ask(http, "cards", question, response_format=own)
+    assert "structured_outputs" not in engine.requests[-1]
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    ask(http, "cards", question, tools=[tool])
+    assert "structured_outputs" not in engine.requests[-1]
+
+    sent = len(engine.requests)  # nothing relevant found: the fixed answer, no engine call
+    assert ask(http, "cards", "Which bread flour is best for sourdough?")["hybrid"]["no_context"]
+    assert len(engine.requests) == sent
