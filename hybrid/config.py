@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from finetune.config import EvalConfig, TrainConfig
 from hybrid.config_files import (
@@ -153,6 +153,20 @@ class ContextTraining(BaseModel):
     only copying from the context is right."""
     holdout: tuple[Path, ...] = ()
     """Labelled question files (JSONL with "question") never asked in the grounded examples."""
+    train_style_data: bool = True
+    """Train on the files under `data:` themselves too. False: they only lend their first and
+    last sentences (the voice) to the grounded-voice examples, and the adapter learns from
+    those alone: fact answers copied from passages, wrapped in the voice (an adapter for an
+    app that always answers from passages). Needs `grounded_examples`."""
+
+    @model_validator(mode="after")
+    def _something_to_train(self) -> ContextTraining:
+        if not self.train_style_data and not self.grounded_examples:
+            raise ValueError(
+                "train_style_data: false trains on the grounded-voice examples alone; set "
+                "grounded_examples (e.g. 160)"
+            )
+        return self
 
 
 def load_context_training(path: Path) -> ContextTraining | None:

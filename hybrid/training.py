@@ -115,6 +115,9 @@ def _examples_in_context(settings, context, catalog, note: Callable[[str], None]
         f"{len(grounded)} grounded-voice examples added from the knowledge base "
         "(figures perturbed, answers copy them with their [n] citation)"
     )
+    if not context.train_style_data:
+        note(f"the {len(examples)} examples of data: only lend their voice (train_style_data off)")
+        return grounded
     return [*examples, *grounded]
 
 

@@ -192,6 +192,9 @@ def test_context_section_reads_grounded_options(tmp_path):
     path.write_text("context:\n  app: app.yaml\n  grounded_examples: -1\n")
     with pytest.raises(ConfigError, match="grounded_examples"):
         load_context_training(path)
+    path.write_text("context:\n  app: app.yaml\n  train_style_data: false\n")
+    with pytest.raises(ConfigError, match="grounded-voice examples alone; set grounded_examples"):
+        load_context_training(path)
 
 
 def test_bad_holdout_files_get_a_one_line_error(tmp_path):
@@ -243,7 +246,10 @@ def test_knowledge_base_passages_are_every_chunk_with_its_source(catalog, tmp_pa
 
 
 @pytest.mark.slow
-def test_hybrid_train_adds_grounded_examples_from_the_apps_knowledge_base(tmp_path, tiny_llama_dir):
+@pytest.mark.parametrize(("train_style_data", "trained"), [(True, 12), (False, 6)])
+def test_hybrid_train_adds_grounded_examples_from_the_apps_knowledge_base(
+    tmp_path, tiny_llama_dir, train_style_data, trained
+):
     import subprocess
     import sys
 
@@ -276,7 +282,8 @@ def test_hybrid_train_adds_grounded_examples_from_the_apps_knowledge_base(tmp_pa
     (tmp_path / "train.yaml").write_text(
         f"base_model: {tiny_llama_dir}\ndata: [style.jsonl]\noutput_dir: out\nmax_steps: 1\n"
         "batch_size: 2\ngradient_accumulation: 1\nmax_length: 512\nvalidation_share: 0\n"
-        "context: {app: app.yaml, share: 0.5, grounded_examples: 6, holdout: [q.jsonl]}\n"
+        "context: {app: app.yaml, share: 0.5, grounded_examples: 6, holdout: [q.jsonl], "
+        f"train_style_data: {str(train_style_data).lower()}}}\n"
     )
     hybrid = [sys.executable, "-m", "hybrid.cli", "--config", str(tmp_path / "hybrid.yaml")]
     env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -292,7 +299,8 @@ def test_hybrid_train_adds_grounded_examples_from_the_apps_knowledge_base(tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     assert "6 grounded-voice examples added" in result.stdout
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["final"]["train_examples"] == 12  # 6 replies + 6 grounded
+    # 6 replies + 6 grounded; without the style data trained, the grounded alone
+    assert metrics["final"]["train_examples"] == trained
 
 
 PRODUCT_SHEET = """# BrewBird BB-200 Pro
