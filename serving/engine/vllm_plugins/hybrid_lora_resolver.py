@@ -24,7 +24,8 @@ import os
 
 from hybrid_adapter_fetch import FetchSettings, fetch_version
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("vllm.hybrid_lora_resolver")
+"""Under `vllm`, so the server's own log configuration shows it."""
 
 RESOLVER_NAME = "Hybrid gateway"
 
@@ -39,7 +40,7 @@ def make_resolver(settings: FetchSettings):
             folder = await asyncio.to_thread(fetch_version, settings, lora_name)
             if folder is None:
                 return None
-            logger.info("fetched LoRA adapter %s from %s", lora_name, settings.gateway_url)
+            logger.info("LoRA adapter %s from %s is in %s", lora_name, settings.gateway_url, folder)
             # vLLM sets the real id (its own counter) before it loads the request.
             return LoRARequest(lora_name=lora_name, lora_int_id=1, lora_path=str(folder))
 
