@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -288,3 +289,38 @@ async def _settle(gateway) -> None:
     """Wait for the gateway's background unloads (run on its own loop, so poll)."""
     while gateway.state.manager._background:
         await asyncio.sleep(0.2)
+
+
+def test_weights_the_gateway_would_refuse_never_reach_the_replica(scaleout):
+    """A registered version whose weights turned NaN on the gateway's disk: the gateway refuses
+    it for its own requests, and a request sent straight to the replica gets the same refusal
+    through the resolver (400 with the reason), with nothing fetched into the replica's cache."""
+    from safetensors.torch import load_file, save_file
+
+    gateway = scaleout
+    body = {"path": str(gateway.adapters["v2"]), "name": "fragile"}
+    assert admin(gateway, "POST", "/adapters", body).status_code == 201
+    assert admin(gateway, "POST", "/adapters/fragile/unload").status_code == 200
+    shutil.rmtree(gateway.cache / "fragile")  # the load test fetched it: start from nothing
+    weights = gateway.registry / "store" / "fragile" / "v1" / "adapter_model.safetensors"
+    tensors = load_file(weights)
+    tensors[next(iter(tensors))][0, 0] = float("nan")
+    save_file(tensors, weights)
+
+    with pytest.raises(openai.UnprocessableEntityError) as refused:
+        greedy(gateway, "fragile")
+    assert refused.value.code == "adapter_load_failed"
+    direct = httpx.post(
+        gateway.replica.url + "/v1/chat/completions",
+        json={"model": "fragile@v1", "messages": PROMPT, "max_tokens": 2},
+        headers={"Authorization": f"Bearer {gateway.replica.api_key}"},
+        timeout=120,
+    )
+    assert direct.status_code == 400, direct.text
+    message = direct.json()["error"]["message"]
+    assert "answered 422 for 'fragile@v1'" in message and "non-finite" in message, message
+    assert not (gateway.cache / "fragile").exists() or not any(
+        (gateway.cache / "fragile").iterdir()
+    )
+    assert "fragile@v1" not in replica_adapters(gateway)
+    assert greedy(gateway, "voice").choices[0].message.content  # the others still serve
