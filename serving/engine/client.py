@@ -194,6 +194,23 @@ class EngineClient:
             path=folder,
         )
 
+    async def fetch_lora_adapter(self, name: str) -> None:
+        """Make a server that runs Hybrid's LoRA resolver plugin fetch and load adapter `name`
+        (`name@version`) from the gateway. vLLM 0.32 has no route that loads by name: its
+        resolvers run when a request names an unknown model, so this sends the cheapest such
+        request, POST /tokenize (no generation). A name the server holds already is a no-op.
+
+        Raises:
+            InvalidAdapterName: unusable name (checked before any request).
+            AdapterLoadError: no resolver knows the name (404), or the fetch or the load failed
+                (400, with the resolver's reason).
+            EngineUnavailable: no answer.
+        """
+        check_adapter_name(name)
+        await self._request(
+            "POST", "/tokenize", "fetch", {"model": name, "prompt": "Hi"}, adapter=name
+        )
+
     async def unload_lora_adapter(self, name: str) -> None:
         """POST /v1/unload_lora_adapter.
 

@@ -174,6 +174,11 @@ class RemoteEngineConfig(Frozen):
     """Sent as `Authorization: Bearer <api_key>` when the servers were started with --api-key."""
     timeout_s: Annotated[float, Field(gt=0)] = 30.0
     """Per-request timeout for health checks and adapter (un)loading."""
+    fetch_adapters: bool = False
+    """The servers cannot read the gateway's registry folder (no shared file system): they run
+    Hybrid's LoRA resolver plugin and fetch each adapter version from the gateway by name
+    (docs/serving.md, "Scale-out"); the gateway never sends them a path. Off: the servers
+    load `registry/store/<name>/<version>` at the gateway's path."""
 
     @field_validator("urls")
     @classmethod

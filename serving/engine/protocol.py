@@ -27,7 +27,7 @@ from serving.errors import (
     InvalidAdapterName,
 )
 
-Action = Literal["load", "unload", "models", "health", "generate"]
+Action = Literal["load", "fetch", "unload", "models", "health", "generate"]
 
 _MAX_ENGINE_MESSAGE = 600
 _NAME_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -126,6 +126,16 @@ def _load_fix(engine_message: str) -> str:
     return "see the engine's log for the full trace"
 
 
+def _fetch_fix(status_code: int) -> str:
+    if status_code == 404:
+        return (
+            "the server has no resolver that knows it: start it with Hybrid's plugin folder on "
+            "its PYTHONPATH, VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and HYBRID_GATEWAY_URL "
+            "(docs/serving.md, Scale-out)"
+        )
+    return "the message is the server's resolver's; its log has the details"
+
+
 def engine_error(
     status_code: int,
     body: str,
@@ -160,6 +170,12 @@ def engine_error(
         return AdapterLoadError(
             f"engine at {url} could not load adapter '{adapter}' from {path} ({said}); "
             + _load_fix(engine_message),
+            **fields,
+        )
+    if action == "fetch":
+        return AdapterLoadError(
+            f"engine at {url} could not fetch adapter '{adapter}' from the gateway ({said}); "
+            + _fetch_fix(status_code),
             **fields,
         )
     if action == "unload" and status_code == 404:

@@ -40,6 +40,9 @@ class Replica:
     healthy: bool = True
     adapters: dict[str, str] = field(default_factory=dict)
     """Adapters the replica holds (name -> folder), as last listed or loaded through the set."""
+    fetches: bool = False
+    """The replica cannot read our registry folder: it fetches adapters from the gateway by
+    name (Hybrid's LoRA resolver plugin) and lists them under its own cache folder."""
 
     @property
     def url(self) -> str:
@@ -85,7 +88,10 @@ class EngineSet:
             )
         if remote is not None:
             replicas += [
-                Replica(EngineClient(url, api_key=remote.api_key, timeout_s=remote.timeout_s))
+                Replica(
+                    EngineClient(url, api_key=remote.api_key, timeout_s=remote.timeout_s),
+                    fetches=remote.fetch_adapters,
+                )
                 for url in remote.urls
             ]
         return cls(replicas)
@@ -163,7 +169,8 @@ class EngineSet:
                 replica = self.replicas[choice.index]
                 if not choice.needs_load:
                     held = replica.adapters.get(name)
-                    if held in (None, str(path)):
+                    # A fetching replica holds it in its own cache folder, fetched by this name.
+                    if held in (None, str(path)) or replica.fetches:
                         return replica.serving(name, path)
                     # Another folder under this name (another registry sharing the engine, or a
                     # copy from before a rebuild): its weights are not the ones asked for.
@@ -183,7 +190,10 @@ class EngineSet:
                         continue
                     replica.adapters.pop(name, None)
                 try:
-                    await replica.client.load_lora_adapter(name, path)
+                    if replica.fetches:
+                        await replica.client.fetch_lora_adapter(name)
+                    else:
+                        await replica.client.load_lora_adapter(name, path)
                 except AdapterAlreadyLoaded:
                     pass  # loaded behind our back (e.g. by a supervisor restart): fine
                 except EngineUnavailable:

@@ -4,10 +4,13 @@ validated by the routes (FastAPI, against the models below)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from pydantic import Field
 
+from serving.adapters.errors import AdapterNotFound
+from serving.adapters.files import version_file, version_manifest
 from serving.adapters.manager import AdapterManager
 from serving.adapters.registry import AdapterVersion
 from serving.frozen import Frozen
@@ -30,6 +33,23 @@ class VersionBody(Frozen):
 
 class PromoteBody(Frozen):
     version: str = Field(min_length=1)
+
+
+class AdapterFile(Frozen):
+    name: str
+    size: int
+    sha256: str
+
+
+class AdapterFiles(Frozen):
+    """A registered version's files, for a replica that fetches them (docs/serving.md)."""
+
+    format: str
+    id: str
+    """The engine name, `name@version`."""
+    name: str
+    version: str
+    files: list[AdapterFile]
 
 
 def describe(version: AdapterVersion, loaded: dict[str, list[str]], in_flight: int) -> dict:
@@ -102,6 +122,27 @@ class AdminHandler:
             "current": promotion.current,
             "previous_unloading": promotion.retiring,
         }
+
+    async def files(self, name: str, version: str, principal: Principal) -> dict:
+        """The manifest of `name@version`'s files (sha256 of each), checked again first."""
+        principal.require_admin()
+        adapter = self._version(name, version)
+        return await asyncio.to_thread(version_manifest, self.manager.registry, adapter)
+
+    def file(self, name: str, version: str, file: str, principal: Principal) -> Path:
+        """The path of one file the manifest of `name@version` lists."""
+        principal.require_admin()
+        return version_file(self._version(name, version), file)
+
+    def _version(self, name: str, version: str):
+        """A registered version, by its exact name and version (never `current`).
+
+        Raises:
+            AdapterNotFound: no such name or version (the message lists what exists).
+        """
+        if "@" in name or "@" in version:
+            raise AdapterNotFound(f"no adapter version '{name}@{version}'")
+        return self.manager.registry.resolve(f"{name}@{version}").adapter
 
 
 OPERATIONS = ("load", "unload", "promote")

@@ -10,11 +10,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from fastapi.sse import EventSourceResponse
 
-from serving.gateway.admin import PromoteBody, RegisterBody, VersionBody, unknown_operation
+from serving.gateway.admin import (
+    AdapterFiles,
+    PromoteBody,
+    RegisterBody,
+    VersionBody,
+    unknown_operation,
+)
 from serving.gateway.auth import Principal
 from serving.gateway.bodies import json_object, optional_json_object, read_body
 from serving.gateway.errors import AuthenticationFailed, to_answer
@@ -220,6 +226,35 @@ async def admin_promote(
     name: str, request: PromoteBody, principal: Admin, body: Sent, gateway: Gateway
 ) -> Response:
     return JSONResponse(await gateway.admin.promote(name, request, principal))
+
+
+@admin_router.get(
+    "/adapters/{name}/versions/{version}/files",
+    response_model=AdapterFiles,
+    responses=documented(401, 403, 404, 422),
+)
+async def admin_version_files(
+    name: str, version: str, principal: Admin, gateway: Gateway
+) -> Response:
+    """A registered version's files with their sha256, for replicas that fetch adapters
+    (docs/serving.md, "Scale-out")."""
+    return JSONResponse(await gateway.admin.files(name, version, principal))
+
+
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+
+
+@admin_router.get(
+    "/adapters/{name}/versions/{version}/files/{file}",
+    response_class=Response,
+    responses={200: {"content": _BINARY}, **documented(401, 403, 404, plain=True)},
+)
+async def admin_version_file(
+    name: str, version: str, file: str, principal: Admin, gateway: Gateway
+) -> Response:
+    """One file of a registered version, as listed by .../files."""
+    path = gateway.admin.file(name, version, file, principal)
+    return FileResponse(path, media_type="application/octet-stream")
 
 
 @admin_router.post("/adapters/{name}/{operation}", include_in_schema=False)
