@@ -108,7 +108,7 @@ def test_quick_run_on_the_tiny_model(tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "2"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "| kpi-cards | json_schema |" in result.stdout
+    assert "| kpi-cards | the app's answer_schema |" in result.stdout
     measured = json.loads((work / "kpi_cards.json").read_text())
     cells = {(c["app"], c["mode"]): c for c in measured["cells"]}
     assert set(cells) == {
@@ -119,10 +119,13 @@ def test_quick_run_on_the_tiny_model(tmp_path):
         assert len(answers) == cells[tuple(key.split("/"))]["questions"] >= 20
         for row in answers:  # the app's verdict is the schema's, answer by answer
             assert row["answer_schema"] == schema.check(row["answer"]).to_dict(), row
-            if key.endswith(("/app", "/json_schema")) and row["finish_reason"] == "stop":
-                # the engine kept the schema (random weights!): the client's own, or the app's
-                # enforce_answer_schema when the client asked for no shape
-                assert row["valid"], row
+            if key.endswith(("/app", "/json_schema")):
+                # the engine decoded under the schema (the app's enforce_answer_schema when the
+                # client asked for no shape, else the client's own): with random weights the
+                # answer is mostly cut by max_tokens, yet it opens the object
+                assert row["answer"].startswith("{"), row
+                if row["finish_reason"] == "stop":
+                    assert row["valid"], row
 
 
 def test_fields_are_scored_against_the_gold_card_strictly():
