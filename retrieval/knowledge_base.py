@@ -33,6 +33,7 @@ from retrieval.errors import (
 )
 from retrieval.ingest import IngestReport, ingest_paths
 from retrieval.search import Citation, Hit, prepare_keyword_index, search
+from retrieval.relevance import relevance_floor
 from retrieval.stores import connect, describe
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ class KnowledgeBase:
         self.store_description = store_description
         self.keyword_folder = keyword_folder
         """Where the keyword index is saved (embedded stores); None keeps it in memory."""
+        self._floor: tuple[str, float | None] | None = None
+        """(revision, relevance floor) once measured."""
 
     @property
     def name(self) -> str:
@@ -182,10 +185,26 @@ class KnowledgeBase:
         Raises:
             InvalidQuery: empty or oversized query, or a bad filter.
         """
-        options = options or QueryOptions()
+        options = self._resolved(options or QueryOptions())
         return search(
             self.collection, self.embedder, text, options, self._revision(), self.keyword_folder
         )
+
+    def _resolved(self, options: QueryOptions) -> QueryOptions:
+        if options.min_similarity != "auto":
+            return options
+        return options.model_copy(update={"min_similarity": self.relevance_floor()})
+
+    @_guard_store
+    def relevance_floor(self) -> float | None:
+        """The similarity a passage must reach under `min_similarity: auto`: how similar
+        unrelated questions look to this knowledge base (retrieval/relevance.py). Measured once
+        per revision of the chunks (60 query embeddings); None while it is empty."""
+        revision = self._revision()
+        if self._floor is None or self._floor[0] != revision:
+            floor = relevance_floor(self.collection, self.embedder.model.get_query_embedding)
+            self._floor = (revision, floor)
+        return self._floor[1]
 
     @_guard_store
     def prepare(self, options: QueryOptions | None = None) -> None:
@@ -194,6 +213,8 @@ class KnowledgeBase:
         there; built from the chunks otherwise: seconds at 10k chunks, ~25 s at 100k)."""
         options = options or QueryOptions()
         self.embedder.model.get_query_embedding("prepare")
+        if options.min_similarity == "auto":
+            self.relevance_floor()
         if options.mode == "hybrid" and self.collection.count():
             prepare_keyword_index(
                 self.collection, self._revision(), options.filters, self.keyword_folder

@@ -6,7 +6,7 @@ Example (`examples/branded-chatbot/apps/brewbird.yaml`)::
     adapter: brewbird-voice            # `name` (current version) or `name@v2`; omit: base model
     knowledge_base: brewbird
     persona: You are Pip, the support assistant for BrewBird home coffee machines.
-    retrieval: {top_k: 4, mode: hybrid, min_similarity: 0.25}
+    retrieval: {top_k: 4, mode: hybrid, min_similarity: auto}
     generation: {max_tokens: 200, temperature: 0.2}
     no_context:
       message: I couldn't find that in BrewBird's guides. Happy brewing!
@@ -53,9 +53,11 @@ class RetrievalSettings(QueryOptions):
     """Passages put into the prompt (at most)."""
     mode: Literal["vector", "hybrid"] = "hybrid"
     """`hybrid` fuses BM25 keyword and vector rankings (better for names and figures)."""
-    min_similarity: Annotated[float, Field(ge=-1, le=1)] = 0.25
+    min_similarity: Annotated[float, Field(ge=-1, le=1)] | Literal["auto"] = "auto"
     """Minimum relevance (cosine similarity to the question); weaker passages are dropped, and
-    with none left the app takes its `no_context` path instead of inventing an answer."""
+    with none left the app takes its `no_context` path instead of inventing an answer. `auto`
+    (default): the knowledge base's own floor, how similar unrelated questions look to it
+    (retrieval/relevance.py; measured in docs/retrieval.md); a number fixes it."""
     follow_ups: Literal["rule", "off"] = "rule"
     """How a follow-up ("And the year before?") is searched: `rule` puts the earlier user
     questions of the conversation before it when it reads as one (starts with "and"/"what
