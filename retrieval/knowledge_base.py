@@ -32,8 +32,8 @@ from retrieval.errors import (
     StoreUnavailable,
 )
 from retrieval.ingest import IngestReport, ingest_paths
-from retrieval.search import Citation, Hit, prepare_keyword_index, search
 from retrieval.relevance import relevance_floor
+from retrieval.search import Citation, Hit, prepare_keyword_index, search
 from retrieval.stores import connect, describe
 
 log = logging.getLogger(__name__)
