@@ -600,31 +600,7 @@ def _one_example(
     return None
 
 
-def knowledge_base_passages(knowledge_base, page_size: int = 1000) -> list[Passage]:
-    """Every chunk of a knowledge base as a Passage (read page by page from its collection),
-    in a stable order."""
-    rows: list[tuple[str, str, dict]] = []
-    offset = 0
-    while True:
-        page = knowledge_base.collection.get(
-            include=["documents", "metadatas"], limit=page_size, offset=offset
-        )
-        for id_, doc, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
-            rows.append((id_, doc or "", meta or {}))
-        if len(page["ids"]) < page_size:
-            break
-        offset += page_size
-    rows.sort(key=lambda r: r[0])
-    return [
-        Passage(
-            number=i,
-            text=doc.strip(),
-            file_name=str(meta.get("file_name") or Path(str(meta.get("source", "?"))).name),
-            source=str(meta.get("source", "")),
-            page=int(meta["page"]) if meta.get("page") else None,
-            start_char=int(meta.get("start_char") or 0),
-            end_char=int(meta.get("end_char") or 0),
-            similarity=0.0,
-        )
-        for i, (_, doc, meta) in enumerate(rows, start=1)
-    ]
+def knowledge_base_passages(knowledge_base) -> list[Passage]:
+    """Every chunk of a knowledge base as a Passage, numbered in a stable order (by chunk id)."""
+    chunks = sorted(knowledge_base.chunks(), key=lambda chunk: chunk.id)
+    return [Passage.of(i, chunk.text, chunk.citation) for i, chunk in enumerate(chunks, start=1)]

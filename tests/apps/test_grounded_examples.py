@@ -236,7 +236,7 @@ def test_knowledge_base_passages_are_every_chunk_with_its_source(catalog, tmp_pa
     )
     kb = catalog.create("grounded-kb")
     kb.ingest([docs], progress=False)
-    passages = knowledge_base_passages(kb, page_size=1)  # paged reads
+    passages = knowledge_base_passages(kb)
     assert [p.number for p in passages] == list(range(1, len(passages) + 1))
     assert {p.file_name for p in passages} == {"prices.md"}
     assert "$249.00" in " ".join(p.text for p in passages)
