@@ -24,11 +24,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hybrid.errors import UsageError
+from hybrid.frozen import Frozen
 
 
-class Turn(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class Turn(Frozen):
     role: Literal["user", "assistant", "system"]
     content: str
 
