@@ -8,12 +8,19 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from finetune.base_models import DEFAULT_BASE_MODEL, DEFAULT_CACHE_DIR
-from finetune.frozen import Frozen
 
 ALL_LINEAR = "all-linear"
+
+
+class Frozen(BaseModel):
+    """The base of the finetune layer's configs: frozen (a validated config cannot change) and strict about
+    typos (unknown keys refused). Each layer keeps its own: the layers never import each other
+    (tests/test_architecture.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class LoraSettings(Frozen):

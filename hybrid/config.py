@@ -29,6 +29,7 @@ from pydantic import Field
 
 from finetune.config import EvalConfig, TrainConfig
 from hybrid.config_files import (
+    Frozen,
     as_lists,
     format_validation_error,
     read_yaml_mapping,
@@ -36,7 +37,6 @@ from hybrid.config_files import (
     with_paths_resolved,
 )
 from hybrid.errors import ConfigError
-from hybrid.frozen import Frozen
 from retrieval import EmbeddedStoreConfig, KnowledgeBaseSettings, StoreConfig
 from serving.engine import EngineConfig, RemoteEngineConfig
 from serving.gateway import GatewayConfig

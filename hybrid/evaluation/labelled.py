@@ -23,8 +23,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hybrid.config_files import Frozen
 from hybrid.errors import UsageError
-from hybrid.frozen import Frozen
 
 
 class Turn(Frozen):

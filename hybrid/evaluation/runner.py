@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
+from hybrid.config_files import Frozen
 from hybrid.errors import UsageError
 from hybrid.evaluation.ab_sheet import write_ab_sheet
 from hybrid.evaluation.comparison import compare
@@ -23,7 +24,6 @@ from hybrid.evaluation.labelled import LabelledCase, read_cases
 from hybrid.evaluation.report import summary_line, write_report
 from hybrid.evaluation.responders import Responder
 from hybrid.evaluation.scoring import CaseResult, score_case, summarise
-from hybrid.frozen import Frozen
 
 
 class AppEvalSettings(Frozen):
