@@ -27,6 +27,17 @@ REPO = Path(__file__).resolve().parents[1]
 HYBRID = [sys.executable, "-m", "hybrid.cli"]
 
 
+QUICK_STEPS = {
+    "max_steps": 40,
+    "batch_size": 2,
+    "gradient_accumulation": 1,
+    "logging_steps": 10,
+    "validation_share": 0.0,
+}
+"""What every example's quick run (`make demo`) trains: 40 steps of 2 examples, no validation
+split. Each example adds its learning rate and sequence length (`Demo.quick_train`)."""
+
+
 @dataclass(frozen=True)
 class Adapter:
     name: str
