@@ -157,6 +157,43 @@ def recipe_parser(description: str):
     return parser
 
 
+def example_config(run_py: Path, work: Path, prepare: bool = False) -> Path:
+    """`work`/hybrid.yaml, the serving config an example's run.py writes (with its knowledge
+    bases built and adapters registered); with `prepare`, `run.py --quick` makes it first when
+    it is missing.
+
+    Raises:
+        SystemExit: it is missing, naming the command that makes it.
+    """
+    config = work / "hybrid.yaml"
+    if not config.is_file() and prepare:
+        subprocess.run(
+            [sys.executable, str(run_py), "--quick", "--work-dir", str(work)], check=True
+        )
+    if not config.is_file():
+        raise SystemExit(
+            f"{config} not found: run `.venv/bin/python {run_py.relative_to(REPO)} --quick` "
+            "first (it builds the knowledge bases and trains and registers the adapters)"
+        )
+    return config
+
+
+@contextmanager
+def gateway(config: Path | None, url: str | None, log: Path) -> Iterator[tuple[str, float | None]]:
+    """A gateway for the block: `url` as given, or `hybrid serve CONFIG` on a free port
+    (stopped at the end); its URL and the seconds it took to be ready (None for a given URL)."""
+    if url is not None:
+        yield url, None
+        return
+    from examples.runner import served
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print("starting hybrid serve (vLLM + gateway, about a minute) ...", flush=True)
+    started = time.monotonic()
+    with served(config, log) as served_url:
+        yield served_url, round(time.monotonic() - started, 1)
+
+
 @dataclass(frozen=True)
 class WorkFolder:
     """A bench run's own folder (see `isolated_work_folder`) and the commands run in it."""
