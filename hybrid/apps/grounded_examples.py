@@ -21,7 +21,6 @@ grammar and one seeded generator; split, each part would import the others' priv
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import re
 from collections.abc import Iterable, Sequence
@@ -32,7 +31,8 @@ from finetune.data.schema import Example, Message
 from hybrid.apps.budget import PromptBudget
 from hybrid.apps.prompt import Passage, system_prompt
 from hybrid.apps.spec import AppSpec
-from hybrid.errors import ConfigError
+from hybrid.errors import ConfigError, UsageError
+from hybrid.evaluation.labelled import read_cases
 
 # A number not glued to a word, a hyphen or a colon (model names like AMR-600, times like 10:00).
 FIGURE = re.compile(r"(?<![\w\-:.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w\-:]|,\d|\.\d)")
@@ -430,26 +430,16 @@ def normalise_question(text: str) -> str:
 
 
 def load_questions(paths: Sequence[Path]) -> list[str]:
-    """The `question` of each line of labelled JSONL files (evaluation sets to keep out).
+    """The questions of labelled JSONL files (evaluation sets to keep out of training), read as
+    `hybrid eval app` reads them.
 
     Raises:
-        ConfigError: a missing file or a line that is not a JSON object with a question.
+        ConfigError: a missing or empty file, or a bad line (named `file:line`).
     """
-    questions: list[str] = []
-    for path in paths:
-        if not path.is_file():
-            raise ConfigError(f"held-out question file not found: {path}")
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("question"), str):
-                raise ConfigError(f'{path}:{number}: expected {{"question": "...", ...}}')
-            questions.append(row["question"])
-    return questions
+    try:
+        return [case.question for path in paths for case in read_cases(path)]
+    except UsageError as exc:
+        raise ConfigError(f"context.holdout: {exc}") from None
 
 
 def _with_citation(statement: str, number: int) -> str:

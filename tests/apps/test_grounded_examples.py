@@ -195,14 +195,18 @@ def test_context_section_reads_grounded_options(tmp_path):
 
 
 def test_bad_holdout_files_get_a_one_line_error(tmp_path):
-    with pytest.raises(ConfigError, match="not found"):
-        load_questions([tmp_path / "missing.jsonl"])
+    missing = tmp_path / "missing.jsonl"
+    with pytest.raises(ConfigError, match=f"^context.holdout: {missing}: no such labelled"):
+        load_questions([missing])
     bad = tmp_path / "q.jsonl"
     bad.write_text('{"question": "ok"}\n{"nope": 1}\n')
-    with pytest.raises(ConfigError, match=r"q\.jsonl:2"):
+    with pytest.raises(ConfigError, match=r"q\.jsonl:2: .*question"):
         load_questions([bad])
     bad.write_text("not json\n")
     with pytest.raises(ConfigError, match=r"q\.jsonl:1: not valid JSON"):
+        load_questions([bad])
+    bad.write_text("\n")
+    with pytest.raises(ConfigError, match=r"q\.jsonl:1: no labelled questions"):
         load_questions([bad])
 
 
