@@ -406,23 +406,28 @@ class FigurePerturber:
         return FIGURE.sub(replace, text)
 
 
+def voice_sentences(reply: str) -> tuple[str | None, str | None]:
+    """(opening, closing) of a style reply of several sentences that states no figure (no
+    digit): its first sentence when short and opening like a reply ("We ...", "Yes, ..."), its
+    last when short; None where there is none. What the voice adds around a statement without
+    adding a number: training wraps grounded examples in them (`voice_lines`), and the app
+    evaluation's voice anchor appends the closings (hybrid/evaluation/voice.py)."""
+    parts = [] if any(ch.isdigit() for ch in reply) else sentences(reply)
+    if len(parts) < 2:
+        return None, None
+    opening = parts[0] if len(parts[0]) <= 140 and parts[0].split()[0] in _OPENING_WORDS else None
+    return opening, parts[-1] if len(parts[-1]) <= 160 else None
+
+
 def voice_lines(examples: Iterable[Example]) -> tuple[list[str], list[str]]:
-    """(openings, closings): first and last sentences of the style replies that carry no
-    figures (so the voice wrapped around a copied statement adds no numbers of its own)."""
-    openings: list[str] = []
-    closings: list[str] = []
-    for example in examples:
-        for m in example.messages:
-            if m.role != "assistant" or not m.weight or any(ch.isdigit() for ch in m.content):
-                continue
-            parts = sentences(m.content)
-            if len(parts) < 2:
-                continue
-            if len(parts[0]) <= 140 and parts[0].split()[0] in _OPENING_WORDS:
-                openings.append(parts[0])
-            if len(parts[-1]) <= 160:
-                closings.append(parts[-1])
-    return openings, closings
+    """(openings, closings): `voice_sentences` of every trained assistant turn."""
+    found = [
+        voice_sentences(m.content)
+        for example in examples
+        for m in example.messages
+        if m.role == "assistant" and m.weight
+    ]
+    return [o for o, _ in found if o], [c for _, c in found if c]
 
 
 def normalise_question(text: str) -> str:

@@ -28,7 +28,6 @@ from hybrid.errors import UsageError
 
 Embed = Callable[[list[str]], "list[list[float]]"]
 _MARKERS = re.compile(r"\s*\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 
 
 @dataclass(frozen=True)
@@ -212,15 +211,15 @@ def fit_voice_model(
     return VoiceModel(final, embed, validation)
 
 
-def closing_sentences(replies: Sequence[str], longest: int = 160) -> list[str]:
-    """The last sentence of each style reply that has several sentences and no digit: what the
-    voice adds to an answer without adding a fact."""
-    closings = []
-    for reply in map(strip_markers, replies):
-        parts = [p.strip() for p in _SENTENCE_END.split(reply) if p.strip()]
-        if len(parts) >= 2 and len(parts[-1]) <= longest and not any(c.isdigit() for c in reply):
-            closings.append(parts[-1])
-    return closings
+def closing_sentences(replies: Sequence[str]) -> list[str]:
+    """The closing sentence of each style reply (citation markers removed), chosen as training
+    chooses the closings of its grounded-voice examples (`voice_sentences`): the last
+    sentence of a figure-free reply of several sentences, what the voice adds to an answer
+    without adding a fact."""
+    from hybrid.apps.grounded_examples import voice_sentences
+
+    closings = [voice_sentences(strip_markers(reply))[1] for reply in replies]
+    return [closing for closing in closings if closing]
 
 
 def anchor_pairs(
