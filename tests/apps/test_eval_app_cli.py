@@ -11,6 +11,7 @@ import pytest
 from hybrid.cli import main
 from hybrid.errors import UsageError
 from tests.helpers.gateway import ServerThread
+from tests.helpers.training import write_chats
 from tests.serving.fake_engine import FakeEngine
 
 DOCS = {
@@ -86,21 +87,7 @@ def setup(tmp_path_factory):
     (apps / "base.yaml").write_text(f"name: plain\npersona: You are a helper.\n{common}")
     questions = root / "questions.jsonl"
     questions.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
-    style = root / "style.jsonl"
-    style.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "messages": [
-                        {"role": "user", "content": f"question {i}"},
-                        {"role": "assistant", "content": reply},
-                    ]
-                }
-            )
-            + "\n"
-            for i, reply in enumerate(STYLE)
-        )
-    )
+    style = write_chats(root / "style.jsonl", [(f"question {i}", r) for i, r in enumerate(STYLE)])
     baseline = root / "base_replies.jsonl"
     baseline.write_text("".join(json.dumps({"reply": r}) + "\n" for r in BASE))
     return root, store, apps, questions, style, baseline

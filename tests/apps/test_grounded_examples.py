@@ -27,6 +27,7 @@ from hybrid.apps.spec import load_app_spec
 from hybrid.config import load_context_training
 from hybrid.errors import ConfigError
 from tests.conftest import EXAMPLES
+from tests.helpers.training import write_chats
 
 CEO = EXAMPLES / "ceo-report-qa"
 
@@ -262,20 +263,7 @@ def test_hybrid_train_adds_grounded_examples_from_the_apps_knowledge_base(tmp_pa
         "name: shop\nknowledge_base: facts\npersona: You are the CEO.\n"
     )
     reply = "We keep our promises. The wind changes; the destination does not."
-    (tmp_path / "style.jsonl").write_text(
-        "".join(
-            json.dumps(
-                {
-                    "messages": [
-                        {"role": "user", "content": f"Q{i}?"},
-                        {"role": "assistant", "content": reply},
-                    ]
-                }
-            )
-            + "\n"
-            for i in range(6)
-        )
-    )
+    write_chats(tmp_path / "style.jsonl", [(f"Q{i}?", reply) for i in range(6)])
     (tmp_path / "q.jsonl").write_text(json.dumps({"question": "What was net income?"}) + "\n")
     (tmp_path / "train.yaml").write_text(
         f"base_model: {tiny_llama_dir}\ndata: [style.jsonl]\noutput_dir: out\nmax_steps: 1\n"

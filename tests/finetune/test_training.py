@@ -12,7 +12,7 @@ from finetune.config import LoraSettings
 from finetune.errors import TrainingError, TrainingInterrupted
 from finetune.manifest import base_fingerprint, read_manifest
 from finetune.training import last_checkpoint, split_examples, train
-from tests.helpers.training import style_examples, tiny_train_config
+from tests.helpers.training import style_examples, tiny_train_config, write_chats
 
 
 def held_out_loss(model_dir, adapter_dir, examples) -> float:
@@ -247,16 +247,7 @@ def test_real_sigint_and_sigkill_leave_no_output_and_resume_finishes(tiny_llama_
     import sys
     from pathlib import Path
 
-    data = tmp_path / "style.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps(
-                {"messages": [{"role": m.role, "content": m.content} for m in example.messages]}
-            )
-            + "\n"
-            for example in style_examples()
-        )
-    )
+    write_chats(tmp_path / "style.jsonl", style_examples())
     (tmp_path / "train.yaml").write_text(
         f"base_model: {tiny_llama_dir}\ndata: [style.jsonl]\noutput_dir: adapters/voice\n"
         "max_steps: 60\nbatch_size: 8\ngradient_accumulation: 1\nlearning_rate: 0.01\n"

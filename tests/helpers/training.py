@@ -1,8 +1,10 @@
 """A tiny style-training task for the trainer's tests: a pirate-captain voice on six topics,
-and a TrainConfig for the tiny model that learns it in seconds."""
+a TrainConfig for the tiny model that learns it in seconds, and chat JSONL files."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from finetune.config import TrainConfig
@@ -16,12 +18,14 @@ VOICE = [
 TOPICS = ["safety", "our people", "customers", "innovation", "the factory", "quality"]
 
 
-def style_examples(n: int = 48, *, capitalize: bool = True) -> list[Example]:
+def style_examples(
+    n: int = 48, *, topics: Sequence[str] = TOPICS, capitalize: bool = True
+) -> list[Example]:
     """`n` chats: "What do you think about TOPIC?" answered in VOICE (the topic capitalized in
     the answer unless `capitalize` is false)."""
     out = []
     for i in range(n):
-        topic = TOPICS[i % len(TOPICS)]
+        topic = topics[i % len(topics)]
         answer = VOICE[i % len(VOICE)].format(x=topic.capitalize() if capitalize else topic)
         out.append(
             Example(
@@ -52,3 +56,21 @@ def tiny_train_config(base_dir: Path, out: Path, **overrides) -> TrainConfig:
         seed=7,
     )
     return TrainConfig(**{**settings, **overrides})
+
+
+def write_chats(path: Path, chats: Iterable[Example | tuple[str, str]]) -> Path:
+    """A chat JSONL file (`{"messages": [...]}` per line) of Examples or (question, reply)
+    pairs."""
+    lines = []
+    for chat in chats:
+        if isinstance(chat, Example):
+            messages = [{"role": m.role, "content": m.content} for m in chat.messages]
+        else:
+            question, reply = chat
+            messages = [
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": reply},
+            ]
+        lines.append(json.dumps({"messages": messages}) + "\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
