@@ -17,7 +17,6 @@ sentence of hers" is worth on this scale.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hybrid.errors import UsageError
+from hybrid.evaluation.labelled import read_jsonl
 
 Embed = Callable[[list[str]], "list[list[float]]"]
 _MARKERS = re.compile(r"\s*\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
@@ -59,15 +59,10 @@ def read_style_examples(paths: Sequence[Path]) -> list[StyleExample]:
     """
     examples = []
     for path in paths:
-        if not path.is_file():
-            raise UsageError(f"{path}: no such style data file")
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                messages = json.loads(line).get("messages")
-            except (json.JSONDecodeError, AttributeError):
-                raise UsageError(f"{path}:{number}: not a JSON object") from None
+        for number, row in read_jsonl(path, "style data file"):
+            if not isinstance(row, dict):
+                raise UsageError(f"{path}:{number}: not a JSON object")
+            messages = row.get("messages")
             if not isinstance(messages, list):
                 continue  # raw-text examples carry no replies
             last = max(
@@ -86,16 +81,11 @@ def read_baseline(path: Path) -> list[str]:
     Raises:
         UsageError: a missing file, a malformed line (file:line), or no replies.
     """
-    if not path.is_file():
-        raise UsageError(f"{path}: no such base-reply file")
     replies = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            reply = json.loads(line)["reply"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise UsageError(f'{path}:{number}: expected {{"reply": "..."}}') from None
+    for number, row in read_jsonl(path, "base-reply file"):
+        if not isinstance(row, dict) or "reply" not in row:
+            raise UsageError(f'{path}:{number}: expected {{"reply": "..."}}')
+        reply = row["reply"]
         if isinstance(reply, str) and reply.strip():
             replies.append(reply)
     if not replies:
