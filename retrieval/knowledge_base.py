@@ -1,7 +1,7 @@
 """Knowledge bases: one Chroma collection each, created, opened, listed and deleted by name.
 
 Why one module: `KnowledgeBase` and `KnowledgeBaseCatalog` share the Chroma client, the collection
-marker and the store-outage guard (`_guard_store`); together a little over 400 lines.
+marker and the store-outage guard (`_guard_store`); together about 400 lines.
 """
 
 from __future__ import annotations
