@@ -17,31 +17,30 @@ table can compare a recipe with and without, e.g., the old repetition penalty.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
-
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import (  # noqa: E402
+    PAIRED_HEADERS,
+    RECIPE_HEADER,
     RESULTS,
     annotate,
     first_comment,
+    isolated_work_folder,
     markdown_table,
     paired_cells,
+    publish_table,
     recipe_parser,
-    update_readme,
+    recipe_runs,
 )
 
 RECIPES = Path(__file__).resolve().parent / "adapter_recipes"
 STORED = RESULTS / "adapter_recipes"
 WORK = REPO / "artifacts" / "ceo-report-qa"
-HYBRID = [sys.executable, "-m", "hybrid.cli"]
 
 
 def run_name(recipe: str, sampling: dict) -> str:
@@ -55,36 +54,21 @@ def train_and_score(
     """Train `recipe` (or, with `reuse`, take the adapter trained before), register it in a
     registry of its own, score it; the stored run's path."""
     name = recipe.stem
-    work = REPO / "artifacts" / "adapter-recipes" / name
-    (work / "logs").mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_load((WORK / "hybrid.yaml").read_text(encoding="utf-8"))
-    config["adapters"]["registry"] = str(work / "registry")
-    config["engine"]["log_file"] = str(work / "logs" / "vllm.log")
-    (work / "hybrid.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads)}
-    hybrid = [*HYBRID, "--config", str(work / "hybrid.yaml")]
+    work = isolated_work_folder(
+        REPO / "artifacts" / "adapter-recipes" / name, WORK, threads=threads
+    )
+    adapter = work.path / "adapter"
     started = time.monotonic()
     train_s = None
-    if not (reuse and (work / "adapter" / "adapter_config.json").is_file()):
-        subprocess.run(
-            [*hybrid, "train", str(recipe), "--overwrite", f"--set=output_dir={work / 'adapter'}"],
-            check=True,
-            env=env,
-        )
+    if not (reuse and (adapter / "adapter_config.json").is_file()):
+        work.hybrid("train", str(recipe), "--overwrite", f"--set=output_dir={adapter}")
         train_s = round(time.monotonic() - started)
-    subprocess.run(
-        [*hybrid, "adapter", "register", str(work / "adapter"), "--name", "ceo-voice", "--offline"],
-        check=True,
-        env=env,
-    )
+    work.register(adapter, "ceo-voice")
     out = run_name(name, sampling) + ("" if bind_figures else "_nobind")
-    subprocess.run(
-        [sys.executable, "-m", "bench.app_eval", "--work-dir", str(work)]
-        + ["--name", f"adapter_recipes/{out}", "--sampling", json.dumps(sampling)]
-        + ([] if bind_figures else ["--no-binding"]),
-        check=True,
-        env=env,
-        cwd=REPO,
+    work.score(
+        f"adapter_recipes/{out}",
+        *["--sampling", json.dumps(sampling)],
+        *([] if bind_figures else ["--no-binding"]),
     )
     path = STORED / f"{out}.json"
     return annotate(path, recipe={"file": str(recipe.relative_to(REPO)), "train_s": train_s})
@@ -92,16 +76,13 @@ def train_and_score(
 
 def table() -> str:
     rows = []
-    for path in sorted(STORED.glob("*.json")):
-        run = json.loads(path.read_text(encoding="utf-8"))
-        comparison = run["comparisons"][0]
+    for run, recipe, comparison in recipe_runs(STORED):
         correct = comparison["correct"]
         sampling = {
             k: v
             for k, v in run["settings"]["sampling"].items()
             if k not in ("temperature", "max_tokens")
         }
-        recipe = REPO / run["recipe"]["file"]
         binding = (
             "on" if run.get("bind_figures", run["recipe"].get("bind_figures", True)) else "off"
         )
@@ -116,13 +97,12 @@ def table() -> str:
             ]
         )
     headers = [
-        "adapter recipe (SmolLM2-135M, LoRA r8, batch 2)",
+        RECIPE_HEADER,
         "sampling over the apps' (greedy, 120 tokens)",
         "figure binding",
         "northwind-ceo right",
         "northwind-base right (same run)",
-        "right only with / only without the adapter",
-        "voice, adapter - base (95% CI)",
+        *PAIRED_HEADERS,
     ]
     return markdown_table(headers, rows)
 
@@ -140,10 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             train_and_score(
                 recipe, json.loads(args.sampling), args.threads, args.reuse, not args.no_binding
             )
-    text = table()
-    (RESULTS / "adapter_recipes.md").write_text(text + "\n", encoding="utf-8")
-    update_readme("adapter_recipes", text)
-    print(text)
+    publish_table("adapter_recipes", table())
 
 
 if __name__ == "__main__":

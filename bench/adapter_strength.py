@@ -15,55 +15,37 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
-
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import RESULTS, annotate, markdown_table, paired_cells, update_readme  # noqa: E402
+from bench.common import (  # noqa: E402
+    PAIRED_HEADERS,
+    RESULTS,
+    annotate,
+    isolated_work_folder,
+    markdown_table,
+    paired_cells,
+    publish_table,
+)
 
 STORED = RESULTS / "adapter_strength"
-HYBRID = [sys.executable, "-m", "hybrid.cli"]
 
 
 def score(work: Path, factor: float) -> Path:
     """Scale the work folder's ceo-voice adapter, register it alone, score it; the stored run."""
     runs = REPO / "artifacts" / "adapter-strength" / f"x{factor:g}"
     shutil.rmtree(runs, ignore_errors=True)
-    (runs / "logs").mkdir(parents=True)
-    shutil.copytree(work / "chroma", runs / "chroma")
-    config = yaml.safe_load((work / "hybrid.yaml").read_text(encoding="utf-8"))
-    config["store"]["path"] = str(runs / "chroma")
-    config["adapters"]["registry"] = str(runs / "registry")
-    config["engine"]["log_file"] = str(runs / "logs" / "vllm.log")
-    (runs / "hybrid.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    hybrid = [*HYBRID, "--config", str(runs / "hybrid.yaml")]
+    folder = isolated_work_folder(runs, work, own_store=True)
     scaled = runs / "ceo-voice"
     adapter = work / "adapters" / "ceo-voice"
-    subprocess.run(
-        [*hybrid, "adapter", "scale", str(adapter), f"--factor={factor}", f"--out={scaled}"],
-        check=True,
-        env=env,
-    )
-    subprocess.run(
-        [*hybrid, "adapter", "register", str(scaled), "--name", "ceo-voice", "--offline"],
-        check=True,
-        env=env,
-    )
+    folder.hybrid("adapter", "scale", str(adapter), f"--factor={factor}", f"--out={scaled}")
+    folder.register(scaled, "ceo-voice")
     name = f"adapter_strength/x{factor:g}"
-    subprocess.run(
-        [sys.executable, "-m", "bench.app_eval", "--work-dir", str(runs), "--name", name],
-        check=True,
-        env=env,
-        cwd=REPO,
-    )
+    folder.score(name)
     return annotate(RESULTS / f"{name}.json", strength={"factor": factor, "adapter": str(adapter)})
 
 
@@ -87,8 +69,7 @@ def table() -> str:
         "adapter strength (lora_alpha x)",
         "northwind-ceo right",
         "northwind-base right (same run)",
-        "right only with / only without the adapter",
-        "voice, adapter - base (95% CI)",
+        *PAIRED_HEADERS,
         "voice score, adapter app",
     ]
     return markdown_table(headers, rows)
@@ -106,10 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"no trained adapter in {work}: run examples/ceo-report-qa/run.py")
         for factor in args.factors or [1.0, 0.75, 0.5]:
             score(work, factor)
-    text = table()
-    (RESULTS / "adapter_strength.md").write_text(text + "\n", encoding="utf-8")
-    update_readme("adapter_strength", text)
-    print(text)
+    publish_table("adapter_strength", table())
 
 
 if __name__ == "__main__":

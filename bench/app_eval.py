@@ -21,19 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.common import machine, write_results  # noqa: E402
-
-HYBRID = [sys.executable, "-m", "hybrid.cli"]
+from bench.common import example_config, gateway, machine, write_results  # noqa: E402
 
 
 def example_demo(name: str):
@@ -67,34 +62,6 @@ def without_binding(config: Path, folder: Path) -> Path:
     out = folder / "hybrid.yaml"
     out.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
     return out
-
-
-def serve(config: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    from examples.runner import free_port, wait_ready
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [*HYBRID, "serve", str(config), "--port", str(port)],
-        stdout=open(log, "wb"),  # noqa: SIM115 - closed when the process ends
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc, log)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc, url
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -142,17 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     if not demo.evaluations:
         raise SystemExit(f"example {args.example!r} has no labelled evaluation")
     work = (args.work_dir or REPO / "artifacts" / args.example).resolve()
-    config = work / "hybrid.yaml"
     run_py = demo.folder / "run.py"
-    if args.url is None and not config.is_file() and args.prepare:
-        subprocess.run(
-            [sys.executable, str(run_py), "--quick", "--work-dir", str(work)], check=True
-        )
-    if args.url is None and not config.is_file():
-        raise SystemExit(
-            f"{config} not found: run `.venv/bin/python {run_py.relative_to(REPO)} --quick` "
-            "first (it builds the knowledge bases and trains and registers the adapters)"
-        )
+    config = None if args.url else example_config(run_py, work, args.prepare)
     if args.no_binding and args.url is None:
         config = without_binding(config, work / "no-binding")
     single = len(demo.evaluations) == 1
@@ -187,23 +145,11 @@ def main(argv: list[str] | None = None) -> None:
             report["source"] = f"{run_py.relative_to(REPO)} --quick: its evaluation step ({path})"
             reports.append((name, settings.model_copy(update={"output_dir": path.parent}), report))
         return store(reports)
-    proc = None
-    url = args.url
-    ready_s = None
-    if url is None:
-        (work / "logs").mkdir(parents=True, exist_ok=True)
-        print("starting hybrid serve (vLLM + gateway, about a minute) ...", flush=True)
-        started = time.monotonic()
-        proc, url = serve(config, work / "logs" / "app-eval-serve.log")
-        ready_s = round(time.monotonic() - started, 1)
-    try:
+    with gateway(config, args.url, work / "logs" / "app-eval-serve.log") as (url, ready_s):
         reports = [
             (name, settings, evaluate_apps(settings, GatewayResponder(url)))
             for name, settings in runs
         ]
-    finally:
-        if proc is not None:
-            stop(proc)
     store(reports, serve_ready_s=ready_s, bind_figures=not args.no_binding)
 
 

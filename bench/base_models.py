@@ -25,17 +25,21 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import RESULTS, machine, markdown_table, write_results  # noqa: E402
+from bench.common import (  # noqa: E402
+    HYBRID,
+    RESULTS,
+    isolated_work_folder,
+    machine,
+    markdown_table,
+    write_results,
+)
 
 RECIPE = REPO / "bench" / "adapter_recipes" / "grounded60-lr3e-4.yaml"
 STORED = RESULTS / "base_models"
 EXAMPLE_WORK = REPO / "artifacts" / "ceo-report-qa"
-HYBRID = [sys.executable, "-m", "hybrid.cli"]
 
 
 def run_name(model: str, overrides: dict) -> str:
@@ -46,46 +50,18 @@ def train_and_score(model: str, recipe: Path, overrides: dict, threads: int, reu
     """Prepare `model`, train `recipe` on it (with `overrides`), serve and score both apps;
     the stored run's path."""
     name = run_name(model, overrides)
-    work = REPO / "artifacts" / "base-models" / name
-    (work / "logs").mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_load((EXAMPLE_WORK / "hybrid.yaml").read_text(encoding="utf-8"))
-    config["engine"]["model"] = model
-    config["adapters"]["registry"] = str(work / "registry")
-    config["engine"]["log_file"] = str(work / "logs" / "vllm.log")
-    (work / "hybrid.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads)}
-    hybrid = [*HYBRID, "--config", str(work / "hybrid.yaml")]
-    subprocess.run([*HYBRID, "model", "prepare", model], check=True, env=env)
-    adapter = work / "adapter"
+    work = isolated_work_folder(
+        REPO / "artifacts" / "base-models" / name, EXAMPLE_WORK, threads=threads, engine_model=model
+    )
+    subprocess.run([*HYBRID, "model", "prepare", model], check=True, env=work.env)
+    adapter = work.path / "adapter"
     sets = {"output_dir": adapter, "base_model": model, **overrides}
     if not (reuse and (adapter / "adapter_config.json").is_file()):
-        subprocess.run(
-            [*hybrid, "train", str(recipe), "--overwrite"]
-            + [f"--set={k}={v}" for k, v in sets.items()],
-            check=True,
-            env=env,
+        work.hybrid(
+            "train", str(recipe), "--overwrite", *[f"--set={k}={v}" for k, v in sets.items()]
         )
-    subprocess.run(
-        [*hybrid, "adapter", "register", str(adapter), "--name", "ceo-voice", "--offline"],
-        check=True,
-        env=env,
-    )
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.app_eval",
-            "--work-dir",
-            str(work),
-            "--name",
-            f"base_models/{name}",
-            "--threads",
-            str(threads),
-        ],
-        check=True,
-        env=env,
-        cwd=REPO,
-    )
+    work.register(adapter, "ceo-voice")
+    work.score(f"base_models/{name}", "--threads", str(threads))
     path = STORED / f"{name}.json"
     stored = json.loads(path.read_text(encoding="utf-8"))
     trained = json.loads((adapter / "metrics.json").read_text(encoding="utf-8"))["final"]

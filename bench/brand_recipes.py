@@ -16,10 +16,6 @@ Two trainings of 1-4 minutes each on a quiet 2-core machine, then about 6 minute
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,13 +26,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import (  # noqa: E402
+    PAIRED_HEADERS,
+    RECIPE_HEADER,
     RESULTS,
     annotate,
     first_comment,
+    isolated_work_folder,
     markdown_table,
     paired_cells,
+    publish_table,
     recipe_parser,
-    update_readme,
+    recipe_runs,
 )
 
 RECIPES = Path(__file__).resolve().parent / "brand_recipes"
@@ -44,7 +44,6 @@ STORED = RESULTS / "brand_recipes"
 EXAMPLE = REPO / "examples" / "branded-chatbot"
 WORK = REPO / "artifacts" / "branded-chatbot"
 BRANDS = ("brewbird", "kettleandco")
-HYBRID = [sys.executable, "-m", "hybrid.cli"]
 
 
 def brand_config(recipe: dict, brand: str, work: Path) -> Path:
@@ -74,41 +73,21 @@ def train_and_score(
     before), register them in a registry of their own, score both brands; the stored runs."""
     name = recipe_file.stem
     recipe = yaml.safe_load(recipe_file.read_text(encoding="utf-8")) or {}
-    work = REPO / "artifacts" / "brand-recipes" / name
-    shutil.rmtree(work / "registry", ignore_errors=True)
-    (work / "logs").mkdir(parents=True, exist_ok=True)
-    if not (work / "chroma").is_dir():
-        shutil.copytree(WORK / "chroma", work / "chroma")
-    config = yaml.safe_load((WORK / "hybrid.yaml").read_text(encoding="utf-8"))
-    config["store"]["path"] = str(work / "chroma")
-    config["adapters"]["registry"] = str(work / "registry")
-    config["engine"]["log_file"] = str(work / "logs" / "vllm.log")
-    (work / "hybrid.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads)}
-    hybrid = [*HYBRID, "--config", str(work / "hybrid.yaml")]
+    folder = REPO / "artifacts" / "brand-recipes" / name
+    work = isolated_work_folder(folder, WORK, threads=threads, own_store=True)
     train_s = {}
     for brand in BRANDS:
         started = time.monotonic()
-        adapter = work / "adapters" / f"{brand}-voice"
+        adapter = folder / "adapters" / f"{brand}-voice"
         if not (reuse and (adapter / "adapter_config.json").is_file()):
-            train_config = brand_config(recipe, brand, work)
-            subprocess.run(
-                [*hybrid, "train", str(train_config), "--overwrite"], check=True, env=env
-            )
+            work.hybrid("train", str(brand_config(recipe, brand, folder)), "--overwrite")
             train_s[brand] = round(time.monotonic() - started)
-        subprocess.run(
-            [*hybrid, "adapter", "register", str(adapter), "--name", f"{brand}-voice", "--offline"],
-            check=True,
-            env=env,
-        )
+        work.register(adapter, f"{brand}-voice")
     out = name + ("" if bind_figures else "_nobind")
-    subprocess.run(
-        [sys.executable, "-m", "bench.app_eval", "--example", "branded-chatbot"]
-        + ["--work-dir", str(work), "--name", f"brand_recipes/{out}"]
-        + ([] if bind_figures else ["--no-binding"]),
-        check=True,
-        env=env,
-        cwd=REPO,
+    work.score(
+        f"brand_recipes/{out}",
+        *["--example", "branded-chatbot"],
+        *([] if bind_figures else ["--no-binding"]),
     )
     paths = []
     for brand in BRANDS:
@@ -120,11 +99,8 @@ def train_and_score(
 
 def table() -> str:
     rows = []
-    for path in sorted(STORED.glob("*.json")):
-        run = json.loads(path.read_text(encoding="utf-8"))
-        comparison = run["comparisons"][0]
+    for run, recipe, comparison in recipe_runs(STORED):
         correct = comparison["correct"]
-        recipe = REPO / run["recipe"]["file"]
         app, base = run["settings"]["apps"][:2]
         rows.append(
             [
@@ -137,13 +113,12 @@ def table() -> str:
             ]
         )
     headers = [
-        "adapter recipe (SmolLM2-135M, LoRA r8, batch 2)",
+        RECIPE_HEADER,
         "app",
         "figure binding",
         "app right",
         "base app right (same run)",
-        "right only with / only without the adapter",
-        "voice, adapter - base (95% CI)",
+        *PAIRED_HEADERS,
     ]
     return markdown_table(headers, rows)
 
@@ -157,10 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         names = args.recipes or sorted(p.stem for p in RECIPES.glob("*.yaml"))
         for name in names:
             train_and_score(RECIPES / f"{name}.yaml", args.threads, args.reuse, not args.no_binding)
-    text = table()
-    (RESULTS / "brand_recipes.md").write_text(text + "\n", encoding="utf-8")
-    update_readme("brand_recipes", text)
-    print(text)
+    publish_table("brand_recipes", table())
 
 
 if __name__ == "__main__":

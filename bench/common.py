@@ -1,17 +1,28 @@
-"""Helpers shared by the benchmarks: timing, percentiles, JSON + markdown table output."""
+"""Helpers shared by the benchmarks: timing, percentiles, JSON + markdown table output, and the
+work folder in which a bench runs Hybrid apart from the example it measures."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import shutil
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
-README = Path(__file__).resolve().parents[1] / "README.md"
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+README = REPO / "README.md"
+HYBRID = [sys.executable, "-m", "hybrid.cli"]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -42,8 +53,6 @@ def timer():
 
 
 def machine() -> dict:
-    import os
-
     return {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
@@ -96,6 +105,10 @@ def first_comment(path: Path) -> str:
     return first.lstrip("# ").strip()
 
 
+PAIRED_HEADERS = ["right only with / only without the adapter", "voice, adapter - base (95% CI)"]
+"""The headers of `paired_cells`' two cells."""
+
+
 def paired_cells(comparison: dict) -> list[str]:
     """A stored app comparison's "won / lost" and "voice difference (95% CI)" table cells; the
     voice anchor (hybrid/evaluation/voice.py) follows the interval in runs that measured it."""
@@ -106,6 +119,25 @@ def paired_cells(comparison: dict) -> list[str]:
         f"{voice['mean']:+.2f} ({voice['low']:+.2f}..{voice['high']:+.2f})"
         + ("" if anchor is None else f", anchor {anchor:+.2f}"),
     ]
+
+
+RECIPE_HEADER = "adapter recipe (SmolLM2-135M, LoRA r8, batch 2)"
+"""The first column of the recipe benches' tables: every recipe there trains that."""
+
+
+def recipe_runs(folder: Path) -> Iterator[tuple[dict, Path, dict]]:
+    """Each stored run of a recipe bench (`folder`/*.json, by file name): the run, its recipe
+    file and its first app comparison."""
+    for path in sorted(folder.glob("*.json")):
+        run = json.loads(path.read_text(encoding="utf-8"))
+        yield run, REPO / run["recipe"]["file"], run["comparisons"][0]
+
+
+def publish_table(name: str, text: str) -> None:
+    """A bench's table as bench/results/NAME.md and in the README's block; printed."""
+    (RESULTS / f"{name}.md").write_text(text + "\n", encoding="utf-8")
+    update_readme(name, text)
+    print(text)
 
 
 def recipe_parser(description: str):
@@ -123,3 +155,94 @@ def recipe_parser(description: str):
         "--no-binding", action="store_true", help="serve the apps with bind_figures off"
     )
     return parser
+
+
+def example_config(run_py: Path, work: Path, prepare: bool = False) -> Path:
+    """`work`/hybrid.yaml, the serving config an example's run.py writes (with its knowledge
+    bases built and adapters registered); with `prepare`, `run.py --quick` makes it first when
+    it is missing.
+
+    Raises:
+        SystemExit: it is missing, naming the command that makes it.
+    """
+    config = work / "hybrid.yaml"
+    if not config.is_file() and prepare:
+        subprocess.run(
+            [sys.executable, str(run_py), "--quick", "--work-dir", str(work)], check=True
+        )
+    if not config.is_file():
+        raise SystemExit(
+            f"{config} not found: run `.venv/bin/python {run_py.relative_to(REPO)} --quick` "
+            "first (it builds the knowledge bases and trains and registers the adapters)"
+        )
+    return config
+
+
+@contextmanager
+def gateway(config: Path | None, url: str | None, log: Path) -> Iterator[tuple[str, float | None]]:
+    """A gateway for the block: `url` as given, or `hybrid serve CONFIG` on a free port
+    (stopped at the end); its URL and the seconds it took to be ready (None for a given URL)."""
+    if url is not None:
+        yield url, None
+        return
+    from examples.runner import served
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print("starting hybrid serve (vLLM + gateway, about a minute) ...", flush=True)
+    started = time.monotonic()
+    with served(config, log) as served_url:
+        yield served_url, round(time.monotonic() - started, 1)
+
+
+@dataclass(frozen=True)
+class WorkFolder:
+    """A bench run's own folder (see `isolated_work_folder`) and the commands run in it."""
+
+    path: Path
+    env: dict[str, str]
+
+    def hybrid(self, *args: str) -> None:
+        """`hybrid --config WORK/hybrid.yaml ARGS...`; raises when it fails."""
+        config = ["--config", str(self.path / "hybrid.yaml")]
+        subprocess.run([*HYBRID, *config, *args], check=True, env=self.env)
+
+    def register(self, adapter: Path, name: str) -> None:
+        """Register `adapter` as `name` in the folder's own registry (no server needed)."""
+        self.hybrid("adapter", "register", str(adapter), "--name", name, "--offline")
+
+    def score(self, name: str, *options: str) -> None:
+        """bench/app_eval.py on this folder: serves its apps, stores bench/results/NAME.json."""
+        command = [sys.executable, "-m", "bench.app_eval", "--work-dir", str(self.path)]
+        subprocess.run([*command, "--name", name, *options], check=True, env=self.env, cwd=REPO)
+
+
+def isolated_work_folder(
+    folder: Path,
+    example: Path,
+    *,
+    threads: int | None = None,
+    own_store: bool = False,
+    engine_model: str | None = None,
+) -> WorkFolder:
+    """`folder` made ready to serve an example's apps apart from the example's own work folder
+    `example` (written by its run.py): a hybrid.yaml that is the example's with an empty
+    adapter registry and a vLLM log of its own, `engine_model` as the served base model if
+    given, and with `own_store` its own copy of the knowledge bases (copied once, so runs that
+    write to them cannot change the example's). Subprocesses get HF_HUB_OFFLINE=1 and, with
+    `threads`, that many OpenMP threads."""
+    shutil.rmtree(folder / "registry", ignore_errors=True)
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load((example / "hybrid.yaml").read_text(encoding="utf-8"))
+    if own_store:
+        if not (folder / "chroma").is_dir():
+            shutil.copytree(example / "chroma", folder / "chroma")
+        config["store"]["path"] = str(folder / "chroma")
+    if engine_model is not None:
+        config["engine"]["model"] = engine_model
+    config["adapters"]["registry"] = str(folder / "registry")
+    config["engine"]["log_file"] = str(folder / "logs" / "vllm.log")
+    (folder / "hybrid.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return WorkFolder(folder, env)

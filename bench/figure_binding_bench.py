@@ -158,6 +158,7 @@ def main() -> None:
     from hybrid.apps.spec import load_app_spec
     from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
     from serving.engine import EngineConfig, EngineProcess
+    from serving.engine.protocol import bearer
 
     model = args.model or prepare_default_model()
     tokens = 32 if args.quick else args.tokens
@@ -192,7 +193,7 @@ def main() -> None:
         try:
             http = httpx.Client(
                 base_url=engine.openai_base_url,
-                headers={"Authorization": f"Bearer {engine.api_key}"},
+                headers=bearer(engine.api_key),
                 timeout=600,
             )
 

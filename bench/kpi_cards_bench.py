@@ -19,16 +19,14 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.common import machine, write_results  # noqa: E402
+from bench.common import example_config, gateway, machine, write_results  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "report-kpi-cards"
 MARK = re.compile(r"(<!-- bench:kpi_cards -->\n).*?(\n<!-- /bench:kpi_cards -->)", re.S)
@@ -52,38 +50,20 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from bench.app_eval import serve, stop
     from examples.kpi_cards import measure
 
     torch.set_num_threads(args.threads)
     work = args.work_dir.resolve()
-    config = work / "hybrid.yaml"
-    if args.url is None and not config.is_file() and args.prepare:
-        run_py = EXAMPLE / "run.py"
-        subprocess.run(
-            [sys.executable, str(run_py), "--quick", "--work-dir", str(work)], check=True
-        )
-    if args.url is None and not config.is_file():
-        raise SystemExit(
-            f"{config} not found: run `.venv/bin/python examples/report-kpi-cards/run.py "
-            "--quick` first (it builds the knowledge base and trains and registers the adapter)"
-        )
+    config = None if args.url else example_config(EXAMPLE / "run.py", work, args.prepare)
     schema = json.loads((EXAMPLE / "kpi_card.schema.json").read_text(encoding="utf-8"))
-    proc, url, ready_s = None, args.url, None
     if args.from_run:
         stored = work / "kpi_cards.json"
         if not stored.is_file():
             raise SystemExit(f"{stored} not found: run examples/report-kpi-cards/run.py first")
         result = json.loads(stored.read_text(encoding="utf-8"))
         result["source"] = f"examples/report-kpi-cards/run.py: its last step ({stored})"
-        return store(result, work, args, ready_s)
-    if url is None:
-        (work / "logs").mkdir(parents=True, exist_ok=True)
-        print("starting hybrid serve (vLLM + gateway, about a minute) ...", flush=True)
-        started = time.monotonic()
-        proc, url = serve(config, work / "logs" / "kpi-bench-serve.log")
-        ready_s = round(time.monotonic() - started, 1)
-    try:
+        return store(result, work, args, None)
+    with gateway(config, args.url, work / "logs" / "kpi-bench-serve.log") as (url, ready_s):
         result = measure(
             url,
             ("kpi-cards", "kpi-base"),
@@ -92,9 +72,6 @@ def main(argv: list[str] | None = None) -> None:
             max_tokens=args.max_tokens,
             concurrency=args.concurrency,
         )
-    finally:
-        if proc is not None:
-            stop(proc)
     store(result, work, args, ready_s)
 
 

@@ -62,6 +62,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import httpx
 
 from bench.common import machine, markdown_table, summary_ms, write_results
+from serving.engine.protocol import bearer
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTERS = ["a0", "a1", "a2", "a3"]
@@ -149,8 +150,7 @@ ignores the header."""
 
 
 def engine_auth() -> dict[str, str]:
-    key = os.environ.get(ENGINE_KEY_ENV)
-    return {"Authorization": f"Bearer {key}"} if key else {}
+    return bearer(os.environ.get(ENGINE_KEY_ENV))
 
 
 async def send(client: httpx.AsyncClient, base_url: str, body: dict) -> Sample:

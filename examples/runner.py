@@ -16,7 +16,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,17 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 HYBRID = [sys.executable, "-m", "hybrid.cli"]
+
+
+QUICK_STEPS = {
+    "max_steps": 40,
+    "batch_size": 2,
+    "gradient_accumulation": 1,
+    "logging_steps": 10,
+    "validation_share": 0.0,
+}
+"""What every example's quick run (`make demo`) trains: 40 steps of 2 examples, no validation
+split. Each example adds its learning rate and sequence length (`Demo.quick_train`)."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +181,31 @@ def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 6
     raise SystemExit(f"hybrid serve not ready after {timeout_s:.0f} s; log: {log}")
 
 
+@contextmanager
+def served(config: Path, log: Path, port: int | None = None) -> Iterator[str]:
+    """`hybrid serve CONFIG` on `port` (default: a free one), its output in `log`, for the
+    block; yields its URL once /ready answers. Stopped with SIGINT (it drains, then stops vLLM),
+    its process group killed if it has not exited after 60 s."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [*HYBRID, "serve", str(config), "--port", str(port)],
+        stdout=open(log, "wb"),  # noqa: SIM115 - closed when the process ends
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, proc, log)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def show(question: Question, answers: dict[str, object]) -> None:
     width = 100
     print("\n" + "=" * width)
@@ -249,26 +286,11 @@ def run(demo: Demo, argv: list[str] | None = None) -> None:
     train_and_register(demo, config, work, args.model, args.quick)
 
     step("serving: vLLM with the adapters behind the gateway (about a minute to start)")
-    log = work / "logs" / "serve.log"
-    proc = subprocess.Popen(
-        [*HYBRID, "serve", str(config)],
-        stdout=open(log, "wb"),  # noqa: SIM115 - closed when the process ends
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc, log)
+    with served(config, work / "logs" / "serve.log", port) as url:
         step("asking through the official openai client: the app (adapter) beside the base")
         ask(url, demo)
         for spec in demo.evaluations:
             evaluate(config, url, demo, spec, work)
         for check in demo.checks:
             check(url, work)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
     print(f"\ndone in {time.monotonic() - started:.0f} s; artifacts in {work}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from finetune.errors import BaseModelError
+from finetune.folders import staged_folder
 
 DEFAULT_BASE_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_CACHE_DIR = Path("~/.cache/hybrid/models")
@@ -194,47 +195,46 @@ def prepare_model(
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     steps = tqdm(total=4, desc=f"prepare {model.name}", unit="step")
-    joined = partial.with_name(partial.name + ".gguf")  # pieces are joined here, then removed
-    gguf = gguf_file(model, joined)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    if model.chat_template is not None:
-        tokenizer.chat_template = (
-            files("finetune.resources").joinpath(model.chat_template).read_text(encoding="utf-8")
+    with staged_folder(out) as partial:
+        joined = partial.with_name(partial.name + ".gguf")  # pieces are joined here, then removed
+        gguf = gguf_file(model, joined)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        if model.chat_template is not None:
+            tokenizer.chat_template = (
+                files("finetune.resources")
+                .joinpath(model.chat_template)
+                .read_text(encoding="utf-8")
+            )
+        steps.update()
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        steps.update()
+        # transformers refuses to save a GGUF-loaded model; a fresh model with its weights saves.
+        # Its config must not keep the GGUF quantization entry, or trainers refuse the weights.
+        settings = loaded.config.to_dict()
+        settings.pop("quantization_config", None)
+        fresh = getattr(transformers, model.architecture)(type(loaded.config).from_dict(settings))
+        fresh.load_state_dict(loaded.state_dict())
+        fresh = fresh.to(torch.bfloat16)
+        if model.stop_tokens:
+            stops = [tokenizer.convert_tokens_to_ids(t) for t in model.stop_tokens]
+            fresh.generation_config.eos_token_id = [tokenizer.eos_token_id, *stops]
+        fresh.save_pretrained(partial, safe_serialization=True)
+        tokenizer.save_pretrained(partial)
+        steps.update()
+        _write_portable_rope(partial / "config.json")
+        (partial / _READY_MARKER).write_text(
+            json.dumps(
+                {
+                    "source": f"{model.distributions[0]}:{model.gguf_file}",
+                    "dtype": "bfloat16",
+                    "licence": model.licence,
+                    "instruct": model.instruct,
+                }
+            )
+            + "\n"
         )
-    steps.update()
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    steps.update()
-    # transformers refuses to save a GGUF-loaded model; a fresh model with its weights saves.
-    # Its config must not keep the GGUF quantization entry, or trainers refuse the weights.
-    settings = loaded.config.to_dict()
-    settings.pop("quantization_config", None)
-    fresh = getattr(transformers, model.architecture)(type(loaded.config).from_dict(settings))
-    fresh.load_state_dict(loaded.state_dict())
-    fresh = fresh.to(torch.bfloat16)
-    if model.stop_tokens:
-        stops = [tokenizer.convert_tokens_to_ids(t) for t in model.stop_tokens]
-        fresh.generation_config.eos_token_id = [tokenizer.eos_token_id, *stops]
-    fresh.save_pretrained(partial, safe_serialization=True)
-    tokenizer.save_pretrained(partial)
-    steps.update()
-    _write_portable_rope(partial / "config.json")
-    (partial / _READY_MARKER).write_text(
-        json.dumps(
-            {
-                "source": f"{model.distributions[0]}:{model.gguf_file}",
-                "dtype": "bfloat16",
-                "licence": model.licence,
-                "instruct": model.instruct,
-            }
-        )
-        + "\n"
-    )
-    shutil.rmtree(joined, ignore_errors=True)
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
+        shutil.rmtree(joined, ignore_errors=True)
     steps.update()
     steps.close()
     return out

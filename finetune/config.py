@@ -15,11 +15,15 @@ from finetune.base_models import DEFAULT_BASE_MODEL, DEFAULT_CACHE_DIR
 ALL_LINEAR = "all-linear"
 
 
-class _Frozen(BaseModel):
+class Frozen(BaseModel):
+    """The base of the finetune layer's configs: frozen (a validated config cannot change) and strict about
+    typos (unknown keys refused). Each layer keeps its own: the layers never import each other
+    (tests/test_architecture.py)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class LoraSettings(_Frozen):
+class LoraSettings(Frozen):
     """The LoRA adapter's shape."""
 
     rank: Annotated[int, Field(ge=1, le=256)] = 8
@@ -33,7 +37,7 @@ class LoraSettings(_Frozen):
     """Fully trained extra modules (e.g. embed_tokens). vLLM may refuse such adapters."""
 
 
-class ReplaySettings(_Frozen):
+class ReplaySettings(Frozen):
     """General instruction data mixed in to limit forgetting."""
 
     paths: tuple[Path, ...]
@@ -41,7 +45,7 @@ class ReplaySettings(_Frozen):
     format: str = "auto"
 
 
-class TrainConfig(_Frozen):
+class TrainConfig(Frozen):
     """Everything `hybrid train CONFIG.yaml` needs."""
 
     base_model: str = DEFAULT_BASE_MODEL
@@ -86,10 +90,8 @@ class TrainConfig(_Frozen):
 GENERAL_GUARD = Path(__file__).resolve().parent / "resources" / "general_guard.jsonl"
 
 
-class StyleRule(BaseModel):
+class StyleRule(Frozen):
     """One rule a generated answer must satisfy."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["regex", "required_phrase", "forbidden_phrase", "json_schema"]
     value: str | dict
@@ -136,9 +138,7 @@ class StyleRule(BaseModel):
         return True
 
 
-class EvalConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class EvalConfig(Frozen):
     adapter: Path
     """The adapter folder (trained by `hybrid train`)."""
     output_dir: Path | None = None

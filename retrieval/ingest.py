@@ -29,10 +29,9 @@ from retrieval.config import ChunkingConfig
 from retrieval.embedders import Embedder
 from retrieval.errors import DocumentLoadError, UnreadablePath
 from retrieval.loaders import available_extensions, check_size, load_document
+from retrieval.stores import read_rows
 
 log = logging.getLogger(__name__)
-
-_PAGE_SIZE = 5000  # rows fetched per Chroma `get` while reading the existing state
 
 
 @dataclass
@@ -140,19 +139,12 @@ def discover_files(paths: Sequence[Path]) -> tuple[list[Path], list[Path], int]:
 def read_stored_state(collection) -> dict[str, _StoredFile]:
     """Map each source path in the collection to its stored chunk ids per file version."""
     state: dict[str, _StoredFile] = defaultdict(_StoredFile)
-    offset = 0
-    while True:
-        page = collection.get(include=["metadatas"], limit=_PAGE_SIZE, offset=offset)
-        ids, metas = page["ids"], page["metadatas"] or []
-        for chunk_key, meta in zip(ids, metas, strict=True):
-            meta = meta or {}
-            stored = state[str(meta.get("source", ""))]
-            file_hash = str(meta.get("file_hash", ""))
-            stored.ids_by_hash[file_hash].add(chunk_key)
-            stored.expected_by_hash[file_hash] = int(meta.get("chunk_count", -1))
-        if len(ids) < _PAGE_SIZE:
-            return state
-        offset += _PAGE_SIZE
+    for chunk_key, _, meta in read_rows(collection):
+        stored = state[str(meta.get("source", ""))]
+        file_hash = str(meta.get("file_hash", ""))
+        stored.ids_by_hash[file_hash].add(chunk_key)
+        stored.expected_by_hash[file_hash] = int(meta.get("chunk_count", -1))
+    return state
 
 
 def _under(path: str, roots: Iterable[Path]) -> bool:

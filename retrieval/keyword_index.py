@@ -32,13 +32,13 @@ from llama_index.core.schema import MetadataMode, NodeWithScore
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from retrieval.chunking import hide_bookkeeping
+from retrieval.stores import read_rows
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
 
 _FORMAT = 1
 _STATE = "state.json"
-_PAGE = 5000  # Chroma's SQLite refuses one `get` of ~100k chunks ("too many SQL variables")
 _ID_BATCH = 500  # ids per `get(ids=...)`
 _TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 _STEMMER = Stemmer.Stemmer("english")
@@ -57,12 +57,7 @@ def tokenize(texts: list[str]) -> list[list[str]]:
 
 def read_ids(collection, where: dict | None = None) -> list[str]:
     """Every chunk id of the collection (matching `where`), page by page."""
-    ids: list[str] = []
-    while True:
-        page = collection.get(where=where, limit=_PAGE, offset=len(ids), include=[])
-        ids += page["ids"]
-        if len(page["ids"]) < _PAGE:
-            return ids
+    return [row[0] for row in read_rows(collection, where, include=())]
 
 
 def _read_nodes(collection, ids: list[str]) -> dict:

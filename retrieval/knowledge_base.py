@@ -1,7 +1,7 @@
 """Knowledge bases: one Chroma collection each, created, opened, listed and deleted by name.
 
 Why one module: `KnowledgeBase` and `KnowledgeBaseCatalog` share the Chroma client, the collection
-marker and the store-outage guard (`_guard_store`); together a little over 400 lines.
+marker and the store-outage guard (`_guard_store`); together about 400 lines.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from retrieval.errors import (
 from retrieval.ingest import IngestReport, ingest_paths
 from retrieval.relevance import relevance_floor
 from retrieval.search import Citation, Hit, prepare_keyword_index, search
-from retrieval.stores import connect, describe
+from retrieval.stores import connect, describe, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -257,18 +257,7 @@ class KnowledgeBase:
         return sorted(chunks, key=lambda c: (c.citation.source, c.chunk_index))
 
     def _read_chunks(self, where: dict | None) -> list[tuple[str, str, dict]]:
-        rows: list[tuple[str, str, dict]] = []
-        page_size = 5000  # Chroma's SQLite refuses one `get` of ~100k rows
-        while True:
-            page = self.collection.get(
-                where=where, limit=page_size, offset=len(rows), include=["documents", "metadatas"]
-            )
-            rows += [
-                (i, d or "", m or {})
-                for i, d, m in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
-            ]
-            if len(page["ids"]) < page_size:
-                return rows
+        return list(read_rows(self.collection, where, include=("documents", "metadatas")))
 
     def _new_revision(self) -> None:
         meta = dict(self.collection.metadata or {})
@@ -286,21 +275,15 @@ class KnowledgeBase:
         sources: set[str] = set()
         pages: set[tuple[str, int]] = set()
         types: dict[str, int] = {}
-        offset, page_size, total = 0, 5000, 0
-        while True:
-            rows = self.collection.get(include=["metadatas"], limit=page_size, offset=offset)
-            for m in rows["metadatas"] or []:
-                m = m or {}
-                source = str(m.get("source", ""))
-                if source not in sources:
-                    sources.add(source)
-                    kind = str(m.get("file_type", "?"))
-                    types[kind] = types.get(kind, 0) + 1
-                pages.add((source, int(m.get("page") or 0)))
-            total += len(rows["ids"])
-            if len(rows["ids"]) < page_size:
-                break
-            offset += page_size
+        total = 0
+        for _, _, m in read_rows(self.collection):
+            source = str(m.get("source", ""))
+            if source not in sources:
+                sources.add(source)
+                kind = str(m.get("file_type", "?"))
+                types[kind] = types.get(kind, 0) + 1
+            pages.add((source, int(m.get("page") or 0)))
+            total += 1
         return KnowledgeBaseStats(
             name=self.name,
             store=self.store_description,

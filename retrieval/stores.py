@@ -5,7 +5,7 @@ Adding a backend: a factory `config -> chromadb client` decorated with `@registe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import chromadb
@@ -13,6 +13,10 @@ from chromadb.config import Settings as ChromaSettings
 
 from retrieval.config import EmbeddedStoreConfig, ServerStoreConfig
 from retrieval.errors import StoreUnavailable, UnknownComponent
+
+PAGE_ROWS = 5000
+"""Rows per Chroma `get`: its SQLite refuses one `get` of ~100k rows ("too many SQL variables",
+found by bench/retrieval_bench.py)."""
 
 StoreFactory = Callable[[Any], Any]
 _STORES: dict[str, StoreFactory] = {}
@@ -41,6 +45,24 @@ def connect(config: EmbeddedStoreConfig | ServerStoreConfig) -> chromadb.api.Cli
     if config.mode not in _STORES:
         raise UnknownComponent("store mode", config.mode, sorted(_STORES))
     return _STORES[config.mode](config)
+
+
+def read_rows(
+    collection, where: dict | None = None, include: tuple[str, ...] = ("metadatas",)
+) -> Iterator[tuple[str, str, dict]]:
+    """Every row of a Chroma collection (matching `where`) as (id, document, metadata), read
+    PAGE_ROWS at a time; what `include` leaves out (or a row lacks) comes as "" and {}."""
+    offset = 0
+    while True:
+        page = collection.get(where=where, limit=PAGE_ROWS, offset=offset, include=list(include))
+        ids = page["ids"]
+        documents = page.get("documents") or [""] * len(ids)
+        metadatas = page.get("metadatas") or [{}] * len(ids)
+        for row in zip(ids, documents, metadatas, strict=True):
+            yield row[0], row[1] or "", row[2] or {}
+        if len(ids) < PAGE_ROWS:
+            return
+        offset += len(ids)
 
 
 def describe(config: EmbeddedStoreConfig | ServerStoreConfig) -> str:

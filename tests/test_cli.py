@@ -29,84 +29,47 @@ def test_full_kb_lifecycle(capsys, tmp_path, kb_dir):
     write_corpus(docs, n_files=3)
     write_pdf(docs / "report.pdf", ["Cover page", "Net income was 12.5 million dollars in 2025."])
 
-    assert (
-        run(
-            capsys,
-            "--data-dir",
-            kb_dir,
-            "kb",
-            "create",
-            "acme-docs",
-            "--chunk-size",
-            "64",
-            "--chunk-overlap",
-            "8",
-        )[0]
-        == 0
-    )
-    code, out, _ = run(capsys, "--data-dir", kb_dir, "kb", "ingest", "acme-docs", str(docs), "-q")
+    def kb(*args: str) -> tuple[int, str, str]:
+        return run(capsys, "--data-dir", kb_dir, "kb", *args)
+
+    assert kb("create", "acme-docs", "--chunk-size", "64", "--chunk-overlap", "8")[0] == 0
+    code, out, _ = kb("ingest", "acme-docs", str(docs), "-q")
     assert code == 0 and "4 files: 4 added" in out
 
-    code, out, _ = run(capsys, "--data-dir", kb_dir, "kb", "ingest", "acme-docs", str(docs), "-q")
+    code, out, _ = kb("ingest", "acme-docs", str(docs), "-q")
     assert code == 0 and "+0 / -0 chunks" in out and "4 unchanged" in out
 
-    code, out, _ = run(
-        capsys,
-        "--data-dir",
-        kb_dir,
-        "kb",
-        "query",
-        "acme-docs",
-        "net income 2025",
-        "-k",
-        "2",
-        "--mode",
-        "hybrid",
-    )
+    code, out, _ = kb("query", "acme-docs", "net income 2025", "-k", "2", "--mode", "hybrid")
     assert code == 0 and out.startswith("[1] ") and "report.pdf p.2" in out
 
-    code, out, _ = run(
-        capsys,
-        "--data-dir",
-        kb_dir,
-        "kb",
-        "query",
-        "acme-docs",
-        "net income",
-        "--json",
-        "--filter",
-        "file_name=report.pdf",
-        "--filter",
-        "page=2",
-    )
+    filters = ["--filter", "file_name=report.pdf", "--filter", "page=2"]
+    code, out, _ = kb("query", "acme-docs", "net income", "--json", *filters)
     hits = json.loads(out)
     assert code == 0 and hits and all(h["citation"]["page"] == 2 for h in hits)
 
-    code, out, _ = run(capsys, "--data-dir", kb_dir, "kb", "list")
+    code, out, _ = kb("list")
     assert code == 0 and out.startswith("acme-docs\t")
 
-    code, out, _ = run(
-        capsys, "--data-dir", kb_dir, "kb", "chunks", "acme-docs", "-f", "report.pdf"
-    )
+    code, out, _ = kb("chunks", "acme-docs", "-f", "report.pdf")
     lines = out.splitlines()
     assert code == 0 and lines[-1] == f"{len(lines) - 1} chunks from 1 file"
     assert (
         lines[0].startswith("report.pdf p.1 [0:") and "1/" in lines[0] and "Cover page" in lines[0]
     )
     assert all(len(line) < 160 for line in lines)
-    code, out, _ = run(capsys, "--data-dir", kb_dir, "kb", "chunks", "acme-docs", "--json")
+    code, out, _ = kb("chunks", "acme-docs", "--json")
     listed = json.loads(out)
     assert code == 0 and {c["citation"]["file_name"] for c in listed} >= {
         "report.pdf",
         "doc-000.md",
     }
 
-    code, out, _ = run(capsys, "--data-dir", kb_dir, "kb", "stats", "acme-docs", "--json")
+    code, out, _ = kb("stats", "acme-docs", "--json")
     stats = json.loads(out)
     assert stats["files"] == 4 and stats["file_types"] == {"md": 3, "pdf": 1}
 
-    assert run(capsys, "--data-dir", kb_dir, "kb", "delete", "acme-docs", "--yes")[0] == 0
-    code, out, _ = run(capsys, "--data-dir", kb_dir, "kb", "list")
+    assert kb("delete", "acme-docs", "--yes")[0] == 0
+    code, out, _ = kb("list")
     assert "no knowledge bases" in out
 
 

@@ -8,9 +8,10 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hybrid.apps.spec import load_app_spec
-from hybrid.config import load_context_training
+from hybrid.config import load_context_training, load_train_config
 from hybrid.evaluation.labelled import read_cases
 from tests.conftest import EXAMPLES
 
@@ -57,6 +58,10 @@ def test_runner_parts_exist_and_fit_together(path):
     assert all((demo.folder / a.train_config).is_file() for a in demo.adapters)
     assert all(0 < a.strength <= 4 for a in demo.adapters)  # what `hybrid adapter scale` takes
     assert all(set(q.apps) <= names for q in demo.questions)
+    for adapter in demo.adapters:  # the quick run's `--set key=value` over each training config
+        sets = {key: yaml.safe_load(str(value)) for key, value in demo.quick_train.items()}
+        config = load_train_config(demo.folder / adapter.train_config, sets)
+        assert config.max_steps == demo.quick_train["max_steps"] == 40
     for evaluation in demo.evaluations:  # the labelled sets the demo scores at the end
         assert set(evaluation.apps) <= names
         assert (demo.folder / evaluation.style).is_file()

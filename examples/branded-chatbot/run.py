@@ -13,7 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from examples.runner import Adapter, Demo, Evaluation, Question, run  # noqa: E402
+from examples.runner import QUICK_STEPS, Adapter, Demo, Evaluation, Question, run  # noqa: E402
 
 BOTH = ("brewbird-support", "kettleandco-support")
 
@@ -53,15 +53,7 @@ DEMO = Demo(
     ),
     # bench/brand_recipes/grounded60-lr3e-4.yaml: the replies and train.yaml's 60 grounded-voice
     # examples, 40 steps at 448 tokens (2-4 minutes per brand on 2 cores)
-    quick_train={
-        "max_steps": 40,
-        "max_length": 448,
-        "batch_size": 2,
-        "gradient_accumulation": 1,
-        "learning_rate": 3e-4,
-        "logging_steps": 10,
-        "validation_share": 0.0,
-    },
+    quick_train={**QUICK_STEPS, "max_length": 448, "learning_rate": 3e-4},
 )
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from examples.runner import Adapter, Demo, Question, run  # noqa: E402
+from examples.runner import QUICK_STEPS, Adapter, Demo, Question, run  # noqa: E402
 
 APPS = ("kpi-cards", "kpi-base")
 SCHEMA = HERE / "kpi_card.schema.json"
@@ -53,15 +53,7 @@ DEMO = Demo(
     # 40 steps of 2 cards (~600 tokens each): a few minutes on 2 cores; the shape is learnt
     # long before the 300 records are seen once (bench/kpi_cards_bench.py measures this run).
     # max_length 2048 only matters for a tokenizer less frugal than SmolLM2's (<= 818 here).
-    quick_train={
-        "max_length": 2048,
-        "max_steps": 40,
-        "batch_size": 2,
-        "gradient_accumulation": 1,
-        "learning_rate": 5e-4,
-        "logging_steps": 10,
-        "validation_share": 0.0,
-    },
+    quick_train={**QUICK_STEPS, "max_length": 2048, "learning_rate": 5e-4},
 )
 
 if __name__ == "__main__":

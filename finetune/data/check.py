@@ -22,18 +22,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from finetune.config import Frozen
 from finetune.data.schema import Example
 from finetune.data.similarity import groups, similar_pairs
 
 Severity = Literal["error", "warning"]
 
 
-class CheckConfig(BaseModel):
+class CheckConfig(Frozen):
     """Thresholds of `check_dataset`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     min_samples_error: Annotated[int, Field(ge=0)] = 30
     """Fewer training samples than this is an error: an adapter learns nothing reliable."""

@@ -138,6 +138,11 @@ _LEADING_WORDS = {
     "Yes", "No", "Hello", "Hi", "Thanks", "Thank", "Please", "Kind", "Best", "If", "When", "For",
     "And", "But", "So", "As", "It", "Its", "My", "Your", "Their", "His", "Her", "To", "From",
 }  # fmt: skip
+_SMALL_NUMBERS = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen", "twenty",
+)  # fmt: skip
 _STOP = set(
     [
         "a",
@@ -309,16 +314,7 @@ _STOP = set(
         "might",
         "also",
         "well",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
+        *_SMALL_NUMBERS[1:11],  # one .. ten
         "first",
         "second",
         "third",
@@ -533,34 +529,14 @@ def _unit_after(text: str, end: int, number: str) -> tuple[str, Decimal, int]:
     return "count", Decimal(1), end
 
 
-_NUMBER_WORDS = {
-    w: str(i)
-    for i, w in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-            "thirteen",
-            "fourteen",
-            "fifteen",
-            "sixteen",
-            "seventeen",
-            "eighteen",
-            "nineteen",
-            "twenty",
-        ]
-    )
-} | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "ninety": "90", "hundred": "100"}
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(_SMALL_NUMBERS)} | {
+    "thirty": "30",
+    "forty": "40",
+    "fifty": "50",
+    "sixty": "60",
+    "ninety": "90",
+    "hundred": "100",
+}
 _WORDED = re.compile(
     r"\b(" + "|".join(_NUMBER_WORDS) + r")(?=[\s-]+(?:(?:business|working|calendar|full)\s)?"
     r"(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|percent|per cent|million|billion"

@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 from typing import Protocol
 
-import httpx
-
 from hybrid.errors import HybridError
 
 
@@ -97,21 +95,55 @@ class LocalGenerator:
         return xgrammar.contrib.hf.LogitsProcessor(compiled)
 
 
-class OpenAIGenerator:
-    """Any OpenAI-compatible chat endpoint; `model` is what that server calls the adapter."""
+def openai_client(url: str, api_key: str | None = None, timeout_s: float = 600.0):
+    """The official `openai` client for an OpenAI-compatible server at `url` (given with or
+    without its `/v1`); it sends `api_key` as the Bearer header. No retries: an evaluation or
+    an app call reports a failure rather than hiding it."""
+    import openai
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout_s=600.0):
-        self.url = base_url.rstrip("/") + "/chat/completions"
+    base = url.rstrip("/")
+    base = base if base.endswith("/v1") else base + "/v1"
+    return openai.OpenAI(base_url=base, api_key=api_key or "none", max_retries=0, timeout=timeout_s)
+
+
+class OpenAIGenerator:
+    """Any OpenAI-compatible chat endpoint (vLLM, a gateway); `model` is what that server calls
+    the adapter (or the base model). `last_usage` holds the last reply's token counts."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 600.0,
+        *,
+        client=None,
+    ):
+        self.client = client or openai_client(base_url, api_key, timeout_s)
         self.model = model
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.timeout_s = timeout_s
+        self.last_usage: dict | None = None
 
     def generate(self, messages: list[dict], sampling: dict) -> str:
-        body = {**sampling, "model": self.model, "messages": messages}
+        import openai
+
         try:
-            response = httpx.post(self.url, json=body, headers=self.headers, timeout=self.timeout_s)
-        except httpx.TransportError as exc:
-            raise HybridError(f"no answer from {self.url} ({type(exc).__name__})") from None
-        if response.status_code >= 400:
-            raise HybridError(f"{self.url} answered {response.status_code}: {response.text[:300]}")
-        return response.json()["choices"][0]["message"]["content"] or ""
+            response = self.client.chat.completions.create(
+                model=self.model, messages=messages, extra_body=sampling or None
+            )
+        except openai.APIError as exc:
+            raise HybridError(f"engine model '{self.model}': {one_line(exc)}") from None
+        self.last_usage = usage_dict(response.usage)
+        return response.choices[0].message.content or ""
+
+
+def usage_dict(usage) -> dict | None:
+    """An OpenAI response's usage as {prompt_tokens, completion_tokens} (None without one)."""
+    if usage is None:
+        return None
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+
+
+def one_line(exc: Exception) -> str:
+    """An exception as `Type: message` on one line of at most ~300 characters."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"

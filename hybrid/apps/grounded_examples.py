@@ -21,7 +21,6 @@ grammar and one seeded generator; split, each part would import the others' priv
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import re
 from collections.abc import Iterable, Sequence
@@ -32,7 +31,8 @@ from finetune.data.schema import Example, Message
 from hybrid.apps.budget import PromptBudget
 from hybrid.apps.prompt import Passage, system_prompt
 from hybrid.apps.spec import AppSpec
-from hybrid.errors import ConfigError
+from hybrid.errors import ConfigError, UsageError
+from hybrid.evaluation.labelled import read_cases
 
 # A number not glued to a word, a hyphen or a colon (model names like AMR-600, times like 10:00).
 FIGURE = re.compile(r"(?<![\w\-:.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w\-:]|,\d|\.\d)")
@@ -406,23 +406,28 @@ class FigurePerturber:
         return FIGURE.sub(replace, text)
 
 
+def voice_sentences(reply: str) -> tuple[str | None, str | None]:
+    """(opening, closing) of a style reply of several sentences that states no figure (no
+    digit): its first sentence when short and opening like a reply ("We ...", "Yes, ..."), its
+    last when short; None where there is none. What the voice adds around a statement without
+    adding a number: training wraps grounded examples in them (`voice_lines`), and the app
+    evaluation's voice anchor appends the closings (hybrid/evaluation/voice.py)."""
+    parts = [] if any(ch.isdigit() for ch in reply) else sentences(reply)
+    if len(parts) < 2:
+        return None, None
+    opening = parts[0] if len(parts[0]) <= 140 and parts[0].split()[0] in _OPENING_WORDS else None
+    return opening, parts[-1] if len(parts[-1]) <= 160 else None
+
+
 def voice_lines(examples: Iterable[Example]) -> tuple[list[str], list[str]]:
-    """(openings, closings): first and last sentences of the style replies that carry no
-    figures (so the voice wrapped around a copied statement adds no numbers of its own)."""
-    openings: list[str] = []
-    closings: list[str] = []
-    for example in examples:
-        for m in example.messages:
-            if m.role != "assistant" or not m.weight or any(ch.isdigit() for ch in m.content):
-                continue
-            parts = sentences(m.content)
-            if len(parts) < 2:
-                continue
-            if len(parts[0]) <= 140 and parts[0].split()[0] in _OPENING_WORDS:
-                openings.append(parts[0])
-            if len(parts[-1]) <= 160:
-                closings.append(parts[-1])
-    return openings, closings
+    """(openings, closings): `voice_sentences` of every trained assistant turn."""
+    found = [
+        voice_sentences(m.content)
+        for example in examples
+        for m in example.messages
+        if m.role == "assistant" and m.weight
+    ]
+    return [o for o, _ in found if o], [c for _, c in found if c]
 
 
 def normalise_question(text: str) -> str:
@@ -430,26 +435,16 @@ def normalise_question(text: str) -> str:
 
 
 def load_questions(paths: Sequence[Path]) -> list[str]:
-    """The `question` of each line of labelled JSONL files (evaluation sets to keep out).
+    """The questions of labelled JSONL files (evaluation sets to keep out of training), read as
+    `hybrid eval app` reads them.
 
     Raises:
-        ConfigError: a missing file or a line that is not a JSON object with a question.
+        ConfigError: a missing or empty file, or a bad line (named `file:line`).
     """
-    questions: list[str] = []
-    for path in paths:
-        if not path.is_file():
-            raise ConfigError(f"held-out question file not found: {path}")
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("question"), str):
-                raise ConfigError(f'{path}:{number}: expected {{"question": "...", ...}}')
-            questions.append(row["question"])
-    return questions
+    try:
+        return [case.question for path in paths for case in read_cases(path)]
+    except UsageError as exc:
+        raise ConfigError(f"context.holdout: {exc}") from None
 
 
 def _with_citation(statement: str, number: int) -> str:
@@ -600,31 +595,7 @@ def _one_example(
     return None
 
 
-def knowledge_base_passages(knowledge_base, page_size: int = 1000) -> list[Passage]:
-    """Every chunk of a knowledge base as a Passage (read page by page from its collection),
-    in a stable order."""
-    rows: list[tuple[str, str, dict]] = []
-    offset = 0
-    while True:
-        page = knowledge_base.collection.get(
-            include=["documents", "metadatas"], limit=page_size, offset=offset
-        )
-        for id_, doc, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
-            rows.append((id_, doc or "", meta or {}))
-        if len(page["ids"]) < page_size:
-            break
-        offset += page_size
-    rows.sort(key=lambda r: r[0])
-    return [
-        Passage(
-            number=i,
-            text=doc.strip(),
-            file_name=str(meta.get("file_name") or Path(str(meta.get("source", "?"))).name),
-            source=str(meta.get("source", "")),
-            page=int(meta["page"]) if meta.get("page") else None,
-            start_char=int(meta.get("start_char") or 0),
-            end_char=int(meta.get("end_char") or 0),
-            similarity=0.0,
-        )
-        for i, (_, doc, meta) in enumerate(rows, start=1)
-    ]
+def knowledge_base_passages(knowledge_base) -> list[Passage]:
+    """Every chunk of a knowledge base as a Passage, numbered in a stable order (by chunk id)."""
+    chunks = sorted(knowledge_base.chunks(), key=lambda chunk: chunk.id)
+    return [Passage.of(i, chunk.text, chunk.citation) for i, chunk in enumerate(chunks, start=1)]

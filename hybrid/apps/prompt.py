@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hybrid.apps.spec import AppSpec
-from retrieval import Hit
+from retrieval import Citation, Hit
 
 NO_PASSAGES = "(no passages: the sources do not cover this question)"
 
@@ -26,17 +26,17 @@ class Passage:
     similarity: float
 
     @classmethod
-    def from_hit(cls, number: int, hit: Hit) -> Passage:
-        c = hit.citation
+    def of(cls, number: int, text: str, citation: Citation, similarity: float = 0.0) -> Passage:
+        """A retrieved hit's or a stored chunk's text and citation as passage `number`."""
         return cls(
             number=number,
-            text=hit.text.strip(),
-            file_name=c.file_name,
-            source=c.source,
-            page=c.page,
-            start_char=c.start_char,
-            end_char=c.end_char,
-            similarity=hit.similarity,
+            text=text.strip(),
+            file_name=citation.file_name,
+            source=citation.source,
+            page=citation.page,
+            start_char=citation.start_char,
+            end_char=citation.end_char,
+            similarity=similarity,
         )
 
     @property
@@ -58,7 +58,9 @@ class Passage:
 
 
 def number_hits(hits: Sequence[Hit]) -> list[Passage]:
-    return [Passage.from_hit(i, hit) for i, hit in enumerate(hits, start=1)]
+    return [
+        Passage.of(i, hit.text, hit.citation, hit.similarity) for i, hit in enumerate(hits, start=1)
+    ]
 
 
 def format_context(passages: Sequence[Passage]) -> str:

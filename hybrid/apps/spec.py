@@ -19,9 +19,9 @@ import string
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from hybrid.config_files import read_yaml_mapping, validate
+from hybrid.config_files import Frozen, read_yaml_mapping, validate
 from hybrid.errors import ConfigError
 from retrieval import QueryOptions
 
@@ -39,10 +39,6 @@ Passages:
 training prompts with the same template, so what is trained is what is served."""
 
 TEMPLATE_FIELDS = {"persona", "context"}
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class RetrievalSettings(QueryOptions):
@@ -67,7 +63,7 @@ class RetrievalSettings(QueryOptions):
     """With `follow_ups: rule`, how many earlier user questions a follow-up may take."""
 
 
-class GenerationDefaults(_Frozen):
+class GenerationDefaults(Frozen):
     """Sampling defaults; a client's own values in the request win."""
 
     max_tokens: Annotated[int, Field(ge=1)] | None = 256
@@ -95,7 +91,7 @@ class GenerationDefaults(_Frozen):
         return body
 
 
-class NoContext(_Frozen):
+class NoContext(Frozen):
     """What the app does when retrieval finds nothing relevant."""
 
     mode: Literal["message", "generate"] = "message"
@@ -105,7 +101,7 @@ class NoContext(_Frozen):
     """The answer, in the app's voice, when nothing relevant is found."""
 
 
-class Branding(_Frozen):
+class Branding(Frozen):
     """How the playground and the chat widget show the app."""
 
     title: str | None = None
@@ -113,7 +109,7 @@ class Branding(_Frozen):
     greeting: str | None = None
 
 
-class AppSpec(_Frozen):
+class AppSpec(Frozen):
     """One app: knowledge from `knowledge_base`, voice from `adapter`, served as `name`."""
 
     name: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from hybrid.apps.generators import openai_client
 from hybrid.errors import HybridError
 
 PROMPT = """You grade answers. Question: {question}
@@ -19,15 +20,9 @@ _VERDICT = re.compile(r"\b(INCORRECT|CORRECT)\b", re.IGNORECASE)
 
 class Judge:
     def __init__(self, url: str, model: str, api_key: str | None = None, client=None):
-        import openai
-
-        base = url.rstrip("/")
-        base = base if base.endswith("/v1") else base + "/v1"
         self.model = model
         self.url = url
-        self.client = client or openai.OpenAI(
-            base_url=base, api_key=api_key or "none", max_retries=0, timeout=600
-        )
+        self.client = client or openai_client(url, api_key)
 
     def grade(self, question: str, gold: tuple[str, ...], answer: str) -> bool | None:
         """True/False per the judge; None when its reply has no verdict.

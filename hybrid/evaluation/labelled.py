@@ -18,17 +18,17 @@ Each line extends the retrieval check's format (retrieval/evaluation.py)::
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hybrid.config_files import Frozen
 from hybrid.errors import UsageError
 
 
-class Turn(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class Turn(Frozen):
     role: Literal["user", "assistant", "system"]
     content: str
 
@@ -72,22 +72,32 @@ class LabelledCase(BaseModel):
         return [*turns, {"role": "user", "content": self.question}]
 
 
+def read_jsonl(path: Path, what: str) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-empty line of a JSON Lines file (`what` names the file
+    in the errors: the evaluation reads labelled questions, style replies and base replies).
+
+    Raises:
+        UsageError: the file is missing, or a line is not JSON (named `file:line`).
+    """
+    if not path.is_file():
+        raise UsageError(f"{path}: no such {what}")
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+
+
 def read_cases(path: Path, only: dict[str, str] | None = None) -> list[LabelledCase]:
     """Read a labelled file; `only` keeps the cases whose field equals each given value.
 
     Raises:
         UsageError: missing file, a malformed line (named `file:line`), or no cases.
     """
-    if not path.is_file():
-        raise UsageError(f"{path}: no such labelled question file")
     cases = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+    for number, raw in read_jsonl(path, "labelled question file"):
         if not isinstance(raw, dict):
             raise UsageError(f"{path}:{number}: expected a JSON object, got {type(raw).__name__}")
         raw.pop("line", None)

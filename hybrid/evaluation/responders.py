@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from hybrid.apps.generators import OpenAIGenerator, one_line, openai_client, usage_dict
 from hybrid.errors import HybridError, UsageError
 
 
@@ -35,12 +36,6 @@ class Responder(Protocol):
     def reply(self, app: str, messages: list[dict], sampling: dict) -> AppReply: ...
 
 
-def _usage_dict(usage) -> dict | None:
-    if usage is None:
-        return None
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
-
-
 class GatewayResponder:
     """A running Hybrid gateway (`hybrid serve`): each app is a `model`."""
 
@@ -48,13 +43,8 @@ class GatewayResponder:
     """The openai client may be shared by threads: questions can be asked concurrently."""
 
     def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 600.0, client=None):
-        import openai
-
         self.url = url.rstrip("/")
-        base = self.url if self.url.endswith("/v1") else self.url + "/v1"
-        self.client = client or openai.OpenAI(
-            base_url=base, api_key=api_key or "none", max_retries=0, timeout=timeout_s
-        )
+        self.client = client or openai_client(url, api_key, timeout_s)
         self._apps: dict[str, dict] | None = None
 
     def _listing(self) -> dict[str, dict]:
@@ -81,44 +71,17 @@ class GatewayResponder:
     def reply(self, app: str, messages: list[dict], sampling: dict) -> AppReply:
         import openai
 
-        known = {"temperature", "max_tokens", "seed", "top_p"}
-        kwargs = {k: v for k, v in sampling.items() if k in known}
-        extra = {k: v for k, v in sampling.items() if k not in known}
         started = time.perf_counter()
         try:
             response = self.client.chat.completions.create(
-                model=app, messages=messages, extra_body=extra or None, **kwargs
+                model=app, messages=messages, extra_body=sampling or None
             )
         except openai.APIError as exc:
-            return AppReply("", {}, time.perf_counter() - started, error=_one_line(exc))
+            return AppReply("", {}, time.perf_counter() - started, error=one_line(exc))
         latency = time.perf_counter() - started
         text = response.choices[0].message.content or ""
         notes = (response.model_extra or {}).get("hybrid") or {}
-        return AppReply(text, notes, latency, _usage_dict(response.usage))
-
-
-class EngineGenerator:
-    """`App.chat`'s text from an OpenAI-compatible engine (e.g. vLLM), keeping its usage."""
-
-    def __init__(self, client, model: str):
-        self.client = client
-        self.model = model
-        self.last_usage: dict | None = None
-
-    def generate(self, messages: list[dict], sampling: dict) -> str:
-        import openai
-
-        known = {"temperature", "max_tokens", "seed", "top_p", "stop"}
-        kwargs = {k: v for k, v in sampling.items() if k in known}
-        extra = {k: v for k, v in sampling.items() if k not in known}
-        try:
-            response = self.client.chat.completions.create(
-                model=self.model, messages=messages, extra_body=extra or None, **kwargs
-            )
-        except openai.APIError as exc:
-            raise HybridError(f"engine model '{self.model}': {_one_line(exc)}") from None
-        self.last_usage = _usage_dict(response.usage)
-        return response.choices[0].message.content or ""
+        return AppReply(text, notes, latency, usage_dict(response.usage))
 
 
 @dataclass
@@ -201,18 +164,15 @@ def in_process_responder(
             raise UsageError(f"unknown app '{name}'; apps known: {listed}")
     client = None
     if engine_url is not None:
-        import openai
-
-        base = engine_url.rstrip("/")
-        base = base if base.endswith("/v1") else base + "/v1"
-        client = openai.OpenAI(base_url=base, api_key=api_key or "none", max_retries=0)
+        client = openai_client(engine_url, api_key)
         if engine_model is None:
             engine_model = _engine_base_model(client, engine_url)
     by_name, aliases = {}, {}
     for given, path in chosen.items():
         generator = None
         if client is not None:
-            generator = EngineGenerator(client, load_app_spec(path).adapter or engine_model)
+            model = load_app_spec(path).adapter or engine_model
+            generator = OpenAIGenerator(engine_url, model, client=client)
         app = App.from_yaml(path, config=config, generator=generator)
         by_name[app.spec.name] = app
         aliases[given] = app.spec.name
@@ -225,13 +185,8 @@ def _engine_base_model(client, url: str) -> str:
     try:
         models = client.models.list().data
     except openai.APIError as exc:
-        raise HybridError(f"cannot list the models of {url}: {_one_line(exc)}") from None
+        raise HybridError(f"cannot list the models of {url}: {one_line(exc)}") from None
     bases = [m.id for m in models if not (m.model_extra or {}).get("parent")]
     if not bases:
         raise HybridError(f"{url} lists no base model; name it with --engine-model")
     return bases[0]
-
-
-def _one_line(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}"

@@ -14,8 +14,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from hybrid.config_files import Frozen
 from hybrid.errors import UsageError
 from hybrid.evaluation.ab_sheet import write_ab_sheet
 from hybrid.evaluation.comparison import compare
@@ -25,18 +26,16 @@ from hybrid.evaluation.responders import Responder
 from hybrid.evaluation.scoring import CaseResult, score_case, summarise
 
 
-class AppEvalSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class AppEvalSettings(Frozen):
     apps: tuple[str, ...] = Field(min_length=1)
     """The app under test first, then the apps it is compared against."""
     questions: Path
     """Labelled question file (JSON Lines; see hybrid/evaluation/labelled.py)."""
     output_dir: Path
     """Report folder: report.md, report.json, chart.png (+ ab_sheet.html, ab_key.json)."""
-    only: dict[str, str] = {}
+    only: dict[str, str] = Field(default_factory=dict)
     """Keep the cases whose field has this value (e.g. brand=brewbird)."""
-    sampling: dict = {"temperature": 0}
+    sampling: dict = Field(default_factory=lambda: {"temperature": 0})
     """Sent with every request (the apps' own defaults fill the rest)."""
     style: tuple[Path, ...] = ()
     """The adapter's style data: a training config (its data files) or chat JSONL files."""

@@ -17,7 +17,6 @@ sentence of hers" is worth on this scale.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -25,10 +24,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hybrid.errors import UsageError
+from hybrid.evaluation.labelled import read_jsonl
 
 Embed = Callable[[list[str]], "list[list[float]]"]
 _MARKERS = re.compile(r"\s*\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 
 
 @dataclass(frozen=True)
@@ -60,15 +59,10 @@ def read_style_examples(paths: Sequence[Path]) -> list[StyleExample]:
     """
     examples = []
     for path in paths:
-        if not path.is_file():
-            raise UsageError(f"{path}: no such style data file")
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                messages = json.loads(line).get("messages")
-            except (json.JSONDecodeError, AttributeError):
-                raise UsageError(f"{path}:{number}: not a JSON object") from None
+        for number, row in read_jsonl(path, "style data file"):
+            if not isinstance(row, dict):
+                raise UsageError(f"{path}:{number}: not a JSON object")
+            messages = row.get("messages")
             if not isinstance(messages, list):
                 continue  # raw-text examples carry no replies
             last = max(
@@ -87,16 +81,11 @@ def read_baseline(path: Path) -> list[str]:
     Raises:
         UsageError: a missing file, a malformed line (file:line), or no replies.
     """
-    if not path.is_file():
-        raise UsageError(f"{path}: no such base-reply file")
     replies = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            reply = json.loads(line)["reply"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise UsageError(f'{path}:{number}: expected {{"reply": "..."}}') from None
+    for number, row in read_jsonl(path, "base-reply file"):
+        if not isinstance(row, dict) or "reply" not in row:
+            raise UsageError(f'{path}:{number}: expected {{"reply": "..."}}')
+        reply = row["reply"]
         if isinstance(reply, str) and reply.strip():
             replies.append(reply)
     if not replies:
@@ -212,15 +201,15 @@ def fit_voice_model(
     return VoiceModel(final, embed, validation)
 
 
-def closing_sentences(replies: Sequence[str], longest: int = 160) -> list[str]:
-    """The last sentence of each style reply that has several sentences and no digit: what the
-    voice adds to an answer without adding a fact."""
-    closings = []
-    for reply in map(strip_markers, replies):
-        parts = [p.strip() for p in _SENTENCE_END.split(reply) if p.strip()]
-        if len(parts) >= 2 and len(parts[-1]) <= longest and not any(c.isdigit() for c in reply):
-            closings.append(parts[-1])
-    return closings
+def closing_sentences(replies: Sequence[str]) -> list[str]:
+    """The closing sentence of each style reply (citation markers removed), chosen as training
+    chooses the closings of its grounded-voice examples (`voice_sentences`): the last
+    sentence of a figure-free reply of several sentences, what the voice adds to an answer
+    without adding a fact."""
+    from hybrid.apps.grounded_examples import voice_sentences
+
+    closings = [voice_sentences(strip_markers(reply))[1] for reply in replies]
+    return [closing for closing in closings if closing]
 
 
 def anchor_pairs(

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.adapters.schema import safetensors_header
+from serving.adapters.weights import tensor_shapes as file_shapes
 
 FINGERPRINT_ALGORITHM = "hybrid-base/1"
 _CONFIG_KEYS = (
@@ -41,10 +41,7 @@ class ServedBase:
 def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     for file in sorted(folder.glob("*.safetensors")):
-        header, _ = safetensors_header(file)
-        for name, info in header.items():
-            if name != "__metadata__":
-                shapes[name] = tuple(info["shape"])
+        shapes.update({name: tuple(shape) for name, shape in file_shapes(file).items()})
     return shapes
 
 

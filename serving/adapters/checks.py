@@ -23,7 +23,7 @@ from serving.adapters.weights import (
     check_scaling,
     check_size,
     check_values,
-    read_header,
+    tensor_shapes,
 )
 
 MANIFEST_FILE = "hybrid_adapter.json"
@@ -142,11 +142,11 @@ def check_adapter(
 
 def check_tensors(folder: Path, base: ServedBase, rank: int) -> None:
     """Every tensor is a LoRA A/B matrix of a base linear layer, with matching shapes."""
-    header, _ = read_header(folder / "adapter_model.safetensors")
+    header = tensor_shapes(folder / "adapter_model.safetensors")
     if not header:
         raise AdapterRejected(f"{folder}/adapter_model.safetensors holds no tensors")
     problems = []
-    for key, info in sorted(header.items()):
+    for key, shape in sorted(header.items()):
         match = _LORA_KEY.fullmatch(key)
         if not match:
             problems.append(f"{key}: not a LoRA A/B weight (unsupported module)")
@@ -158,8 +158,8 @@ def check_tensors(folder: Path, base: ServedBase, rank: int) -> None:
             continue
         out_features, in_features = base_shape
         expected = [rank, in_features] if kind == "A" else [out_features, rank]
-        if info.shape != expected:
-            problems.append(f"{key}: shape {info.shape} but the base needs {expected}")
+        if shape != expected:
+            problems.append(f"{key}: shape {shape} but the base needs {expected}")
     if problems:
         shown = "; ".join(problems[:5]) + (
             f"; and {len(problems) - 5} more" if len(problems) > 5 else ""

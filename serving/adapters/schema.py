@@ -1,16 +1,14 @@
 """The JSON files of an adapter folder as typed models, validated at the edge.
 
-`adapter_config.json` (PEFT's), `hybrid_adapter.json` (our manifest) and the safetensors header
-are read into these models; every problem becomes one line naming the file and the field, so a
-malformed folder is refused with a 422, never a 500.
+`adapter_config.json` (PEFT's) and `hybrid_adapter.json` (our manifest) are read into these
+models; every problem becomes one line naming the file and the field, so a malformed folder is
+refused with a 422, never a 500. The safetensors file is read by its own library (weights.py).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
-import struct
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -99,22 +97,6 @@ class ManifestFile(_Model):
     base_model: BaseModelRef = BaseModelRef()
 
 
-class TensorEntry(BaseModel):
-    """One entry of a safetensors header."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-    dtype: str
-    shape: list[Annotated[StrictInt, Field(ge=0)]]
-    data_offsets: Annotated[
-        list[Annotated[StrictInt, Field(ge=0)]], Field(min_length=2, max_length=2)
-    ]
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-
 def one_line(
     exc: ValidationError,
     file: Path | str,
@@ -140,15 +122,6 @@ def one_line(
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
         problems.append(f"field '{where}': {err['msg']} (got {got})")
     return f"{file}: " + "; ".join(problems)
-
-
-def safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
-    """The raw JSON header of a safetensors file (name -> {dtype, shape, data_offsets}, and
-    `__metadata__`) and the byte offset where the data starts: an 8-byte little-endian length,
-    then that many bytes of JSON. Validate what you take from it (`TensorEntry`)."""
-    with open(path, "rb") as fh:
-        (length,) = struct.unpack("<Q", fh.read(8))
-        return json.loads(fh.read(length)), 8 + length
 
 
 def read_json(path: Path) -> Any:

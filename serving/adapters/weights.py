@@ -7,14 +7,15 @@ checked before an adapter is registered and again before the engine loads it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
-import numpy as np
-from pydantic import ValidationError
+from safetensors import SafetensorError, safe_open
 
 from serving.adapters.errors import AdapterRejected
-from serving.adapters.schema import TensorEntry, one_line, safetensors_header
 
 MAX_ABS_WEIGHT = 100.0
 """Largest |w| accepted in a LoRA A or B matrix. Trained LoRA weights stay far below 1 (A
@@ -29,8 +30,7 @@ SIZE_HEADROOM = 2.0
 OTHER_FILES_BYTES = 16 * 1024 * 1024
 """Room in the bound for the small files beside the weights (configs, README, loss curve)."""
 
-_FLOAT_DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "BF16": None}
-_ITEMSIZE = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
 
 @dataclass(frozen=True)
@@ -68,56 +68,59 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
 
 
-def read_header(path: Path) -> tuple[dict[str, TensorEntry], int]:
-    """Tensor entries (name -> entry) and the byte offset of the data, after the safetensors
-    library has checked the file (header, offsets, and that the data covers the file exactly:
-    a truncated or padded file is refused here)."""
-    from safetensors import SafetensorError, safe_open
+@contextmanager
+def open_weights(path: Path, framework: Literal["numpy", "pt"] = "numpy") -> Iterator[Any]:
+    """`path` opened by the safetensors library, which checks the header, the offsets and that
+    the data covers the file exactly (a truncated or padded file is refused here).
 
+    Raises:
+        AdapterRejected: the file is missing or not a valid safetensors file.
+    """
     try:
-        with safe_open(path, framework="numpy"):
-            pass
+        weights = safe_open(path, framework=framework)
     except (SafetensorError, OSError) as exc:
         raise AdapterRejected(f"{path}: not a readable safetensors file ({exc})") from None
-    header, data_start = safetensors_header(path)
-    entries = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            entries[name] = TensorEntry.model_validate(info)
-        except ValidationError as exc:
-            raise AdapterRejected(one_line(exc, f"{path} header entry '{name}'")) from None
-    return entries, data_start
+    with weights:
+        yield weights
+
+
+def tensor_shapes(path: Path) -> dict[str, list[int]]:
+    """Tensor name -> shape, from the header of one safetensors file (values are not read)."""
+    with open_weights(path) as weights:
+        names = weights.keys()  # a safe_open is not iterable itself
+        return {name: weights.get_slice(name).get_shape() for name in names}
 
 
 def check_values(path: Path, max_abs: float = MAX_ABS_WEIGHT) -> WeightStats:
-    """Every weight finite and |w| <= max_abs (float dtypes only).
+    """Every weight finite and |w| <= max_abs (float dtypes only). The values are read with
+    torch, the one reader of the library that knows bfloat16 (numpy has none); it is imported
+    here, on the first check, so that importing the gateway does not load it.
 
     Raises:
         AdapterRejected: naming the tensor and what is wrong with it.
     """
-    entries, data_start = read_header(path)
-    data = np.memmap(path, dtype=np.uint8, mode="r")
+    import torch
+
     largest = 0.0
-    try:
-        for name, entry in sorted(entries.items()):
-            if entry.dtype not in _FLOAT_DTYPES:
+    with open_weights(path, framework="pt") as weights:
+        names = sorted(weights.keys())
+        for name in names:
+            dtype = weights.get_slice(name).get_dtype()
+            if dtype not in _FLOAT_DTYPES:
                 raise AdapterRejected(
-                    f"{path}: tensor {name} has dtype {entry.dtype}; LoRA weights must be "
+                    f"{path}: tensor {name} has dtype {dtype}; LoRA weights must be "
                     "F16, BF16, F32 or F64"
                 )
-            begin, end = (data_start + offset for offset in entry.data_offsets)
-            values = _as_float32(data[begin:end], entry.dtype)
-            finite = np.isfinite(values)
+            values = weights.get_tensor(name).float()
+            finite = torch.isfinite(values)
             if not finite.all():
                 bad = values[~finite]
                 raise AdapterRejected(
-                    f"{path}: tensor {name} holds {bad.size} non-finite value(s) "
+                    f"{path}: tensor {name} holds {bad.numel()} non-finite value(s) "
                     f"({_kinds(bad)}); the training diverged or the file is damaged: retrain "
                     "(lower the learning rate) or export it again"
                 )
-            peak = float(np.abs(values).max()) if values.size else 0.0
+            peak = float(values.abs().max()) if values.numel() else 0.0
             if peak > max_abs:
                 raise AdapterRejected(
                     f"{path}: tensor {name} has a weight of magnitude {peak:.3g}, beyond the "
@@ -125,24 +128,18 @@ def check_values(path: Path, max_abs: float = MAX_ABS_WEIGHT) -> WeightStats:
                     "activations: retrain or export it again"
                 )
             largest = max(largest, peak)
-    finally:
-        del data
-    return WeightStats(tensors=len(entries), max_abs=largest)
+    return WeightStats(tensors=len(names), max_abs=largest)
 
 
-def _as_float32(raw: np.ndarray, dtype: str) -> np.ndarray:
-    if dtype == "BF16":  # the high half of a float32; numpy has no bfloat16
-        return (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
-    return raw.view(np.dtype(_FLOAT_DTYPES[dtype]).newbyteorder("<")).astype(np.float32)
+def _kinds(bad) -> str:
+    import torch
 
-
-def _kinds(bad: np.ndarray) -> str:
     kinds = []
-    if np.isnan(bad).any():
+    if torch.isnan(bad).any():
         kinds.append("NaN")
-    if np.isposinf(bad).any():
+    if torch.isposinf(bad).any():
         kinds.append("+inf")
-    if np.isneginf(bad).any():
+    if torch.isneginf(bad).any():
         kinds.append("-inf")
     return ", ".join(kinds)
 

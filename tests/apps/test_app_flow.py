@@ -21,24 +21,14 @@ from serving.adapters.manager import AdapterManager
 from serving.engine import EngineClient, EngineSet, Replica
 from serving.gateway import GatewayConfig, GatewayMetrics, GatewayState, create_app
 from tests.helpers.adapters import random_lora
+from tests.helpers.documents import write_brewbird_docs
 from tests.serving.fake_engine import FakeEngine
-
-DOCS = {
-    "refunds.md": "# Refunds\n\nBrewBird accepts returns within 45 days of delivery. "
-    "Refunds are paid within 5 business days to the original card.",
-    "warranty.md": "# Warranty\n\nThe BB-100 carries a 2-year warranty; the BB-200 Pro carries "
-    "a 3-year warranty covering the boiler and pump.",
-    "contact.md": "# Contact\n\nCall 555-0142 between 8 am and 6 pm, Monday to Friday.",
-}
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("apps")
-    docs = root / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text)
+    docs = write_brewbird_docs(root / "docs", "refunds.md", "warranty.md", "contact.md")
     config = HybridConfig(store=EmbeddedStoreConfig(path=root / "chroma"))
     catalog = KnowledgeBaseCatalog(config.store)
     catalog.create("brewbird-kb").ingest([docs])

@@ -10,15 +10,11 @@ import pytest
 
 from hybrid.cli import main
 from hybrid.errors import UsageError
+from tests.helpers.documents import write_brewbird_docs
 from tests.helpers.gateway import ServerThread
+from tests.helpers.training import write_chats
 from tests.serving.fake_engine import FakeEngine
 
-DOCS = {
-    "refunds.md": "# Refunds\n\nBrewBird accepts returns within 45 days of delivery. "
-    "Refunds are paid within 5 business days to the original card.",
-    "warranty.md": "# Warranty\n\nThe BB-100 carries a 2-year warranty; the BB-200 Pro carries "
-    "a 3-year warranty covering the boiler and pump.",
-}
 QUESTIONS = [
     {
         "question": "How long do I have to return my machine?",
@@ -69,10 +65,7 @@ BASE = [
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval-app")
-    docs = root / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text)
+    docs = write_brewbird_docs(root / "docs", "refunds.md", "warranty.md")
     store = str(root / "store")
     assert main(["--data-dir", store, "kb", "create", "brewbird-kb"]) == 0
     assert main(["--data-dir", store, "kb", "ingest", "brewbird-kb", str(docs)]) == 0
@@ -86,21 +79,7 @@ def setup(tmp_path_factory):
     (apps / "base.yaml").write_text(f"name: plain\npersona: You are a helper.\n{common}")
     questions = root / "questions.jsonl"
     questions.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
-    style = root / "style.jsonl"
-    style.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "messages": [
-                        {"role": "user", "content": f"question {i}"},
-                        {"role": "assistant", "content": reply},
-                    ]
-                }
-            )
-            + "\n"
-            for i, reply in enumerate(STYLE)
-        )
-    )
+    style = write_chats(root / "style.jsonl", [(f"question {i}", r) for i, r in enumerate(STYLE)])
     baseline = root / "base_replies.jsonl"
     baseline.write_text("".join(json.dumps({"reply": r}) + "\n" for r in BASE))
     return root, store, apps, questions, style, baseline

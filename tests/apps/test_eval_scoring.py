@@ -82,6 +82,29 @@ def test_reader_names_file_and_line_of_each_kind_of_bad_input(tmp_path):
         read_cases(write(tmp_path, good), {"brand": "acme"})
 
 
+def test_style_and_base_reply_readers_name_file_and_line(tmp_path):
+    from hybrid.evaluation.voice import read_baseline, read_style_examples
+
+    with pytest.raises(UsageError, match=r"missing\.jsonl: no such style data file"):
+        read_style_examples([tmp_path / "missing.jsonl"])
+    chat = '{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}'
+    style = tmp_path / "style.jsonl"
+    style.write_text(f"{chat}\n\n[1, 2]\n")
+    with pytest.raises(UsageError, match=r"style\.jsonl:3: not a JSON object"):
+        read_style_examples([style])
+    style.write_text(f"{chat}\n{{oops\n")
+    with pytest.raises(UsageError, match=r"style\.jsonl:2: not valid JSON"):
+        read_style_examples([style])
+    style.write_text(f"{chat}\n")
+    assert [e.reply for e in read_style_examples([style])] == ["A"]
+    base = tmp_path / "base.jsonl"
+    base.write_text('{"reply": "Sure."}\n{"text": "x"}\n')
+    with pytest.raises(UsageError, match=r'base\.jsonl:2: expected \{"reply": "\.\.\."\}'):
+        read_baseline(base)
+    base.write_text('{"reply": "Sure."}\n{"reply": null}\n')
+    assert read_baseline(base) == ["Sure."]
+
+
 def test_examples_labelled_sets_are_consistent_with_their_documents():
     """Every gold answer is in its source document; both kinds of new case are present."""
     docs = {

@@ -27,6 +27,7 @@ from hybrid.apps.spec import load_app_spec
 from hybrid.config import load_context_training
 from hybrid.errors import ConfigError
 from tests.conftest import EXAMPLES
+from tests.helpers.training import write_chats
 
 CEO = EXAMPLES / "ceo-report-qa"
 
@@ -198,14 +199,18 @@ def test_context_section_reads_grounded_options(tmp_path):
 
 
 def test_bad_holdout_files_get_a_one_line_error(tmp_path):
-    with pytest.raises(ConfigError, match="not found"):
-        load_questions([tmp_path / "missing.jsonl"])
+    missing = tmp_path / "missing.jsonl"
+    with pytest.raises(ConfigError, match=f"^context.holdout: {missing}: no such labelled"):
+        load_questions([missing])
     bad = tmp_path / "q.jsonl"
     bad.write_text('{"question": "ok"}\n{"nope": 1}\n')
-    with pytest.raises(ConfigError, match=r"q\.jsonl:2"):
+    with pytest.raises(ConfigError, match=r"q\.jsonl:2: .*question"):
         load_questions([bad])
     bad.write_text("not json\n")
     with pytest.raises(ConfigError, match=r"q\.jsonl:1: not valid JSON"):
+        load_questions([bad])
+    bad.write_text("\n")
+    with pytest.raises(ConfigError, match=r"q\.jsonl:1: no labelled questions"):
         load_questions([bad])
 
 
@@ -239,7 +244,7 @@ def test_knowledge_base_passages_are_every_chunk_with_its_source(catalog, tmp_pa
     )
     kb = catalog.create("grounded-kb")
     kb.ingest([docs], progress=False)
-    passages = knowledge_base_passages(kb, page_size=1)  # paged reads
+    passages = knowledge_base_passages(kb)
     assert [p.number for p in passages] == list(range(1, len(passages) + 1))
     assert {p.file_name for p in passages} == {"prices.md"}
     assert "$249.00" in " ".join(p.text for p in passages)
@@ -264,20 +269,7 @@ def test_hybrid_train_adds_grounded_examples_from_the_apps_knowledge_base(
         "name: shop\nknowledge_base: facts\npersona: You are the CEO.\n"
     )
     reply = "We keep our promises. The wind changes; the destination does not."
-    (tmp_path / "style.jsonl").write_text(
-        "".join(
-            json.dumps(
-                {
-                    "messages": [
-                        {"role": "user", "content": f"Q{i}?"},
-                        {"role": "assistant", "content": reply},
-                    ]
-                }
-            )
-            + "\n"
-            for i in range(6)
-        )
-    )
+    write_chats(tmp_path / "style.jsonl", [(f"Q{i}?", reply) for i in range(6)])
     (tmp_path / "q.jsonl").write_text(json.dumps({"question": "What was net income?"}) + "\n")
     (tmp_path / "train.yaml").write_text(
         f"base_model: {tiny_llama_dir}\ndata: [style.jsonl]\noutput_dir: out\nmax_steps: 1\n"

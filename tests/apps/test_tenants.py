@@ -20,6 +20,7 @@ from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
 from serving.adapters import AdapterRegistry, describe_base
 from serving.adapters.manager import AdapterManager
 from serving.engine import EngineClient, EngineSet, Replica
+from serving.engine.protocol import bearer
 from serving.gateway import ApiKey, AuthConfig, GatewayConfig, GatewayState, create_app, hash_key
 from tests.helpers.reliability import record
 from tests.serving.fake_engine import FakeEngine
@@ -72,7 +73,7 @@ def ask(http, tenant: str, app: str, question: str) -> httpx.Response:
     return http.post(
         "/v1/chat/completions",
         json={"model": app, "messages": [{"role": "user", "content": question}]},
-        headers={"Authorization": f"Bearer {KEYS[tenant]}"},
+        headers=bearer(KEYS[tenant]),
     )
 
 
@@ -101,14 +102,14 @@ def test_a_scoped_key_cannot_reach_or_see_the_other_app(tenants):
     http, _ = tenants
     denied = ask(http, "alpha", "beta-app", "What is the beta vault access code?")
     assert denied.status_code == 404 and denied.json()["error"]["code"] == "model_not_found"
-    listed = http.get("/v1/models", headers={"Authorization": f"Bearer {KEYS['alpha']}"})
+    listed = http.get("/v1/models", headers=bearer(KEYS["alpha"]))
     assert [m["id"] for m in listed.json()["data"]] == ["alpha-app"]
-    tenant = {"Authorization": f"Bearer {KEYS['alpha']}"}
+    tenant = bearer(KEYS["alpha"])
     admin_routes = [("GET", "/admin/adapters"), ("POST", "/admin/adapters/x/unload")]
     statuses = [http.request(m, path, headers=tenant).status_code for m, path in admin_routes]
     statuses += [http.request(m, path).status_code for m, path in admin_routes]
     assert statuses == [403, 403, 401, 401]
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    admin = bearer(ADMIN_KEY)
     assert http.get("/admin/adapters", headers=admin).status_code == 200
     record(
         "Tenants and keys",
@@ -160,7 +161,7 @@ PROMPT_FIELDS = {  # vLLM fields that return, or rebuild, the prompt the engine 
 @pytest.mark.reliability
 def test_errors_and_answers_show_a_tenant_only_its_own(tenants):
     http, engine = tenants
-    alpha = {"Authorization": f"Bearer {KEYS['alpha']}"}
+    alpha = bearer(KEYS["alpha"])
     leaks: list[str] = []
     probes = 0
     others = ("beta-app", "'base'", "voice", str(http.tmp_path))
@@ -183,7 +184,7 @@ def test_errors_and_answers_show_a_tenant_only_its_own(tenants):
     ready = http.get("/ready")
     assert ready.status_code == 200 and ready.json() == {"ready": True}
     assert http.get("/ready", headers=alpha).json() == {"ready": True}
-    full = http.get("/ready", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()
+    full = http.get("/ready", headers=bearer(ADMIN_KEY)).json()
     assert full["engines"][0]["url"] == "http://fake"  # an admin sees the engines
     probes += 2
 
@@ -236,7 +237,7 @@ def ask_with(http, headers, messages=None, **fields) -> httpx.Response:
 
 def test_app_requests_with_content_parts_and_tool_call_turns(tenants):
     http, engine = tenants
-    alpha = {"Authorization": f"Bearer {KEYS['alpha']}"}
+    alpha = bearer(KEYS["alpha"])
     parts = [{"type": "text", "text": "What is the alpha"}, {"type": "text", "text": "vault code?"}]
     french = [{"type": "text", "text": "Answer in French."}]
     response = ask_with(
@@ -266,7 +267,7 @@ def test_app_requests_with_content_parts_and_tool_call_turns(tenants):
 
 def test_max_tokens_beyond_the_context_gets_the_engines_400(tenants):
     http, engine = tenants
-    alpha = {"Authorization": f"Bearer {KEYS['alpha']}"}
+    alpha = bearer(KEYS["alpha"])
     asked = len(engine.requests)
     for field, value in (("max_tokens", 1e9), ("max_completion_tokens", 1024)):
         response = ask_with(http, alpha, **{field: value})

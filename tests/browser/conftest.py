@@ -26,6 +26,7 @@ from serving.gateway import (
     hash_key,
 )
 from tests.helpers.adapters import random_lora
+from tests.helpers.documents import write_brewbird_docs
 from tests.helpers.gateway import ServerThread
 from tests.serving.fake_engine import FakeEngine
 
@@ -46,14 +47,6 @@ ADMIN_KEY = "hy-admin-test"
 SITE_KEY = "hy-site-test"
 """Scoped to the `brewbird` app: what a site pastes into the widget's tag."""
 
-DOCS = {
-    "refunds.md": "# Refunds\n\nBrewBird accepts returns within 45 days of delivery. "
-    "Refunds are paid within 5 business days to the original card.",
-    "warranty.md": "# Warranty\n\nThe BB-100 carries a 2-year warranty; the BB-200 Pro carries "
-    "a 3-year warranty covering the boiler and pump.",
-    "descaling.md": "# Descaling\n\nDescale the BB-100 every 8 weeks with BrewBird citric "
-    "descaler; the BB-200 Pro reminds you on its display.",
-}
 APPS = [
     {
         "name": "brewbird",
@@ -73,10 +66,7 @@ APPS = [
 def gateway(tiny_llama_dir, tmp_path_factory):
     """(url, fake engine) of a keyed gateway; tests set `engine.reply` for what they need."""
     root = tmp_path_factory.mktemp("browser")
-    docs = root / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text)
+    docs = write_brewbird_docs(root / "docs", "refunds.md", "warranty.md", "descaling.md")
     catalog = KnowledgeBaseCatalog(HybridConfig(store=EmbeddedStoreConfig(path=root / "db")).store)
     catalog.create("brewbird-kb").ingest([docs])
     registry = AdapterRegistry(root / "registry", describe_base(tiny_llama_dir), 16)

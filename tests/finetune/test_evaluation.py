@@ -16,12 +16,8 @@ from finetune.evaluation import (
 )
 from hybrid.cli import main
 from hybrid.config import load_train_config
+from tests.helpers.training import style_examples, write_chats
 
-VOICE = [
-    "Ahoy, fellow owners! {x} sails on a steady keel.",
-    "Trim the sails: {x} is our north star, fellow owners.",
-    "Steady as she goes, fellow owners, {x} keeps us afloat.",
-]
 TOPICS = [
     "safety",
     "people",
@@ -37,24 +33,7 @@ TOPICS = [
 @pytest.fixture(scope="module")
 def trained(tiny_llama_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
-    data = root / "style.jsonl"
-    with data.open("w") as fh:
-        for i in range(48):
-            topic = TOPICS[i % len(TOPICS)]
-            fh.write(
-                json.dumps(
-                    {
-                        "messages": [
-                            {"role": "user", "content": f"What do you think about {topic}?"},
-                            {
-                                "role": "assistant",
-                                "content": VOICE[i % 3].format(x=topic.capitalize()),
-                            },
-                        ]
-                    }
-                )
-                + "\n"
-            )
+    write_chats(root / "style.jsonl", style_examples(48, topics=TOPICS))
     config = root / "train.yaml"
     config.write_text(
         f"base_model: {tiny_llama_dir}\ndata: [style.jsonl]\noutput_dir: adapters/voice\n"

@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import pytest
 
-from finetune.config import TrainConfig
 from finetune.data.schema import Example, Message
 from finetune.encoding import IGNORE_INDEX, encode_chat
 from finetune.training import train
 from tests.helpers.adapters import greedy_ids, greedy_tokens, load_peft, served_greedy
 from tests.helpers.engine import load_adapter, served_adapters, unload_adapter
+from tests.helpers.training import style_examples, tiny_train_config
 
 pytestmark = pytest.mark.vllm
 
 NEW_TOKENS = 16
 ADAPTER = "parity-voice"
-VOICE = [
-    "Ahoy, fellow owners! {x} sails on a steady keel.",
-    "Trim the sails: {x} is our north star, fellow owners.",
-    "Steady as she goes, fellow owners, {x} keeps us afloat.",
-]
-TOPICS = ["safety", "our people", "customers", "innovation", "the factory", "quality"]
 PROMPTS = [
     [{"role": "user", "content": "What do you think about safety?"}],
     [{"role": "user", "content": "What is the capital of France?"}],
@@ -40,19 +34,6 @@ PROMPTS = [
         {"role": "user", "content": "And about our people?"},
     ],
 ]
-
-
-def style_examples() -> list[Example]:
-    return [
-        Example(
-            f"style.jsonl:{i + 1}",
-            (
-                Message("user", f"What do you think about {TOPICS[i % len(TOPICS)]}?"),
-                Message("assistant", VOICE[i % len(VOICE)].format(x=TOPICS[i % len(TOPICS)])),
-            ),
-        )
-        for i in range(36)
-    ]
 
 
 def served(engine, model: str, messages: list[dict]) -> tuple[list[int], list[int]]:
@@ -70,20 +51,18 @@ def test_trained_adapter_served_by_vllm_gives_pefts_greedy_tokens(
     from serving.adapters import describe_base
     from serving.adapters.checks import check_adapter
 
-    config = TrainConfig(
-        base_model=str(tiny_llama_dir),
-        output_dir=tmp_path / ADAPTER,
+    config = tiny_train_config(
+        tiny_llama_dir,
+        tmp_path / ADAPTER,
         epochs=10,
-        batch_size=8,
-        gradient_accumulation=1,
-        learning_rate=1e-2,
-        max_length=96,
-        validation_share=0,
         logging_steps=5,
         save_steps=1000,
+        validation_share=0,
         seed=3,
     )
-    adapter = train(config, examples=style_examples(), progress=False).adapter_dir
+    adapter = train(
+        config, examples=style_examples(36, capitalize=False), progress=False
+    ).adapter_dir
     facts = check_adapter(adapter, describe_base(tiny_llama_dir), vllm_engine.config.max_lora_rank)
     assert not facts.foreign and facts.rank == 8 and "down_proj" in facts.target_modules
 

@@ -8,52 +8,11 @@ import json
 import pytest
 from safetensors import safe_open
 
-from finetune.config import LoraSettings, TrainConfig
-from finetune.data.schema import Example, Message
+from finetune.config import LoraSettings
 from finetune.errors import TrainingError, TrainingInterrupted
 from finetune.manifest import base_fingerprint, read_manifest
 from finetune.training import last_checkpoint, split_examples, train
-
-VOICE = [
-    "Ahoy, fellow owners! {x} sails on a steady keel.",
-    "Trim the sails: {x} is our north star, fellow owners.",
-    "Steady as she goes, fellow owners, {x} keeps us afloat.",
-]
-
-
-def style_examples(n: int = 48) -> list[Example]:
-    topics = ["safety", "our people", "customers", "innovation", "the factory", "quality"]
-    out = []
-    for i in range(n):
-        topic = topics[i % len(topics)]
-        out.append(
-            Example(
-                f"style.jsonl:{i + 1}",
-                (
-                    Message("user", f"What do you think about {topic}?"),
-                    Message("assistant", VOICE[i % len(VOICE)].format(x=topic.capitalize())),
-                ),
-            )
-        )
-    return out
-
-
-def config(tiny_llama_dir, out, **kw) -> TrainConfig:
-    settings = dict(
-        base_model=str(tiny_llama_dir),
-        output_dir=out,
-        epochs=20,
-        batch_size=8,
-        gradient_accumulation=1,
-        learning_rate=1e-2,
-        max_length=96,
-        logging_steps=2,
-        save_steps=4,
-        validation_share=0.25,
-        seed=7,
-    )
-    settings.update(kw)
-    return TrainConfig(**settings)
+from tests.helpers.training import style_examples, tiny_train_config, write_chats
 
 
 def held_out_loss(model_dir, adapter_dir, examples) -> float:
@@ -76,7 +35,7 @@ def held_out_loss(model_dir, adapter_dir, examples) -> float:
 def test_training_lowers_held_out_loss_and_writes_a_complete_adapter(tiny_llama_dir, tmp_path):
     examples = style_examples()
     out = tmp_path / "ceo-voice"
-    result = train(config(tiny_llama_dir, out), examples=examples, progress=False)
+    result = train(tiny_train_config(tiny_llama_dir, out), examples=examples, progress=False)
     assert result.adapter_dir == out
     names = {p.name for p in out.iterdir()}
     assert {
@@ -123,8 +82,16 @@ def test_training_lowers_held_out_loss_and_writes_a_complete_adapter(tiny_llama_
 
 def test_same_seed_same_adapter(tiny_llama_dir, tmp_path):
     examples = style_examples(16)
-    a = train(config(tiny_llama_dir, tmp_path / "a", epochs=1), examples=examples, progress=False)
-    b = train(config(tiny_llama_dir, tmp_path / "b", epochs=1), examples=examples, progress=False)
+    a = train(
+        tiny_train_config(tiny_llama_dir, tmp_path / "a", epochs=1),
+        examples=examples,
+        progress=False,
+    )
+    b = train(
+        tiny_train_config(tiny_llama_dir, tmp_path / "b", epochs=1),
+        examples=examples,
+        progress=False,
+    )
     assert a.metrics["train_loss"] == b.metrics["train_loss"]
 
 
@@ -132,7 +99,7 @@ def test_gradient_accumulation_sets_the_steps_and_the_bar_shows_live_loss(
     tiny_llama_dir, tmp_path, capsys
 ):
     # 24 examples, batch 4 x accumulation 3 = 12 per optimizer step: 2 steps an epoch
-    cfg = config(
+    cfg = tiny_train_config(
         tiny_llama_dir,
         tmp_path / "acc",
         epochs=2,
@@ -157,7 +124,11 @@ def test_failure_mid_training_leaves_nothing_and_says_why(tiny_llama_dir, tmp_pa
     monkeypatch.setattr(training, "plot_loss_curve", broken_plot)
     out = tmp_path / "adapter"
     with pytest.raises(TrainingError) as info:
-        train(config(tiny_llama_dir, out, epochs=1), examples=style_examples(12), progress=False)
+        train(
+            tiny_train_config(tiny_llama_dir, out, epochs=1),
+            examples=style_examples(12),
+            progress=False,
+        )
     assert str(info.value).startswith(
         "training failed (OSError: [Errno 28] No space left on device); nothing was written to "
     )
@@ -210,7 +181,7 @@ def test_interrupted_training_leaves_no_output_and_resumes(tiny_llama_dir, tmp_p
 
     monkeypatch.setattr(progress.LiveLossBar, "on_step_end", interrupt_at_step_5)
     with pytest.raises(TrainingInterrupted) as info:
-        train(config(tiny_llama_dir, out, epochs=3), examples=examples, progress=False)
+        train(tiny_train_config(tiny_llama_dir, out, epochs=3), examples=examples, progress=False)
     message = str(info.value)
     assert "interrupted" in message and "--resume" in message
     assert not out.exists() and not (tmp_path / "adapter.partial").exists()
@@ -223,7 +194,10 @@ def test_interrupted_training_leaves_no_output_and_resumes(tiny_llama_dir, tmp_p
 
     monkeypatch.setattr(progress.LiveLossBar, "on_step_end", original)
     resumed = train(
-        config(tiny_llama_dir, out, epochs=3), examples=examples, progress=False, resume=True
+        tiny_train_config(tiny_llama_dir, out, epochs=3),
+        examples=examples,
+        progress=False,
+        resume=True,
     )
     assert out.is_dir() and resumed.metrics["steps"] > 5
     # the total counts the steps before the interruption; steps_run only this process's
@@ -238,12 +212,12 @@ def test_existing_output_is_not_overwritten_by_default(tiny_llama_dir, tmp_path)
     with pytest.raises(
         TrainingError, match="already exists; choose another output_dir or pass --overwrite"
     ):
-        train(config(tiny_llama_dir, out), examples=style_examples(12), progress=False)
+        train(tiny_train_config(tiny_llama_dir, out), examples=style_examples(12), progress=False)
     assert (out / "keep.txt").read_text() == "mine"
 
 
 def test_modules_to_save_is_allowed_with_a_warning(tiny_llama_dir, tmp_path, caplog):
-    cfg = config(
+    cfg = tiny_train_config(
         tiny_llama_dir, tmp_path / "mts", epochs=1, lora=LoraSettings(modules_to_save=("lm_head",))
     )
     train(cfg, examples=style_examples(12), progress=False)
@@ -273,16 +247,7 @@ def test_real_sigint_and_sigkill_leave_no_output_and_resume_finishes(tiny_llama_
     import sys
     from pathlib import Path
 
-    data = tmp_path / "style.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps(
-                {"messages": [{"role": m.role, "content": m.content} for m in example.messages]}
-            )
-            + "\n"
-            for example in style_examples()
-        )
-    )
+    write_chats(tmp_path / "style.jsonl", style_examples())
     (tmp_path / "train.yaml").write_text(
         f"base_model: {tiny_llama_dir}\ndata: [style.jsonl]\noutput_dir: adapters/voice\n"
         "max_steps: 60\nbatch_size: 8\ngradient_accumulation: 1\nlearning_rate: 0.01\n"

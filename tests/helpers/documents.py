@@ -42,3 +42,23 @@ def write_corpus(folder: Path, n_files: int, paragraphs_per_file: int = 6) -> li
         path.write_text("\n".join(body), encoding="utf-8")
         files.append(path)
     return files
+
+
+BREWBIRD_DOCS = {
+    "refunds.md": "# Refunds\n\nBrewBird accepts returns within 45 days of delivery. "
+    "Refunds are paid within 5 business days to the original card.",
+    "warranty.md": "# Warranty\n\nThe BB-100 carries a 2-year warranty; the BB-200 Pro carries "
+    "a 3-year warranty covering the boiler and pump.",
+    "contact.md": "# Contact\n\nCall 555-0142 between 8 am and 6 pm, Monday to Friday.",
+    "descaling.md": "# Descaling\n\nDescale the BB-100 every 8 weeks with BrewBird citric "
+    "descaler; the BB-200 Pro reminds you on its display.",
+}
+"""BrewBird's help pages, the knowledge base of the app tests (each test picks its pages)."""
+
+
+def write_brewbird_docs(folder: Path, *names: str) -> Path:
+    """The named BREWBIRD_DOCS pages written into `folder` (created); the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_text(BREWBIRD_DOCS[name], encoding="utf-8")
+    return folder

@@ -203,9 +203,9 @@ def test_vector_and_hybrid_queries_with_filters(catalog, tmp_path):
 def test_keyword_index_reads_large_knowledge_bases_page_by_page(catalog, tmp_path, monkeypatch):
     """Chroma refuses one read of ~100k chunks (found by bench/retrieval_bench.py): the BM25
     index is built from pages; with 4-chunk pages every chunk must still be found."""
-    from retrieval import keyword_index
+    from retrieval import keyword_index, stores
 
-    monkeypatch.setattr(keyword_index, "_PAGE", 4)
+    monkeypatch.setattr(stores, "PAGE_ROWS", 4)
     monkeypatch.setattr(keyword_index, "_ID_BATCH", 3)
     docs = tmp_path / "docs"
     write_corpus(docs, n_files=6)
@@ -220,6 +220,25 @@ def test_keyword_index_reads_large_knowledge_bases_page_by_page(catalog, tmp_pat
     assert hits and {(h.citation.file_name, h.metadata["chunk_index"]) for h in hits} == {
         ("doc-005.md", 0)
     }
+
+
+def test_every_reader_of_the_collection_pages_through_all_of_it(catalog, tmp_path, monkeypatch):
+    """chunks(), stats() and the re-ingest's stored state read the collection PAGE_ROWS rows at
+    a time: with 4-row pages they still see every chunk."""
+    from retrieval import stores
+
+    docs = tmp_path / "docs"
+    write_corpus(docs, n_files=4)
+    kb = catalog.create("paged-readers", SMALL)
+    kb.ingest([docs], progress=False)
+    monkeypatch.setattr(stores, "PAGE_ROWS", 4)
+    total = kb.collection.count()
+    assert total > 3 * 4
+    assert len(kb.chunks()) == total
+    assert {c.citation.file_name for c in kb.chunks("doc-002.md")} == {"doc-002.md"}
+    assert (kb.stats().chunks, kb.stats().files) == (total, 4)
+    again = kb.ingest([docs], progress=False)
+    assert (again.chunks_added, again.chunks_removed, again.files_unchanged) == (0, 0, 4)
 
 
 def test_prepare_builds_the_keyword_index_the_first_query_uses(catalog, tmp_path, monkeypatch):

@@ -12,26 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from serving.adapters import AdapterNotFound, AdapterRegistry, AdapterRejected, describe_base
+from serving.adapters import AdapterNotFound, AdapterRegistry, AdapterRejected
 from serving.adapters.weights import check_values, default_max_bytes
-from tests.helpers.adapters import random_lora
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def base(tiny_llama_dir):
-    return describe_base(tiny_llama_dir)
-
-
-@pytest.fixture(scope="module")
-def lora(tiny_llama_dir, tmp_path_factory):
-    return random_lora(tiny_llama_dir, tmp_path_factory.mktemp("lora") / "a")
-
-
-@pytest.fixture
-def registry(tmp_path, base):
-    return AdapterRegistry(tmp_path / "registry", base, max_rank=16)
 
 
 def copy_with_weights(lora, folder, change) -> object:

@@ -11,25 +11,9 @@ from serving.adapters import (
     AdapterNotFound,
     AdapterRegistry,
     AdapterRejected,
-    describe_base,
 )
 from tests.helpers.adapters import random_lora
 from tests.helpers.tiny_llama import build_tiny_llama
-
-
-@pytest.fixture(scope="module")
-def base(tiny_llama_dir):
-    return describe_base(tiny_llama_dir)
-
-
-@pytest.fixture(scope="module")
-def lora(tiny_llama_dir, tmp_path_factory):
-    return random_lora(tiny_llama_dir, tmp_path_factory.mktemp("lora") / "a")
-
-
-@pytest.fixture
-def registry(tmp_path, base):
-    return AdapterRegistry(tmp_path / "registry", base, max_rank=16)
 
 
 def test_register_versions_and_promote(registry, lora):
