@@ -1,0 +1,89 @@
+"""`min_similarity: auto`: the knowledge base's own relevance floor, measured from off-topic
+questions (retrieval/relevance.py), with the real MiniLM embedder and embedded Chroma."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from retrieval import QueryOptions
+from retrieval.relevance import FLOOR_QUANTILE, OFF_TOPIC_QUESTIONS
+
+SHOP = {
+    "returns.md": "# Returns\n\nYou can return an unused kettle within 30 days of delivery for "
+    "a full refund. Start a return from your order page; we email a prepaid label.",
+    "descaling.md": "# Descaling\n\nDescale the K-Classic every two months with citric acid. "
+    "Fill the tank to the MAX line, add one sachet, boil, wait 20 minutes and rinse twice.",
+    "warranty.md": "# Warranty\n\nEvery Kettle & Co kettle carries a two-year warranty that "
+    "covers the heating element and the thermostat, not limescale damage.",
+}
+
+
+@pytest.fixture
+def shop(catalog, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in SHOP.items():
+        (docs / name).write_text(text)
+    kb = catalog.create("floor-kb")
+    kb.ingest([docs], progress=False)
+    return kb, docs
+
+
+def best(kb, question: str) -> float:
+    hits = kb.query(question, QueryOptions(mode="hybrid", top_k=3))
+    return max(h.similarity for h in hits)
+
+
+def test_the_floor_is_the_quantile_of_off_topic_questions_best_similarity(shop):
+    kb, _ = shop
+    floor = kb.relevance_floor()
+    assert len(OFF_TOPIC_QUESTIONS) >= 50 and len(set(OFF_TOPIC_QUESTIONS)) == len(
+        OFF_TOPIC_QUESTIONS
+    )
+    scores = sorted(best(kb, q) for q in OFF_TOPIC_QUESTIONS)
+    below = sum(s < floor for s in scores) / len(scores)
+    # the quantile of the best similarities (vector top 1, which hybrid hits never exceed)
+    assert below >= FLOOR_QUANTILE - 0.05, (floor, scores[-5:])
+    assert -1 < floor < 1
+
+
+def test_auto_keeps_questions_about_the_documents_and_drops_unrelated_ones(shop):
+    kb, _ = shop
+    auto = QueryOptions(mode="hybrid", top_k=3, min_similarity="auto")
+    for question in (
+        "How long do I have to send a kettle back?",
+        "How often should I descale my kettle?",
+        "Does the warranty cover limescale?",
+    ):
+        assert kb.query(question, auto), question
+    for question in (
+        "Who won the 2018 Tour de France?",  # none of these is among the floor's questions
+        "What is the half-life of carbon-14?",
+        "Recommend a podcast about medieval history.",
+    ):
+        assert kb.query(question, auto) == [], (question, best(kb, question))
+
+
+def test_the_floor_is_measured_once_per_revision(shop, monkeypatch):
+    import retrieval.knowledge_base as module
+
+    kb, docs = shop
+    calls = []
+    real = module.relevance_floor
+    monkeypatch.setattr(module, "relevance_floor", lambda *a: calls.append(1) or real(*a))
+    first = kb.relevance_floor()
+    kb.query("descale", QueryOptions(min_similarity="auto"))
+    assert kb.relevance_floor() == first and len(calls) == 1
+    (docs / "more.md").write_text("# Colours\n\nThe K-Classic comes in sage, cream and slate.")
+    kb.ingest([docs], progress=False)
+    kb.relevance_floor()
+    assert len(calls) == 2  # new chunks, new floor
+
+
+def test_empty_knowledge_base_has_no_floor_and_bad_values_are_refused(catalog):
+    kb = catalog.create("empty-floor-kb")
+    assert kb.relevance_floor() is None
+    assert kb.query("anything", QueryOptions(min_similarity="auto")) == []
+    with pytest.raises(pydantic.ValidationError, match="min_similarity"):
+        QueryOptions(min_similarity="automatic")
