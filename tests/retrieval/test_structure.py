@@ -199,25 +199,34 @@ def whole_paragraph_kb(catalog, tmp_path):
     return kb
 
 
-def test_widening_shows_the_hits_whole_paragraph_then_whole_neighbours(catalog, tmp_path):
+def test_widening_by_paragraph_shows_the_hits_whole_paragraph_then_whole_neighbours(
+    catalog, tmp_path
+):
     from retrieval.search import widen
 
     kb = whole_paragraph_kb(catalog, tmp_path)
-    question = "How long does the Tern battery last?"
-    hit = kb.query(question, QueryOptions(top_k=1, context_chars=0))[0]
+    hit = kb.query("How long does the Tern battery last?", QueryOptions(top_k=1, context_chars=0))[
+        0
+    ]
     assert "ten hours" in hit.text and len(hit.text) < len(LONG) / 2
+
+    def widened(budget: int, unit: str = "paragraph"):
+        return widen(kb.collection, [hit], budget, unit=unit)[0]  # type: ignore[arg-type]
+
     # a budget below the paragraph's length: the whole paragraph all the same, nothing else
-    small = kb.query(question, QueryOptions(top_k=1, context_chars=100))[0]
-    assert small.text == LONG
+    assert widened(100).text == LONG
     # room for one neighbouring paragraph: the next one, whole
-    room = len(LONG) + len(AFTER) + 10
-    assert kb.query(question, QueryOptions(top_k=1, context_chars=room))[0].text == (
-        f"{LONG}\n\n{AFTER}"
-    )
+    assert widened(len(LONG) + len(AFTER) + 10).text == f"{LONG}\n\n{AFTER}"
     # room for both: the previous one too; the citation spans the passage in the file
-    both = kb.query(question, QueryOptions(top_k=1, context_chars=1000))[0]
+    both = widened(1000)
     assert both.text == f"{BEFORE}\n\n{LONG}\n\n{AFTER}"
     assert (both.citation.start_char, both.citation.end_char) == (0, len(both.text))
-    # by chunk (the other unit the sweep measured), the passage stops mid-paragraph
-    by_chunk = widen(kb.collection, [hit], 200, unit="chunk")[0]
+    # by chunk (the default, by measurement), the passage may stop mid-paragraph
+    by_chunk = widened(200, unit="chunk")
     assert hit.text in by_chunk.text and len(by_chunk.text) <= 200 and by_chunk.text in LONG
+    assert (
+        kb.query("How long does the Tern battery last?", QueryOptions(top_k=1, context_chars=200))[
+            0
+        ].text
+        == by_chunk.text
+    )
