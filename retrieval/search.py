@@ -134,9 +134,9 @@ WIDEN_UNIT: WidenUnit = "chunk"
 """What small-to-big adds to a hit: single neighbouring chunks while they fit, or whole
 paragraphs (the hit's own paragraph complete, then neighbouring paragraphs that fit). Chunks by
 measurement (bench/retrieval_baselines.py, bench/results/retrieval_chunking_sweep.md): with
-64-token paragraph chunks and 400 characters, recall@5 0.950 at 1,459 chars vs 0.939 at 1,741
-by paragraph (0.928 vs 0.906 at the hand-made RRF's text budget); whole paragraphs spend
-characters on the long paragraphs around a hit that a neighbouring chunk answers from."""
+64-token paragraph chunks and 400 characters, recall@5 0.950 at 1,458 chars vs 0.945 at 1,518
+by paragraph, and at the hand-made RRF's text budget 0.928 both (the report as PDF: 0.912 vs
+0.901); whole paragraphs spend characters on long paragraphs a neighbouring chunk answers from."""
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 
