@@ -4,8 +4,9 @@
 
 Writes bench/results/retrieval_baselines.{json,md}, retrieval_fusion_sweep.md (the fusion
 variants hybrid mode's defaults were chosen from; see `retrieval.search.Fusion`) and
-retrieval_chunking_sweep.md (the chunkings and passage widenings the chunking and
-`QueryOptions.context_chars` defaults were chosen from).
+retrieval_chunking_sweep.md (the chunkings and passage widenings the chunking,
+`QueryOptions.context_chars` and `retrieval.search.WIDEN_UNIT` defaults were chosen from, over
+the corpus below and over the same corpus with the report as the example app's PDF).
 
 STAND-IN DATA. No real financial-report QA set installs from the package registry (checked: the
 EDGAR packages are API clients; `jfinqa` downloads from a hub at run time; `knowlytix-benchmark`
@@ -243,6 +244,13 @@ def at_budget(
     return best
 
 
+def rrf_top5(units: Sequence[Passage], questions: Sequence[Question]) -> tuple[float, float]:
+    """The hand-made RRF's mean characters and recall at top-5 over `units`."""
+    row = score("rrf", HandMade(units).retrievers()["hand-made RRF of the two, paragraphs"],
+                questions, 5)  # fmt: skip
+    return row.chars, row.recall["all"]
+
+
 def run(embedders: Sequence[str] = ()) -> dict:
     import torch
 
@@ -255,7 +263,11 @@ def run(embedders: Sequence[str] = ()) -> dict:
     hand = HandMade(units)
     for name, retrieve in hand.retrievers().items():
         rows += recall_curve(name, retrieve, questions)
-    budget = next(r.chars for r in rows if r.retriever.startswith("hand-made RRF") and r.top_k == 5)
+    budget, rrf_recall = next(
+        (r.chars, r.recall["all"])
+        for r in rows
+        if r.retriever.startswith("hand-made RRF") and r.top_k == 5
+    )
 
     root = Path(tempfile.mkdtemp(prefix="hybrid-baselines-"))
     try:
@@ -265,7 +277,11 @@ def run(embedders: Sequence[str] = ()) -> dict:
             rows += recall_curve(f"Hybrid {mode}, defaults", hybrid_retriever(kb, mode), questions)
         rows.append(at_budget("Hybrid hybrid", hybrid_retriever(kb, "hybrid"), questions, budget))
         sweeps = fusion_sweep(kb, questions)
-        chunking = chunking_sweep(root, files, questions, budget)
+        pdf_files = corpus_files([PDF_REPORT, *CORPUS[1:]])
+        pdf_rrf = rrf_top5(paragraphs(pdf_files), questions)
+        rrf_by_corpus = {"markdown": (budget, rrf_recall), "pdf": pdf_rrf}
+        corpora = {"markdown": (files, budget), "pdf": (pdf_files, pdf_rrf[0])}
+        chunking = chunking_sweep(root, corpora, questions)
         compared = compare_embedders(root, files, questions, kb, embedders)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -281,11 +297,8 @@ def run(embedders: Sequence[str] = ()) -> dict:
         "questions": len(questions),
         "question_kinds": kinds,
         "rrf_top5_budget_chars": budget,
-        "rrf_top5_recall": next(
-            r.recall["all"]
-            for r in rows
-            if r.retriever.startswith("hand-made RRF") and r.top_k == 5
-        ),
+        "rrf_top5_recall": rrf_recall,
+        "rrf_top5_by_corpus": rrf_by_corpus,
         "rows": [r.__dict__ for r in rows],
         "fusion_sweep": sweeps,
         "chunking_sweep": chunking,
@@ -340,66 +353,131 @@ def embedders_table(payload: dict) -> str:
 
 
 SWEEP_CHUNKING = (("structure", 64), ("structure", 128), ("structure", 200), ("sentences", 200))
-SWEEP_CONTEXT_CHARS = (0, 400, 800)
+SWEEP_WIDENING = ((None, 0), ("chunk", 400), ("chunk", 800), ("paragraph", 400), ("paragraph", 800))
+"""(widening unit, context chars): `retrieval.search.widen`'s unit and `QueryOptions.context_chars`."""
+PDF_REPORT = EXAMPLES / "ceo-report-qa" / "docs"
+"""The report as the example app ingests it (rendered from report_source.md, with a running
+header and page footer on every page but the cover)."""
+
+
+class FusedRankings:
+    """A knowledge base's vector and BM25 rankings per question, 10 x FUSION.depth deep, fused
+    for any top_k <= 10 exactly as `retrieval.search.search` fuses them: one query per question
+    serves every top-k and widening of the sweep."""
+
+    def __init__(self, kb):
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        from retrieval.keyword_index import OPEN
+
+        self.kb = kb
+        self.store = ChromaVectorStore(chroma_collection=kb.collection)
+        self.keyword = OPEN.get(kb.collection, kb.keyword_folder)
+        self.keyword.sync(kb._revision())
+        self.lists: dict[str, tuple] = {}
+
+    def hits(self, q: str, k: int) -> list:
+        from retrieval.search import FUSION, _hit, fuse, ranked_lists
+
+        if q not in self.lists:
+            embedding = self.kb.embedder.model.get_query_embedding(q)
+            options = QueryOptions(mode="hybrid")
+            depth = 10 * FUSION.depth
+            self.lists[q] = ranked_lists(self.store, self.keyword, options, q, embedding, depth)
+        vector, keyword = self.lists[q]
+        cut = (vector[: k * FUSION.depth], keyword[: k * FUSION.depth])
+        return [_hit(r, r.score) for r in fuse(cut, k, FUSION)]
+
+    def retriever(self, unit: str | None, context: int) -> Callable[[str, int], list[str]]:
+        from retrieval.search import widen
+
+        seen: dict[tuple[str, int], list[str]] = {}
+
+        def retrieve(q: str, k: int) -> list[str]:
+            if (q, k) not in seen:
+                hits = self.hits(q, k)
+                if unit is not None:
+                    hits = widen(self.kb.collection, hits, context, unit)  # type: ignore[arg-type]
+                seen[q, k] = [h.text for h in hits]
+            return seen[q, k]
+
+        return retrieve
 
 
 def chunking_sweep(
-    root: Path, files: Sequence[Path], questions: Sequence[Question], budget: float
+    root: Path, corpora: dict[str, tuple[list[Path], float]], questions: Sequence[Question]
 ) -> list[dict]:
-    """Hybrid mode over each chunking (boundaries, chunk size) and passage widening
-    (`QueryOptions.context_chars`): recall@1/3/5 with the characters read at top-5, and recall at
-    the hand-made RRF's top-5 budget. Each chunking is its own knowledge base."""
+    """Hybrid mode over each corpus (name -> files and its hand-made RRF's top-5 budget), chunking
+    (boundaries, chunk size) and passage widening (`SWEEP_WIDENING`): recall@1/3/5 with the
+    characters read at top-5, and recall at the hand-made RRF's top-5 budget. Each corpus and
+    chunking is its own knowledge base."""
     from retrieval import ChunkingConfig, KnowledgeBaseSettings
 
     catalog = KnowledgeBaseCatalog(EmbeddedStoreConfig(path=root))
     out = []
-    for boundaries, size in SWEEP_CHUNKING:
-        chunking = ChunkingConfig(
-            boundaries=boundaries, chunk_size=size, chunk_overlap=min(40, size // 4)
-        )
-        name = f"sweep-{boundaries}-{size}"
-        kb = catalog.create(name, KnowledgeBaseSettings(chunking=chunking))
-        report = kb.ingest(files, progress=False)
-        for context in SWEEP_CONTEXT_CHARS:
-            retrieve = hybrid_retriever(kb, "hybrid", context_chars=context)
-            curve = recall_curve(name, retrieve, questions)
-            fitted = at_budget(name, retrieve, questions, budget)
-            out.append(
-                {
-                    "boundaries": boundaries,
-                    "chunk_size": size,
-                    "chunks": report.chunks_added,
-                    "context_chars": context,
-                    "recall": {r.top_k: r.recall["all"] for r in curve},
-                    "chars_top5": curve[-1].chars,
-                    "budget_top_k": fitted.top_k,
-                    "budget_recall": fitted.recall["all"],
-                    "budget_chars": fitted.chars,
-                }
+    for corpus, (files, budget) in corpora.items():
+        for boundaries, size in SWEEP_CHUNKING:
+            chunking = ChunkingConfig(
+                boundaries=boundaries, chunk_size=size, chunk_overlap=min(40, size // 4)
             )
-        catalog.delete(name)
+            name = f"sweep-{corpus}-{boundaries}-{size}"
+            kb = catalog.create(name, KnowledgeBaseSettings(chunking=chunking))
+            report = kb.ingest(files, progress=False)
+            rankings = FusedRankings(kb)
+            for unit, context in SWEEP_WIDENING:
+                retrieve = rankings.retriever(unit, context)
+                curve = recall_curve(name, retrieve, questions)
+                fitted = at_budget(name, retrieve, questions, budget)
+                out.append(
+                    {
+                        "corpus": corpus,
+                        "boundaries": boundaries,
+                        "chunk_size": size,
+                        "chunks": report.chunks_added,
+                        "widen_by": unit or "-",
+                        "context_chars": context,
+                        "recall": {r.top_k: r.recall["all"] for r in curve},
+                        "chars_top5": curve[-1].chars,
+                        "budget_chars": budget,
+                        "budget_top_k": fitted.top_k,
+                        "budget_recall": fitted.recall["all"],
+                        "budget_fitted_chars": fitted.chars,
+                    }
+                )
+            catalog.delete(name)
     return out
 
 
 def chunking_table(payload: dict) -> str:
     from retrieval import ChunkingConfig, QueryOptions
+    from retrieval.search import WIDEN_UNIT
 
     body = [
-        [s["boundaries"], s["chunk_size"], s["chunks"], s["context_chars"]]
+        [s["corpus"], s["boundaries"], s["chunk_size"], s["chunks"], s["widen_by"]]
+        + [s["context_chars"]]
         + [f"{s['recall'][k]:.3f}" for k in KS]
-        + [int(s["chars_top5"]), s["budget_top_k"], f"{s['budget_recall']:.3f}"]
+        + [int(s["chars_top5"]), int(s["budget_chars"]), s["budget_top_k"]]
+        + [f"{s['budget_recall']:.3f}"]
         for s in payload["chunking_sweep"]
     ]
     defaults = ChunkingConfig()
-    head = (
-        "Hybrid mode per chunking and passage widening (context chars: neighbours added up to "
-        "that many characters per passage). 'at budget' = the largest top-k whose passages stay "
-        f"within the hand-made RRF's top-5 text ({int(payload['rrf_top5_budget_chars'])} chars; "
-        f"its recall@5: {payload['rrf_top5_recall']:.3f}). Defaults: {defaults.boundaries}, "
-        f"chunk size {defaults.chunk_size}, context chars {QueryOptions().context_chars}."
+    budgets = ", ".join(
+        f"{name}: {int(chars)} chars, recall@5 {recall:.3f}"
+        for name, (chars, recall) in payload["rrf_top5_by_corpus"].items()
     )
-    headers = ["boundaries", "chunk size", "chunks", "context chars", "r@1", "r@3", "r@5"]
-    headers += ["chars@5", "top-k at budget", "recall at budget"]
+    head = (
+        "Hybrid mode per corpus, chunking and passage widening (widen by: what small-to-big "
+        "adds to a hit, up to 'context chars' per passage: single neighbouring chunks, or the "
+        "hit's whole paragraph then whole neighbouring paragraphs). Corpus 'markdown' has the "
+        "report as report_source.md, 'pdf' as the example app's PDF (running header and footer "
+        "stripped at load). 'at budget' = the largest top-k whose passages stay within the "
+        f"hand-made RRF's top-5 text over the same corpus ({budgets}). Defaults: "
+        f"{defaults.boundaries}, chunk size {defaults.chunk_size}, widen by {WIDEN_UNIT}, "
+        f"context chars {QueryOptions().context_chars}."
+    )
+    headers = ["corpus", "boundaries", "chunk size", "chunks", "widen by", "context chars"]
+    headers += ["r@1", "r@3", "r@5", "chars@5", "budget chars", "top-k at budget"]
+    headers += ["recall at budget"]
     return head + "\n\n" + markdown_table(headers, body)
 
 

@@ -6,7 +6,7 @@ Example `hybrid.yaml` (every section is optional)::
       mode: embedded           # or: server (a `chroma run` server)
       path: .hybrid/chroma
     knowledge_base_defaults:   # settings for knowledge bases created without options
-      chunking: {chunk_size: 200, chunk_overlap: 40}
+      chunking: {chunk_size: 64, chunk_overlap: 16}
       embedder: {model: all-MiniLM-L6-v2}
     engine:                    # a vLLM server that `hybrid serve` starts and supervises
       model: SmolLM2-135M-Instruct   # a folder, or the embedded default's name

@@ -28,14 +28,13 @@ class Frozen(BaseModel):
 class ChunkingConfig(Frozen):
     """How documents are cut into chunks. Sizes count tokens of the embedder's own tokenizer."""
 
-    chunk_size: Annotated[int, Field(ge=16, le=8192)] = 200
-    """Most tokens per chunk. 200 keeps each chunk inside MiniLM's 256-token window. Small
-    paragraph chunks (64, `boundaries: structure`, widened by `QueryOptions.context_chars` 400)
-    rank better on the stand-in set (bench/results/retrieval_chunking_sweep.md) but lost the
-    report's total revenue to a page's running header: opt-in until headers are stripped."""
-    chunk_overlap: Annotated[int, Field(ge=0)] = 40
+    chunk_size: Annotated[int, Field(ge=16, le=8192)] = 64
+    """Most tokens per chunk (a paragraph below it is one chunk). 64 by measurement
+    (bench/results/retrieval_chunking_sweep.md): small chunks rank better, and the prompt gets
+    their neighbours back (`QueryOptions.context_chars`). Keep it within the embedder's window."""
+    chunk_overlap: Annotated[int, Field(ge=0)] = 16
     """Tokens shared by consecutive chunks, so an answer that straddles a cut is still found."""
-    boundaries: Literal["structure", "sentences"] = "sentences"
+    boundaries: Literal["structure", "sentences"] = "structure"
     """`structure`: one chunk per paragraph (headings join their paragraph), long paragraphs cut
     at `chunk_size`; `sentences`: sentences packed up to `chunk_size` across paragraphs."""
 
@@ -110,12 +109,11 @@ class QueryOptions(Frozen):
     """Drop hits whose cosine similarity to the query is below this, in either mode. `auto`:
     the knowledge base's own floor, how similar unrelated questions look to it (the 95th
     percentile of 60 off-topic questions' best similarities; retrieval/relevance.py)."""
-    context_chars: Annotated[int, Field(ge=0, le=20000)] = 0
+    context_chars: Annotated[int, Field(ge=0, le=20000)] = 400
     """Widen each hit with the neighbouring chunks of its file and page ("small-to-big") while
     the passage stays within this many characters; 0 returns the matched chunk alone. A chunk
-    already shown in a better hit's passage is not shown again. 400 measured best with 64-token
-    structure chunks (bench/results/retrieval_chunking_sweep.md); 0 by default with the
-    default 200-token chunks."""
+    already shown in a better hit's passage is not shown again. 400 by measurement with the
+    default 64-token chunks (bench/results/retrieval_chunking_sweep.md)."""
 
 
 def check_kb_name(name: str) -> str:

@@ -57,7 +57,8 @@ def check_size(path: Path) -> None:
 
 
 def load_document(path: Path) -> list[Page]:
-    """Read one document into pages of text.
+    """Read one document into pages of text, without the running headers and footers that
+    recur on most of its pages (`retrieval.loaders.furniture`).
 
     Raises:
         DocumentLoadError: unsupported type, too large, unreadable, malformed or without text.
@@ -75,7 +76,9 @@ def load_document(path: Path) -> list[Page]:
         raise
     except Exception as exc:  # a parser's own error type is not ours to know: report, skip
         raise DocumentLoadError(str(path), f"cannot parse ({type(exc).__name__}: {exc})") from exc
-    pages = [p for p in pages if p.text.strip()]
+    from retrieval.loaders.furniture import strip_running_lines  # it imports Page from here
+
+    pages = [p for p in strip_running_lines(pages) if p.text.strip()]
     if not pages:
         raise DocumentLoadError(str(path), "no extractable text (empty, or a scanned image?)")
     return pages

@@ -62,3 +62,34 @@ def write_brewbird_docs(folder: Path, *names: str) -> Path:
     for name in names:
         (folder / name).write_text(BREWBIRD_DOCS[name], encoding="utf-8")
     return folder
+
+
+def write_paged_pdf(
+    path: Path, pages: list[str], header: str, footer: str = "Page {n} of {total}"
+) -> Path:
+    """A real PDF laid out like a report: from page 2 on, `header` at the top of each page and
+    `footer` (its {n} and {total} filled in) at the bottom, drawn by fpdf2's header/footer hooks
+    as report generators do; page i (1-based) holds pages[i-1]."""
+    from fpdf import FPDF
+
+    class Paged(FPDF):
+        def header(self) -> None:
+            if self.page_no() > 1:
+                self.set_font("Helvetica", size=8)
+                self.cell(0, 6, header, align="R")
+                self.ln(10)
+
+        def footer(self) -> None:
+            if self.page_no() > 1:
+                self.set_y(-15)
+                self.set_font("Helvetica", size=8)
+                self.cell(0, 8, footer.format(n=self.page_no(), total=len(pages)), align="C")
+
+    pdf = Paged()
+    pdf.set_auto_page_break(False)
+    for text in pages:
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=11)
+        pdf.multi_cell(0, 6, text)
+    pdf.output(str(path))
+    return path

@@ -173,3 +173,60 @@ def test_knowledge_bases_recorded_before_boundaries_keep_sentences(catalog, tmp_
     structure = KnowledgeBaseSettings(chunking=ChunkingConfig(boundaries="structure"))
     catalog.create("new-kb", structure)
     assert catalog.open("new-kb").settings.chunking.boundaries == "structure"  # recorded, kept
+
+
+LONG = (  # one paragraph of about 120 tokens: cut into several 32-token chunks
+    "The Tern robot moves totes between racks and packing stations. It carries 600 kilograms "
+    "and drives at two metres per second. Its lidar sees people at twelve metres and slows "
+    "the robot long before it comes near them. The battery lasts ten hours and charges in "
+    "forty minutes at any dock. A fleet of two hundred robots is run by one Compass server. "
+    "Customers rent the robots by the month or buy them outright with a service plan."
+)
+BEFORE = "Northwind also sells robot arms for machine tending and palletizing."
+AFTER = "Spare parts ship within two days from Grand Rapids or Brno."
+
+
+def whole_paragraph_kb(catalog, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "tern.md").write_text(f"{BEFORE}\n\n{LONG}\n\n{AFTER}\n")
+    settings = KnowledgeBaseSettings(
+        chunking=ChunkingConfig(chunk_size=32, chunk_overlap=8, boundaries="structure")
+    )
+    kb = catalog.create("paragraph-kb", settings)
+    kb.ingest([docs], progress=False)
+    assert kb.collection.count() >= 5  # the long paragraph is several chunks
+    return kb
+
+
+def test_widening_by_paragraph_shows_the_hits_whole_paragraph_then_whole_neighbours(
+    catalog, tmp_path
+):
+    from retrieval.search import widen
+
+    kb = whole_paragraph_kb(catalog, tmp_path)
+    hit = kb.query("How long does the Tern battery last?", QueryOptions(top_k=1, context_chars=0))[
+        0
+    ]
+    assert "ten hours" in hit.text and len(hit.text) < len(LONG) / 2
+
+    def widened(budget: int, unit: str = "paragraph"):
+        return widen(kb.collection, [hit], budget, unit=unit)[0]  # type: ignore[arg-type]
+
+    # a budget below the paragraph's length: the whole paragraph all the same, nothing else
+    assert widened(100).text == LONG
+    # room for one neighbouring paragraph: the next one, whole
+    assert widened(len(LONG) + len(AFTER) + 10).text == f"{LONG}\n\n{AFTER}"
+    # room for both: the previous one too; the citation spans the passage in the file
+    both = widened(1000)
+    assert both.text == f"{BEFORE}\n\n{LONG}\n\n{AFTER}"
+    assert (both.citation.start_char, both.citation.end_char) == (0, len(both.text))
+    # by chunk (the default, by measurement), the passage may stop mid-paragraph
+    by_chunk = widened(200, unit="chunk")
+    assert hit.text in by_chunk.text and len(by_chunk.text) <= 200 and by_chunk.text in LONG
+    assert (
+        kb.query("How long does the Tern battery last?", QueryOptions(top_k=1, context_chars=200))[
+            0
+        ].text
+        == by_chunk.text
+    )
