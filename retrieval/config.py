@@ -107,7 +107,7 @@ class QueryOptions(Frozen):
     """Drop hits below this score (cosine similarity in vector mode, RRF score in hybrid)."""
     min_similarity: Annotated[float, Field(ge=-1, le=1)] | Literal["auto"] | None = None
     """Drop hits whose cosine similarity to the query is below this, in either mode. `auto`:
-    the knowledge base's own floor, how similar unrelated questions look to it (the 95th
+    the knowledge base's own floor, how similar unrelated questions look to it (the 90th
     percentile of 60 off-topic questions' best similarities; retrieval/relevance.py)."""
     context_chars: Annotated[int, Field(ge=0, le=20000)] = 400
     """Widen each hit with the neighbouring chunks of its file and page ("small-to-big") while

@@ -143,8 +143,8 @@ class KnowledgeBase:
         self.store_description = store_description
         self.keyword_folder = keyword_folder
         """Where the keyword index is saved (embedded stores); None keeps it in memory."""
-        self._floor: tuple[str, float | None] | None = None
-        """(revision, relevance floor) once measured."""
+        self._floors: dict[tuple[str, str], float | None] = {}
+        """Relevance floors measured, by (revision, search options)."""
 
     @property
     def name(self) -> str:
@@ -193,18 +193,30 @@ class KnowledgeBase:
     def _resolved(self, options: QueryOptions) -> QueryOptions:
         if options.min_similarity != "auto":
             return options
-        return options.model_copy(update={"min_similarity": self.relevance_floor()})
+        return options.model_copy(update={"min_similarity": self.relevance_floor(options)})
 
     @_guard_store
-    def relevance_floor(self) -> float | None:
+    def relevance_floor(self, options: QueryOptions | None = None) -> float | None:
         """The similarity a passage must reach under `min_similarity: auto`: how similar
-        unrelated questions look to this knowledge base (retrieval/relevance.py). Measured once
-        per revision of the chunks (60 query embeddings); None while it is empty."""
-        revision = self._revision()
-        if self._floor is None or self._floor[0] != revision:
-            floor = relevance_floor(self.collection, self.embedder.model.get_query_embedding)
-            self._floor = (revision, floor)
-        return self._floor[1]
+        unrelated questions look to this knowledge base when searched with `options` (its mode,
+        top_k and filters; retrieval/relevance.py). Measured once per revision of the chunks
+        and set of options (60 searches); None while no question finds a passage."""
+        probe = (options or QueryOptions()).model_copy(
+            update={"min_similarity": None, "min_score": None, "context_chars": 0}
+        )
+        key = (self._revision(), probe.model_dump_json())
+        if key not in self._floors:
+            revision = key[0]
+
+            def best(question: str) -> float | None:
+                hits = search(
+                    self.collection, self.embedder, question, probe, revision, self.keyword_folder
+                )
+                return max((h.similarity for h in hits), default=None)
+
+            self._floors = {k: v for k, v in self._floors.items() if k[0] == revision}
+            self._floors[key] = relevance_floor(best)
+        return self._floors[key]
 
     @_guard_store
     def prepare(self, options: QueryOptions | None = None) -> None:
@@ -214,7 +226,7 @@ class KnowledgeBase:
         options = options or QueryOptions()
         self.embedder.model.get_query_embedding("prepare")
         if options.min_similarity == "auto":
-            self.relevance_floor()
+            self.relevance_floor(options)
         if options.mode == "hybrid" and self.collection.count():
             prepare_keyword_index(
                 self.collection, self._revision(), options.filters, self.keyword_folder

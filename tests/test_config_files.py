@@ -79,7 +79,7 @@ def test_app_retrieval_is_query_options_with_the_apps_defaults():
     assert (spec.retrieval.top_k, spec.retrieval.mode, spec.retrieval.min_similarity) == (
         4,
         "hybrid",
-        0.25,
+        "auto",
     )
     assert QueryOptions().mode == "vector"  # the library's own default is untouched
     tuned = AppSpec(
