@@ -21,10 +21,12 @@ DEMO = Demo(
     name="ceo-report-qa",
     folder=HERE,
     knowledge_bases={"northwind-report": [Path("docs")]},
-    # Registered at 0.75 of its trained strength (hybrid adapter scale; bench/adapter_strength.py):
-    # on the 68 answerable questions 27 right against the base's 23, voice +0.04 (+0.02..+0.06);
-    # at full strength 22 vs 23 with voice +0.06, at half 28 vs 23 with no voice left.
-    adapters=[Adapter("ceo-voice", Path("train.yaml"), strength=0.75)],
+    # Trained on grounded-voice examples alone (train.yaml: train_style_data false), served at
+    # full strength: bench/adapter_recipes/grounded160-only-lr3e-4-80steps.yaml, the quick run
+    # below, was right 25 times against the base's 23 on the 68 answerable questions, voice
+    # +0.11 (+0.07..+0.15; anchor +0.08). The earlier recipe (replies + 60 grounded examples)
+    # needed scaling to 0.75 to keep the facts and then kept little voice (+0.04).
+    adapters=[Adapter("ceo-voice", Path("train.yaml"))],
     apps=[Path("apps/northwind-ceo.yaml"), Path("apps/northwind-base.yaml")],
     questions=[
         Question("What was Northwind's total revenue in 2025?", APPS),
@@ -40,10 +42,12 @@ DEMO = Demo(
             style_baseline=Path("eval/base_replies.jsonl"),
         ),
     ),
-    # bench/adapter_recipes/grounded60-lr3e-4.yaml: the Q&A replies and train.yaml's 60
-    # grounded-voice examples, 40 steps at 448 tokens (about 3 minutes on 2 cores)
+    # bench/adapter_recipes/grounded160-only-lr3e-4-80steps.yaml: train.yaml's 160 grounded-
+    # voice examples in her voice (the Q&A replies lend their sentences), 80 steps at 448 tokens
+    # (about 4-5 minutes on 2 cores)
     quick_train={
         **QUICK_STEPS,
+        "max_steps": 80,
         "data": f"[{HERE / 'style' / 'qa.jsonl'}]",
         "max_length": 448,
         "learning_rate": 3e-4,
