@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_pdf(path: Path, pages: list[str]) -> Path:
-    """A real multi-page PDF whose page i (1-based) holds pages[i-1]."""
+def write_pdf(path: Path, pages: list[str], pdf=None) -> Path:
+    """A real multi-page PDF whose page i (1-based) holds pages[i-1] (drawn on `pdf`, an
+    fpdf2 document, e.g. one with header/footer hooks; default a plain one)."""
     from fpdf import FPDF
 
-    pdf = FPDF()
+    pdf = pdf or FPDF()
     pdf.set_auto_page_break(False)
     for text in pages:
         pdf.add_page()
@@ -85,11 +86,4 @@ def write_paged_pdf(
                 self.set_font("Helvetica", size=8)
                 self.cell(0, 8, footer.format(n=self.page_no(), total=len(pages)), align="C")
 
-    pdf = Paged()
-    pdf.set_auto_page_break(False)
-    for text in pages:
-        pdf.add_page()
-        pdf.set_font("Helvetica", size=11)
-        pdf.multi_cell(0, 6, text)
-    pdf.output(str(path))
-    return path
+    return write_pdf(path, pages, Paged())

@@ -16,13 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.adapters import AdapterRegistry, describe_base
 from serving.adapters.manager import AdapterManager
 from serving.engine import EngineClient, EngineSet, Replica
 from serving.engine.launch import GUARD_DIR
 from serving.errors import AdapterLoadError
 from serving.gateway import ApiKey, AuthConfig, GatewayConfig, GatewayState, create_app, hash_key
-from tests.helpers.adapters import random_lora
 from tests.helpers.gateway import ServerThread
 from tests.serving.fake_engine import FakeEngine
 
@@ -33,18 +31,9 @@ KEYS = AuthConfig(
 )
 
 
-@pytest.fixture(scope="module")
-def adapter_dirs(tiny_llama_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("fetch-adapters")
-    return {n: random_lora(tiny_llama_dir, root / n, seed=s) for n, s in (("a", 1), ("b", 2))}
-
-
 @pytest.fixture
-def registry(tmp_path, tiny_llama_dir, adapter_dirs):
-    registry = AdapterRegistry(tmp_path / "registry", describe_base(tiny_llama_dir), max_rank=16)
-    registry.register(adapter_dirs["a"], "voice", "v1")
-    registry.register(adapter_dirs["b"], "voice", "v2", promote=False)
-    return registry
+def registry(voice_registry):
+    return voice_registry  # conftest: voice v1 (current) and v2
 
 
 @pytest.fixture

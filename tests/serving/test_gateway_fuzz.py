@@ -20,7 +20,6 @@ from serving.adapters.manager import AdapterManager
 from serving.engine import EngineClient, EngineSet, Replica
 from serving.gateway import ApiKey, AuthConfig, GatewayConfig, GatewayState, create_app, hash_key
 from serving.gateway.bodies import MAX_JSON_DEPTH
-from tests.helpers.adapters import random_lora
 from tests.helpers.fuzz import Fuzzer, assert_openai_error
 from tests.helpers.reliability import record
 from tests.serving.fake_engine import FakeEngine
@@ -38,12 +37,6 @@ CALLERS = (
 )
 """Each case goes with one of these: no key, the admin key, a key scoped to `voice`, bad ones."""
 MODELS = ("voice", "base", "voice@v1", "voice@v2", "voice@v9", "brand")
-
-
-@pytest.fixture(scope="module")
-def adapter_dirs(tiny_llama_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("fuzz-adapters")
-    return {n: random_lora(tiny_llama_dir, root / n, seed=s) for n, s in (("a", 1), ("b", 2))}
 
 
 def build_app(root, tiny_llama_dir, adapter_dirs, config: GatewayConfig):
