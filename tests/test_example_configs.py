@@ -61,7 +61,7 @@ def test_runner_parts_exist_and_fit_together(path):
     for adapter in demo.adapters:  # the quick run's `--set key=value` over each training config
         sets = {key: yaml.safe_load(str(value)) for key, value in demo.quick_train.items()}
         config = load_train_config(demo.folder / adapter.train_config, sets)
-        assert config.max_steps == demo.quick_train["max_steps"] == 40
+        assert config.max_steps == demo.quick_train["max_steps"] <= 80  # quick: minutes
     for evaluation in demo.evaluations:  # the labelled sets the demo scores at the end
         assert set(evaluation.apps) <= names
         assert (demo.folder / evaluation.style).is_file()
