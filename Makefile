@@ -77,12 +77,15 @@ bench: install
 	$(BIN)/python -m bench.retrieval_quality
 	$(BIN)/python -m bench.retrieval_baselines
 	$(BIN)/python -m bench.embed_threads
+	$(BIN)/python -m bench.train_threads
+	$(BIN)/python -m bench.relevance_floor
 	$(BIN)/python -m bench.first_query
 	$(BIN)/python -m bench.grounding_bench
 	$(BIN)/python -m bench.follow_ups_bench
 	$(BIN)/python -m bench.figure_binding_bench
 	$(BIN)/python -m bench.app_eval --prepare
 	$(BIN)/python -m bench.app_eval --example branded-chatbot --prepare
+	$(BIN)/python -m bench.kpi_cards_bench --prepare
 	$(BIN)/python -m bench.train_bench
 	$(BIN)/python -m bench.serving_bench
 	$(BIN)/python -m bench.reliability_bench
