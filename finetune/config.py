@@ -45,6 +45,9 @@ class ReplaySettings(Frozen):
     format: str = "auto"
 
 
+THREADS_DEFAULT = 0  # set from bench/results/train_threads.md
+
+
 class TrainConfig(Frozen):
     """Everything `hybrid train CONFIG.yaml` needs."""
 
@@ -76,6 +79,9 @@ class TrainConfig(Frozen):
     """Checkpoint every N optimizer steps (for --resume)."""
     max_steps: Annotated[int, Field(ge=-1)] = -1
     """Stop after N optimizer steps (-1: run all epochs)."""
+    threads: Annotated[int, Field(ge=0, le=256)] = THREADS_DEFAULT
+    """Torch intra-op threads for training (0: torch's default, one per core). Set for the
+    whole process when training starts (bench/train_threads.py measures the choice)."""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """Training precision of the base weights. float32 on CPU."""
     cache_dir: Path = DEFAULT_CACHE_DIR

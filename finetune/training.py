@@ -154,6 +154,8 @@ def train(
     if not resume and checkpoints.exists():
         shutil.rmtree(checkpoints)
 
+    if config.threads:
+        torch.set_num_threads(config.threads)
     base_dir = resolve_base_model(config.base_model, config.cache_dir.expanduser())
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     if tokenizer.pad_token_id is None:
