@@ -37,7 +37,7 @@ def model_and_batch():
     from finetune.base_models import resolve_base_model
 
     folder = resolve_base_model("SmolLM2-135M-Instruct")
-    model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=targets))
     generator = torch.Generator().manual_seed(0)

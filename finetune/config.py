@@ -45,9 +45,6 @@ class ReplaySettings(Frozen):
     format: str = "auto"
 
 
-THREADS_DEFAULT = 0  # set from bench/results/train_threads.md
-
-
 class TrainConfig(Frozen):
     """Everything `hybrid train CONFIG.yaml` needs."""
 
@@ -79,9 +76,12 @@ class TrainConfig(Frozen):
     """Checkpoint every N optimizer steps (for --resume)."""
     max_steps: Annotated[int, Field(ge=-1)] = -1
     """Stop after N optimizer steps (-1: run all epochs)."""
-    threads: Annotated[int, Field(ge=0, le=256)] = THREADS_DEFAULT
-    """Torch intra-op threads for training (0: torch's default, one per core). Set for the
-    whole process when training starts (bench/train_threads.py measures the choice)."""
+    threads: Annotated[int, Field(ge=0, le=256)] | Literal["auto"] = "auto"
+    """Torch intra-op threads for training, set for the whole process when training starts.
+    `auto`: the CPUs this process may use minus the busy ones (the 1-minute load average), at
+    least 1; 0: torch's default (one per core). Measured (bench/train_threads.py, 2 cores): two
+    threads make a step 1.8x faster on an idle machine but 2x slower than one thread while
+    another process holds a core, so the count follows the load."""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """Training precision of the base weights. float32 on CPU."""
     cache_dir: Path = DEFAULT_CACHE_DIR

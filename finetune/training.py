@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import shutil
 from dataclasses import dataclass
@@ -116,6 +117,16 @@ def load_training_examples(config: TrainConfig) -> list[Example]:
     return examples
 
 
+def training_threads(setting: int | str) -> int:
+    """Torch threads for a training run (0: leave torch's default): `auto` takes the CPUs this
+    process may use minus those the 1-minute load average says are busy, at least one."""
+    if setting != "auto":
+        return int(setting)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    return max(1, (cpus or 1) - busy)
+
+
 def train(
     config: TrainConfig,
     *,
@@ -154,8 +165,9 @@ def train(
     if not resume and checkpoints.exists():
         shutil.rmtree(checkpoints)
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    threads = training_threads(config.threads)
+    if threads:
+        torch.set_num_threads(threads)
     base_dir = resolve_base_model(config.base_model, config.cache_dir.expanduser())
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     if tokenizer.pad_token_id is None:
