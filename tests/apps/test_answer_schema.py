@@ -6,6 +6,7 @@ card example's test (tests/test_kpi_cards_example.py)."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -85,23 +86,27 @@ def catalog(tmp_path_factory):
     return catalog
 
 
-@pytest.fixture
-def gateway(catalog, tmp_path, tiny_llama_dir):
-    registry = AdapterRegistry(tmp_path / "registry", describe_base(tiny_llama_dir), 16)
+@contextmanager
+def served(catalog, root, base_dir, apps: list[dict]):
+    """The gateway over the fake engine with `apps` (AppSpec fields over the common ones)."""
+    registry = AdapterRegistry(root / "registry", describe_base(base_dir), 16)
     engine = FakeEngine()
     client = EngineClient("http://fake", transport=httpx.ASGITransport(engine.app))
     manager = AdapterManager(registry, EngineSet([Replica(client)]), "base")
     metrics = GatewayMetrics()
     common = dict(knowledge_base="report", persona="You write KPI cards.")
-    apps = [
-        AppSpec.model_validate({"name": "cards", "answer_schema": CARD_SCHEMA, **common}),
-        AppSpec.model_validate({"name": "prose", **common}),
-    ]
-    pipelines = [open_pipeline(app, catalog) for app in apps]
-    composer = AppComposer(pipelines, "base", metrics.registry)
+    specs = [AppSpec.model_validate({**common, **app}) for app in apps]
+    composer = AppComposer([open_pipeline(s, catalog) for s in specs], "base", metrics.registry)
     state = GatewayState.build(GatewayConfig(), manager, composers=[composer], metrics=metrics)
     with TestClient(create_app(state)) as http:
         yield http, engine
+
+
+@pytest.fixture
+def gateway(catalog, tmp_path, tiny_llama_dir):
+    apps = [{"name": "cards", "answer_schema": CARD_SCHEMA}, {"name": "prose"}]
+    with served(catalog, tmp_path, tiny_llama_dir, apps) as both:
+        yield both
 
 
 def ask(http, model: str, question: str, **extra) -> dict:
@@ -167,23 +172,10 @@ def test_enforce_answer_schema_needs_a_schema_and_excludes_figure_binding():
 
 @pytest.fixture
 def enforcing(catalog, tmp_path, tiny_llama_dir):
-    registry = AdapterRegistry(tmp_path / "registry", describe_base(tiny_llama_dir), 16)
-    engine = FakeEngine()
-    client = EngineClient("http://fake", transport=httpx.ASGITransport(engine.app))
-    manager = AdapterManager(registry, EngineSet([Replica(client)]), "base")
-    spec = AppSpec.model_validate(
-        {
-            "name": "cards",
-            "knowledge_base": "report",
-            "persona": "You write KPI cards.",
-            "answer_schema": CARD_SCHEMA,
-            "generation": {"enforce_answer_schema": True},
-        }
-    )
-    composer = AppComposer([open_pipeline(spec, catalog)], "base", GatewayMetrics().registry)
-    state = GatewayState.build(GatewayConfig(), manager, composers=[composer])
-    with TestClient(create_app(state)) as http:
-        yield http, engine
+    app = {"name": "cards", "answer_schema": CARD_SCHEMA}
+    app["generation"] = {"enforce_answer_schema": True}
+    with served(catalog, tmp_path, tiny_llama_dir, [app]) as both:
+        yield both
 
 
 def test_an_enforcing_app_decodes_under_its_schema_unless_the_client_asks_a_shape(enforcing):
