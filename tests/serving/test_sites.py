@@ -10,7 +10,6 @@ import pytest
 from serving.gateway import ApiKey, AuthConfig, GatewayConfig, hash_key
 from tests.helpers.reliability import record
 from tests.serving.test_gateway import MESSAGES, make_client
-from tests.serving.test_gateway import adapter_dirs as adapter_dirs
 from tests.serving.test_gateway import registry as registry
 
 CHAT = {"model": "voice", "messages": MESSAGES}
