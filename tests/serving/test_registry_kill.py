@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from serving.adapters import AdapterRegistry, describe_base
 registry = AdapterRegistry(Path(sys.argv[1]), describe_base(Path(sys.argv[2])), 16)
+import safetensors.torch  # the adapter checks read weights with torch: loaded before the kills
 print("ready", flush=True)
 i = 0
 while True:
