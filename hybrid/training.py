@@ -100,6 +100,7 @@ def _examples_in_context(settings, context, catalog, note: Callable[[str], None]
         grounded_examples,
         knowledge_base_passages,
         load_questions,
+        served_texts,
     )
 
     grounded = grounded_examples(
@@ -110,6 +111,7 @@ def _examples_in_context(settings, context, catalog, note: Callable[[str], None]
         seed=context.seed,
         exclude=load_questions(context.holdout),
         budget=budget,
+        served=served_texts(pipeline.knowledge_base, pipeline.spec.retrieval.context_chars),
     )
     note(
         f"{len(grounded)} grounded-voice examples added from the knowledge base "

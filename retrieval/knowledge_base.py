@@ -6,6 +6,7 @@ marker and the store-outage guard (`_guard_store`); together about 400 lines.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -33,7 +34,7 @@ from retrieval.errors import (
 )
 from retrieval.ingest import IngestReport, ingest_paths
 from retrieval.relevance import relevance_floor
-from retrieval.search import Citation, Hit, prepare_keyword_index, search
+from retrieval.search import Citation, Hit, prepare_keyword_index, search, widen
 from retrieval.stores import connect, describe, read_rows
 
 log = logging.getLogger(__name__)
@@ -267,6 +268,24 @@ class KnowledgeBase:
             for chunk_id, text, meta in rows
         ]
         return sorted(chunks, key=lambda c: (c.citation.source, c.chunk_index))
+
+    @_guard_store
+    def in_context(self, chunks: Sequence[StoredChunk], context_chars: int) -> list[StoredChunk]:
+        """Each chunk as a query with `context_chars` shows it: grown by its file's neighbouring
+        chunks on the same page while it stays within `context_chars` (small-to-big, as
+        `QueryOptions.context_chars`). Each chunk is widened on its own (none is left out for
+        being shown in another's passage); 0 returns them as they are. What training uses to
+        lay passages out as an app serves them."""
+        if context_chars <= 0 or not chunks:
+            return list(chunks)
+        found = self.collection.get(ids=[c.id for c in chunks], include=["metadatas"])
+        metas = dict(zip(found["ids"], found["metadatas"], strict=True))
+        out = []
+        for chunk in chunks:
+            hit = Hit(chunk.id, 0.0, chunk.text, chunk.citation, dict(metas.get(chunk.id) or {}))
+            [wide] = widen(self.collection, [hit], context_chars)
+            out.append(dataclasses.replace(chunk, text=wide.text, citation=wide.citation))
+        return out
 
     def _read_chunks(self, where: dict | None) -> list[tuple[str, str, dict]]:
         return list(read_rows(self.collection, where, include=("documents", "metadatas")))

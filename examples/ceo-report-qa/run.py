@@ -43,13 +43,13 @@ DEMO = Demo(
         ),
     ),
     # bench/adapter_recipes/grounded160-only-lr3e-4-80steps.yaml: train.yaml's 160 grounded-
-    # voice examples in her voice (the Q&A replies lend their sentences), 80 steps at 448 tokens
+    # voice examples in her voice (the Q&A replies lend their sentences), 80 steps at 512 tokens
     # (about 4-5 minutes on 2 cores)
     quick_train={
         **QUICK_STEPS,
         "max_steps": 80,
         "data": f"[{HERE / 'style' / 'qa.jsonl'}]",
-        "max_length": 448,
+        "max_length": 512,
         "learning_rate": 3e-4,
     },
 )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -479,6 +479,7 @@ def grounded_examples(
     distractors: int | None = None,
     exclude: Sequence[str] = (),
     budget: PromptBudget | None = None,
+    served: Callable[[Sequence[int]], Sequence[str]] | None = None,
 ) -> list[Example]:
     """`count` chat examples: the app's system prompt with one figure passage among
     `distractors` other passages (default: the app's top_k minus one), a templated question
@@ -486,8 +487,10 @@ def grounded_examples(
     the voice of `style`'s replies. All figures perturbed per example. Questions equal (after
     normalising) to one in `exclude` are never produced. With `budget` (base tokenizer and the
     training max_length), distractors are dropped and then the fact passage narrowed to the
-    sentences around its statement until the example fits. Fewer than `count` come back only
-    when the passages hold no usable statement."""
+    sentences around its statement until the example fits. `served` gives the text the app
+    shows for passages (by index), e.g. each chunk widened with its neighbours as a query with
+    the app's `context_chars` shows it; statements are found in `passages` and shown in it.
+    Fewer than `count` come back only when the passages hold no usable statement."""
     statements = figure_statements(passages)
     if not statements or count <= 0:
         return []
@@ -496,6 +499,7 @@ def grounded_examples(
     openings, closings = voice_lines(style)
     n_distractors = max(0, spec.retrieval.top_k - 1) if distractors is None else distractors
     with_figures = [i for i, p in enumerate(passages) if FIGURE.search(p.text)]
+    text_of = _shown_texts(passages, served)
     out: list[Example] = []
     queue: list[Statement] = []
     for _ in range(count * 5):
@@ -505,7 +509,16 @@ def grounded_examples(
             queue = rng.sample(statements, len(statements))
         statement = queue.pop()
         example = _one_example(
-            statement, passages, spec, rng, with_figures, n_distractors, openings, closings, budget
+            statement,
+            passages,
+            spec,
+            rng,
+            with_figures,
+            n_distractors,
+            openings,
+            closings,
+            budget,
+            text_of,
         )
         if example is None or normalise_question(example[1]["content"]) in held_out:
             continue
@@ -516,6 +529,25 @@ def grounded_examples(
             )
         )
     return out
+
+
+def _shown_texts(
+    passages: Sequence[Passage], served: Callable[[Sequence[int]], Sequence[str]] | None
+) -> Callable[[int], str]:
+    """Passage index -> the text an example shows for it: `served`'s (asked once per index,
+    with the statement's passage and its candidate distractors together) or the passage's own."""
+    if served is None:
+        return lambda i: passages[i].text
+    cache: dict[int, str] = {}
+
+    def text_of(i: int) -> str:
+        if i not in cache:
+            (cache[i],) = served([i])
+            if passages[i].text.strip() not in cache[i]:  # widening must keep the chunk whole
+                cache[i] = passages[i].text
+        return cache[i]
+
+    return text_of
 
 
 def _question(statement: Statement, subject: str, rng: random.Random) -> str:
@@ -554,6 +586,7 @@ def _one_example(
     openings: list[str],
     closings: list[str],
     budget: PromptBudget | None,
+    text_of: Callable[[int], str],
 ) -> list[dict] | None:
     """One example's messages, or None when even the statement alone does not fit."""
     perturb = FigurePerturber(rng)
@@ -565,7 +598,7 @@ def _one_example(
     opening = rng.choice(openings) if openings and rng.random() < 0.3 else None
     closing = rng.choice(closings) if closings else None
     copied = perturb(statement.text)
-    texts = {i: perturb(passages[i].text) for i in order}
+    texts = {i: perturb(text_of(i)) for i in order}
     # Each passage's anchor sentence: the statement in the fact passage, a figure elsewhere.
     anchors = {fact: statement.anchor or statement.text}
     for i in order:
@@ -579,7 +612,7 @@ def _one_example(
         shown_texts = dict(texts)
         if width is not None:
             for i in shown_order:
-                shown_texts[i] = perturb(_window(passages[i].text, anchors[i], width))
+                shown_texts[i] = perturb(_window(text_of(i), anchors[i], width))
         shown = [
             dataclasses.replace(passages[i], number=n, text=shown_texts[i])
             for n, i in enumerate(shown_order, start=1)
@@ -599,3 +632,17 @@ def knowledge_base_passages(knowledge_base) -> list[Passage]:
     """Every chunk of a knowledge base as a Passage, numbered in a stable order (by chunk id)."""
     chunks = sorted(knowledge_base.chunks(), key=lambda chunk: chunk.id)
     return [Passage.of(i, chunk.text, chunk.citation) for i, chunk in enumerate(chunks, start=1)]
+
+
+def served_texts(knowledge_base, context_chars: int) -> Callable[[Sequence[int]], list[str]]:
+    """For `grounded_examples(served=...)`: list indices of `knowledge_base_passages` -> each
+    chunk's text as the app shows it, widened to `context_chars` with its neighbours
+    (`KnowledgeBase.in_context`; read on demand, so a large knowledge base costs only the
+    chunks the examples use)."""
+    chunks = sorted(knowledge_base.chunks(), key=lambda chunk: chunk.id)
+
+    def served(indices: Sequence[int]) -> list[str]:
+        wide = knowledge_base.in_context([chunks[i] for i in indices], context_chars)
+        return [chunk.text.strip() for chunk in wide]
+
+    return served

@@ -159,6 +159,31 @@ def test_no_statements_no_examples(spec):
     assert grounded_examples(plain, spec, count=10) == []
 
 
+def test_passages_are_shown_as_the_app_serves_them(report, spec):
+    """`served` (each chunk widened with its neighbours at serve time) replaces what an example
+    shows; statements still come from the chunks and the answer copies one of them."""
+    asked: list[int] = []
+
+    def served(indices):
+        asked.extend(indices)
+        return [f"Before it, 7 robots shipped. {report[i].text} After it, 9 more." for i in indices]
+
+    examples = grounded_examples(report, spec, count=12, seed=5, served=served)
+    assert len(examples) == 12 and len(asked) == len(set(asked))  # each passage asked once
+    for example in examples:
+        parts = re.split(r"\n\[(\d+)\] \([^)]*\)\n", example.messages[0].content)
+        shown = dict(zip(parts[1::2], parts[2::2], strict=True))
+        assert shown and all(
+            p.startswith("Before it, ") and p.rstrip().endswith(" more.") for p in shown.values()
+        )
+        (number,) = re.findall(r"\[(\d+)\]", example.messages[2].content)
+        copied = re.sub(r" \[\d+\]", "", example.messages[2].content)
+        assert figures(copied) and set(figures(copied)) <= set(figures(shown[number]))
+    # a served text that drops the chunk's own words is not trusted
+    broken = grounded_examples(report, spec, count=3, seed=5, served=lambda ix: ["x"] * len(ix))
+    assert all("\nx" not in e.messages[0].content for e in broken)
+
+
 def test_a_tight_budget_narrows_the_passages_around_the_statement(report, spec, tiny_llama_dir):
     from hybrid.apps.budget import PromptBudget
 

@@ -146,6 +146,25 @@ def test_passages_widen_with_neighbours_within_the_budget(catalog, tmp_path, mod
     assert wide.citation.start_char < alone[0].citation.start_char
 
 
+def test_in_context_shows_every_chunk_as_a_query_with_context_chars_would(catalog, tmp_path):
+    kb, body = small_kb(catalog, tmp_path)
+    chunks = kb.chunks("facts.md")
+    assert len(chunks) >= 3
+    wide = kb.in_context(chunks, 300)
+    assert [c.id for c in wide] == [c.id for c in chunks]  # none dropped as already shown
+    for chunk, shown in zip(chunks, wide, strict=True):
+        assert chunk.text in shown.text and len(shown.text) <= 300
+        assert body[shown.citation.start_char : shown.citation.end_char] == shown.text
+    middle = len(chunks) // 2
+    question = chunks[middle].text
+    [served] = kb.query(
+        question, QueryOptions(top_k=1, context_chars=300, filters={"file_name": "facts.md"})
+    )
+    assert served.id == chunks[middle].id and served.text == wide[middle].text
+    assert any(len(shown.text) > len(chunk.text) for chunk, shown in zip(chunks, wide, strict=True))
+    assert kb.in_context(chunks, 0) == chunks
+
+
 def test_widened_passages_do_not_repeat_and_stay_on_their_page(catalog, tmp_path):
     kb, body = small_kb(catalog, tmp_path)
     hits = kb.query(
