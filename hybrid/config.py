@@ -146,8 +146,13 @@ class ContextTraining(Frozen):
     grounded_examples.py): a passage among distractors, a question about one of its figures, the
     answer copying it with its [n] citation in the adapter's voice, every figure perturbed so
     only copying from the context is right."""
+    abstention_examples: int = Field(default=0, ge=0, le=100_000)
+    """Extra examples the passages do not answer, answered with the app's no-context message
+    (hybrid/apps/abstention_examples.py): off-topic questions with the passages the app's
+    search returns for them, and questions about one figure shown only unrelated passages."""
     holdout: tuple[Path, ...] = ()
-    """Labelled question files (JSONL with "question") never asked in the grounded examples."""
+    """Labelled question files (JSONL with "question") never asked in the grounded or
+    abstention examples."""
     train_style_data: bool = True
     """Train on the files under `data:` themselves too. False: they only lend their first and
     last sentences (the voice) to the grounded-voice examples, and the adapter learns from

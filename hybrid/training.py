@@ -117,10 +117,46 @@ def _examples_in_context(settings, context, catalog, note: Callable[[str], None]
         f"{len(grounded)} grounded-voice examples added from the knowledge base "
         "(figures perturbed, answers copy them with their [n] citation)"
     )
+    grounded += _abstention_examples(pipeline, context, budget, note)
     if not context.train_style_data:
         note(f"the {len(examples)} examples of data: only lend their voice (train_style_data off)")
         return grounded
     return [*examples, *grounded]
+
+
+def _abstention_examples(pipeline, context, budget, note: Callable[[str], None]) -> list:
+    if not context.abstention_examples:
+        return []
+    from hybrid.apps.abstention_examples import abstention_examples
+    from hybrid.apps.grounded_examples import (
+        knowledge_base_passages,
+        load_questions,
+        served_texts,
+    )
+    from hybrid.apps.prompt import Passage
+    from retrieval.relevance import OFF_TOPIC_QUESTIONS
+
+    options = pipeline.query_options().model_copy(update={"min_similarity": None})
+    off_topic = [
+        (question, [Passage.of(n, h.text, h.citation) for n, h in enumerate(hits, start=1)])
+        for question in OFF_TOPIC_QUESTIONS
+        if (hits := pipeline.knowledge_base.query(question, options))
+    ]
+    made = abstention_examples(
+        knowledge_base_passages(pipeline.knowledge_base),
+        pipeline.spec,
+        count=context.abstention_examples,
+        seed=context.seed,
+        off_topic=off_topic,
+        exclude=load_questions(context.holdout),
+        budget=budget,
+        served=served_texts(pipeline.knowledge_base, pipeline.spec.retrieval.context_chars),
+    )
+    note(
+        f"{len(made)} abstention examples added (questions the passages do not answer, "
+        "answered with the app's no-context message)"
+    )
+    return made
 
 
 def data_formats() -> list[str]:

@@ -499,7 +499,7 @@ def grounded_examples(
     openings, closings = voice_lines(style)
     n_distractors = max(0, spec.retrieval.top_k - 1) if distractors is None else distractors
     with_figures = [i for i, p in enumerate(passages) if FIGURE.search(p.text)]
-    text_of = _shown_texts(passages, served)
+    text_of = shown_texts(passages, served)
     out: list[Example] = []
     queue: list[Statement] = []
     for _ in range(count * 5):
@@ -531,7 +531,7 @@ def grounded_examples(
     return out
 
 
-def _shown_texts(
+def shown_texts(
     passages: Sequence[Passage], served: Callable[[Sequence[int]], Sequence[str]] | None
 ) -> Callable[[int], str]:
     """Passage index -> the text an example shows for it: `served`'s (asked once per index,
@@ -550,7 +550,8 @@ def _shown_texts(
     return text_of
 
 
-def _question(statement: Statement, subject: str, rng: random.Random) -> str:
+def question_about(statement: Statement, subject: str, rng: random.Random) -> str:
+    """A templated question about `statement`, naming its (perturbed) `subject`."""
     if statement.anchor:  # a field: about what it belongs to when that is known
         entity, heading = statement.entity, statement.heading
         if entity:
@@ -590,10 +591,13 @@ def _one_example(
 ) -> list[dict] | None:
     """One example's messages, or None when even the statement alone does not fit."""
     perturb = FigurePerturber(rng)
-    question = _question(statement, perturb(statement.subject), rng)
+    question = question_about(statement, perturb(statement.subject), rng)
     fact = statement.passage
     pool = [i for i in with_figures if i != fact] or [i for i in range(len(passages)) if i != fact]
-    order = [fact, *rng.sample(pool, min(n_distractors, len(pool)))]
+    # a distractor never shows the statement too (neighbouring chunks widen into each other)
+    said = statement.anchor or statement.text
+    candidates = rng.sample(pool, min(n_distractors + 3, len(pool)))
+    order = [fact, *[i for i in candidates if said not in text_of(i)][:n_distractors]]
     rng.shuffle(order)
     opening = rng.choice(openings) if openings and rng.random() < 0.3 else None
     closing = rng.choice(closings) if closings else None
@@ -609,12 +613,12 @@ def _one_example(
     # the fact passage alone: distractors stay as long as any width fits.
     layouts = [(order, None), (order, 2), (order, 1), ([fact], 2), ([fact], 1), ([fact], 0)]
     for shown_order, width in layouts:
-        shown_texts = dict(texts)
+        window_texts = dict(texts)
         if width is not None:
             for i in shown_order:
-                shown_texts[i] = perturb(_window(text_of(i), anchors[i], width))
+                window_texts[i] = perturb(_window(text_of(i), anchors[i], width))
         shown = [
-            dataclasses.replace(passages[i], number=n, text=shown_texts[i])
+            dataclasses.replace(passages[i], number=n, text=window_texts[i])
             for n, i in enumerate(shown_order, start=1)
         ]
         answer = [opening, _with_citation(copied, shown_order.index(fact) + 1), closing]

@@ -276,9 +276,11 @@ def test_knowledge_base_passages_are_every_chunk_with_its_source(catalog, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("train_style_data", "trained"), [(True, 12), (False, 6)])
+@pytest.mark.parametrize(
+    ("train_style_data", "abstaining", "trained"), [(True, 0, 12), (False, 2, 8)]
+)
 def test_hybrid_train_adds_grounded_examples_from_the_apps_knowledge_base(
-    tmp_path, tiny_llama_dir, train_style_data, trained
+    tmp_path, tiny_llama_dir, train_style_data, abstaining, trained
 ):
     import subprocess
     import sys
@@ -300,7 +302,7 @@ def test_hybrid_train_adds_grounded_examples_from_the_apps_knowledge_base(
         f"base_model: {tiny_llama_dir}\ndata: [style.jsonl]\noutput_dir: out\nmax_steps: 1\n"
         "batch_size: 2\ngradient_accumulation: 1\nmax_length: 512\nvalidation_share: 0\n"
         "context: {app: app.yaml, share: 0.5, grounded_examples: 6, holdout: [q.jsonl], "
-        f"train_style_data: {str(train_style_data).lower()}}}\n"
+        f"train_style_data: {str(train_style_data).lower()}, abstention_examples: {abstaining}}}\n"
     )
     hybrid = [sys.executable, "-m", "hybrid.cli", "--config", str(tmp_path / "hybrid.yaml")]
     env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -316,7 +318,8 @@ def test_hybrid_train_adds_grounded_examples_from_the_apps_knowledge_base(
     assert result.returncode == 0, result.stderr[-2000:]
     assert "6 grounded-voice examples added" in result.stdout
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    # 6 replies + 6 grounded; without the style data trained, the grounded alone
+    assert (f"{abstaining} abstention examples added" in result.stdout) == bool(abstaining)
+    # 6 replies + 6 grounded; without the style data trained, the grounded (+ abstention) alone
     assert metrics["final"]["train_examples"] == trained
 
 
