@@ -112,6 +112,7 @@ def _examples_in_context(settings, context, catalog, note: Callable[[str], None]
         exclude=load_questions(context.holdout),
         budget=budget,
         served=served_texts(pipeline.knowledge_base, pipeline.spec.retrieval.context_chars),
+        opening_share=context.opening_share,
     )
     note(
         f"{len(grounded)} grounded-voice examples added from the knowledge base "

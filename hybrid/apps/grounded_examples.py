@@ -480,6 +480,7 @@ def grounded_examples(
     exclude: Sequence[str] = (),
     budget: PromptBudget | None = None,
     served: Callable[[Sequence[int]], Sequence[str]] | None = None,
+    opening_share: float = 0.0,
 ) -> list[Example]:
     """`count` chat examples: the app's system prompt with one figure passage among
     `distractors` other passages (default: the app's top_k minus one), a templated question
@@ -490,7 +491,9 @@ def grounded_examples(
     sentences around its statement until the example fits. `served` gives the text the app
     shows for passages (by index), e.g. each chunk widened with its neighbours as a query with
     the app's `context_chars` shows it; statements are found in `passages` and shown in it.
-    Fewer than `count` come back only when the passages hold no usable statement."""
+    `opening_share` of the answers open with a sentence of the voice before the fact (0: the
+    fact comes first, then a closing sentence). Fewer than `count` come back only when the
+    passages hold no usable statement."""
     statements = figure_statements(passages)
     if not statements or count <= 0:
         return []
@@ -519,6 +522,7 @@ def grounded_examples(
             closings,
             budget,
             text_of,
+            opening_share,
         )
         if example is None or normalise_question(example[1]["content"]) in held_out:
             continue
@@ -588,6 +592,7 @@ def _one_example(
     closings: list[str],
     budget: PromptBudget | None,
     text_of: Callable[[int], str],
+    opening_share: float,
 ) -> list[dict] | None:
     """One example's messages, or None when even the statement alone does not fit."""
     perturb = FigurePerturber(rng)
@@ -599,7 +604,7 @@ def _one_example(
     candidates = rng.sample(pool, min(n_distractors + 3, len(pool)))
     order = [fact, *[i for i in candidates if said not in text_of(i)][:n_distractors]]
     rng.shuffle(order)
-    opening = rng.choice(openings) if openings and rng.random() < 0.3 else None
+    opening = rng.choice(openings) if openings and rng.random() < opening_share else None
     closing = rng.choice(closings) if closings else None
     copied = perturb(statement.text)
     texts = {i: perturb(text_of(i)) for i in order}

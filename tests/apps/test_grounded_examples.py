@@ -121,6 +121,18 @@ def test_examples_copy_the_perturbed_statement_with_its_citation(report, spec, s
     assert len({e.messages[1].content for e in examples}) > 30  # varied questions
 
 
+def test_answers_state_the_fact_first_unless_openings_are_asked_for(report, spec, style):
+    def first_sentence_has_a_figure(example) -> bool:
+        first = re.split(r"(?<=[.!?]) ", example.messages[2].content)[0]
+        return bool(FIGURE.search(first))
+
+    default = grounded_examples(report, spec, style, count=30, seed=9)
+    assert all(first_sentence_has_a_figure(e) for e in default)
+    opened = grounded_examples(report, spec, style, count=30, seed=9, opening_share=1.0)
+    openers = [e for e in opened if not first_sentence_has_a_figure(e)]
+    assert len(openers) >= 20  # a figure-free sentence of the voice comes first
+
+
 def test_distractors_follow_the_apps_top_k(report, spec):
     examples = grounded_examples(report, spec, count=10, seed=1, distractors=None)
     for example in examples:
