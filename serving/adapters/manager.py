@@ -11,6 +11,10 @@ finish on the old version, new ones get the new one, none fails.
 One `asyncio.Lock` per engine name orders a load against an unload of the same name: a request
 that arrives while its version drains for an unload waits, then loads it again. With several
 gateway worker processes, `SharedLeases` (serving/adapters/leases.py) extends both across them.
+
+Why one module: leases, loads, unloads and promotes keep one ordering (per-name gate, drain,
+registry switch, unload generation); split over modules, each half would rely on invariants
+kept in the other. The lock mechanics themselves live in leases.py.
 """
 
 from __future__ import annotations

@@ -17,10 +17,12 @@ import httpx
 HYBRID = [sys.executable, "-m", "hybrid.cli"]
 
 
-def start_serve(config: Path, log: Path, cwd: Path | None = None) -> subprocess.Popen:
-    """`hybrid serve CONFIG` in its own session (in `cwd` if given), its output in `log`."""
+def start_serve(
+    config: Path, log: Path, cwd: Path | None = None, args: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """`hybrid serve CONFIG [ARGS]` in its own session (in `cwd` if given), output in `log`."""
     return subprocess.Popen(
-        [*HYBRID, "serve", str(config)],
+        [*HYBRID, "serve", str(config), *args],
         cwd=cwd,
         stdout=open(log, "wb"),
         stderr=subprocess.STDOUT,

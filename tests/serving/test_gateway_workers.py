@@ -1,0 +1,131 @@
+"""`hybrid serve --workers 2` as a user runs it: two gateway processes on one port, attached to
+an engine over HTTP (the fake vLLM of tests/serving/fake_engine.py served by uvicorn in this
+process, so the test can slow it down and see what is loaded; the real-vLLM run of the same
+path is test_gateway_workers_vllm.py). Both workers answer, a promote in one worker drains a
+request streaming in the other, and /metrics on either worker counts both."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+
+import httpx
+import pytest
+import yaml
+
+from tests.helpers.gateway import HYBRID, ServerThread, free_port, start_serve, wait_ready
+from tests.serving.fake_engine import FakeEngine
+
+pytestmark = pytest.mark.slow
+
+CHAT = {"messages": [{"role": "user", "content": "hello there"}], "max_tokens": 8}
+
+
+def on_worker(url: str, wanted: int) -> httpx.Client:
+    """A client whose one keep-alive connection was accepted by worker `wanted`."""
+    for _ in range(200):
+        client = httpx.Client(base_url=url, limits=httpx.Limits(max_connections=1), timeout=60)
+        if client.get("/health").json()["worker"] == wanted:
+            return client
+        client.close()
+    raise AssertionError(f"no connection reached worker {wanted} in 200 tries")
+
+
+def chat_requests_counted(client: httpx.Client, model: str) -> float:
+    pattern = rf'hybrid_requests_total\{{model="{re.escape(model)}",route="/v1/chat/completions",status="200"\}} (\S+)'
+    found = re.search(pattern, client.get("/metrics").text)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.fixture
+def served(tmp_path, tiny_llama_dir, voice_registry):
+    engine = FakeEngine()
+    with ServerThread(engine.app) as fake:
+        port = free_port()
+        config = tmp_path / "hybrid.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "remote_engines": {"urls": [fake.url]},
+                    "base_model": str(tiny_llama_dir),
+                    "adapters": {"registry": str(voice_registry.root)},
+                    "gateway": {"port": port, "max_pending_requests": 64},
+                }
+            )
+        )
+        log = tmp_path / "serve.log"
+        proc = start_serve(config, log, args=("--workers", "2"))
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, proc, log, 120)
+            yield engine, url, proc, log
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(60)
+
+
+def test_two_workers_share_the_port_leases_and_metrics(served):
+    engine, url, proc, log = served
+    first, second = on_worker(url, 0), on_worker(url, 1)  # both accept on the one port
+
+    for client in (first, second):
+        for _ in range(3):
+            answer = client.post("/v1/chat/completions", json={**CHAT, "model": "base"})
+            assert answer.status_code == 200, answer.text
+    # Counted where they ran, summed by prometheus_client's multiprocess collector.
+    assert chat_requests_counted(first, "base") == chat_requests_counted(second, "base") == 6
+
+    # A request streams voice@v1 on worker 0 while worker 1 promotes voice to v2.
+    engine.word_delay_s = 1.5  # 4 words: the stream lasts 6 s
+    body = {**CHAT, "model": "voice", "stream": True}
+    assert first.get("/health").json()["worker"] == 0  # its connection is still open there
+    with first.stream("POST", "/v1/chat/completions", json=body) as stream:
+        lines = stream.iter_lines()
+        first_chunk = next(line for line in lines if line.startswith("data: "))
+        assert '"model":"voice@v1"' in first_chunk.replace(" ", "")
+        promoted = second.post("/admin/adapters/voice/promote", json={"version": "v2"})
+        assert promoted.status_code == 200, promoted.text
+        assert promoted.json()["previous_unloading"] is True  # worker 1 never served v1 itself
+        time.sleep(1.0)
+        assert {"voice@v1", "voice@v2"} <= set(engine.adapters)  # v1 drains, not unloaded
+        rest = [line for line in lines if line.startswith("data: ")]
+    assert rest[-1] == "data: [DONE]"
+    text = "".join(re.findall(r'"content":\s*"([^"]*)"', first_chunk + "".join(rest)))
+    assert text == "voice@v1 says: hello there"
+    deadline = time.monotonic() + 20
+    while "voice@v1" in engine.adapters and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "voice@v1" not in engine.adapters, "worker 1 never unloaded v1 after the drain"
+    for client in (first, second):  # both resolve the new version now
+        answer = client.post("/v1/chat/completions", json={**CHAT, "model": "voice"})
+        assert answer.json()["model"] == "voice@v2"
+    # A pinned old version is loaded again by worker 0, which had seen it loaded before.
+    pinned = first.post("/v1/chat/completions", json={**CHAT, "model": "voice@v1"})
+    assert pinned.status_code == 200 and pinned.json()["model"] == "voice@v1", pinned.text
+    assert chat_requests_counted(second, "voice") == 3
+
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+
+
+def test_bad_workers_values_are_one_line_errors(tmp_path):
+    for value, words in (
+        ("0", "workers: Input should be greater than or equal to 1 (got 0)"),
+        ("65", "workers: Input should be less than or equal to 64 (got 65)"),
+    ):
+        done = subprocess.run(
+            [*HYBRID, "serve", "--workers", value], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert done.returncode == 1
+        assert done.stderr.strip() == f"error: options: 1 problem(s): {words}", done.stderr
+    config = tmp_path / "hybrid.yaml"
+    config.write_text(yaml.safe_dump({"gateway": {"max_pending_requests": 2}}))
+    done = subprocess.run(
+        [*HYBRID, "serve", str(config), "--workers", "4"], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "max_pending_requests (2) is below gateway.workers (4)" in done.stderr
