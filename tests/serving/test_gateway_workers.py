@@ -11,32 +11,23 @@ import signal
 import subprocess
 import time
 
-import httpx
 import pytest
 import yaml
 
-from tests.helpers.gateway import HYBRID, ServerThread, free_port, start_serve, wait_ready
+from tests.helpers.gateway import (
+    HYBRID,
+    ServerThread,
+    free_port,
+    on_worker,
+    requests_counted,
+    start_serve,
+    wait_ready,
+)
 from tests.serving.fake_engine import FakeEngine
 
 pytestmark = pytest.mark.slow
 
 CHAT = {"messages": [{"role": "user", "content": "hello there"}], "max_tokens": 8}
-
-
-def on_worker(url: str, wanted: int) -> httpx.Client:
-    """A client whose one keep-alive connection was accepted by worker `wanted`."""
-    for _ in range(200):
-        client = httpx.Client(base_url=url, limits=httpx.Limits(max_connections=1), timeout=60)
-        if client.get("/health").json()["worker"] == wanted:
-            return client
-        client.close()
-    raise AssertionError(f"no connection reached worker {wanted} in 200 tries")
-
-
-def chat_requests_counted(client: httpx.Client, model: str) -> float:
-    pattern = rf'hybrid_requests_total\{{model="{re.escape(model)}",route="/v1/chat/completions",status="200"\}} (\S+)'
-    found = re.search(pattern, client.get("/metrics").text)
-    return float(found.group(1)) if found else 0.0
 
 
 @pytest.fixture
@@ -76,7 +67,7 @@ def test_two_workers_share_the_port_leases_and_metrics(served):
             answer = client.post("/v1/chat/completions", json={**CHAT, "model": "base"})
             assert answer.status_code == 200, answer.text
     # Counted where they ran, summed by prometheus_client's multiprocess collector.
-    assert chat_requests_counted(first, "base") == chat_requests_counted(second, "base") == 6
+    assert requests_counted(first, "base") == requests_counted(second, "base") == 6
 
     # A request streams voice@v1 on worker 0 while worker 1 promotes voice to v2.
     engine.word_delay_s = 1.5  # 4 words: the stream lasts 6 s
@@ -105,7 +96,7 @@ def test_two_workers_share_the_port_leases_and_metrics(served):
     # A pinned old version is loaded again by worker 0, which had seen it loaded before.
     pinned = first.post("/v1/chat/completions", json={**CHAT, "model": "voice@v1"})
     assert pinned.status_code == 200 and pinned.json()["model"] == "voice@v1", pinned.text
-    assert chat_requests_counted(second, "voice") == 3
+    assert requests_counted(second, "voice") == 3
 
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 0, log.read_text()
