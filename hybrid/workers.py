@@ -15,16 +15,21 @@ file system, with the kernel cleaning up after a killed worker:
   when a worker dies; the total never exceeds the limit).
 
 A worker that dies after it started serving is started again; one that dies while starting
-stops the whole gateway (its error is above, and would repeat).
+stops the whole gateway (its error is above, and would repeat). Only the parent reacts to
+Ctrl-C (which a terminal sends to the whole process group): it stops each worker with one
+SIGTERM, in order, and a worker still building its gateway does not die of KeyboardInterrupt
+with a traceback; a worker whose parent dies gets SIGTERM from the kernel.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from hybrid.config import HybridConfig
 from serving.errors import ServingError
+from serving.runtime import GracefulServer
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -154,15 +160,17 @@ def _worker_main(
     ready,
 ) -> None:
     """One worker process: build the gateway over the parent's engine, serve on `sock`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
+    with contextlib.suppress(OSError, AttributeError):  # Linux only: die with the parent
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
     import uvicorn
 
     from hybrid.apps.budget import PromptBudget
     from hybrid.apps.embeddings import KnowledgeBaseEmbeddings
     from hybrid.runtime import DEFAULT_MAX_MODEL_LEN, build_runtime
-    from hybrid.server import app_composers
+    from hybrid.server import app_composers, prepare_apps
     from serving.adapters.leases import SharedLeases
     from serving.gateway import GatewayMetrics, create_app
-    from serving.runtime import GracefulServer
 
     if os.environ.get(_METRICS_ENV) != str(metrics_dir):
         raise RuntimeError(f"{_METRICS_ENV} must be set before prometheus_client is imported")
@@ -171,10 +179,7 @@ def _worker_main(
     metrics = GatewayMetrics(multiprocess_dir=metrics_dir)
     budget = PromptBudget(runtime.base_model, runtime.max_model_len() or DEFAULT_MAX_MODEL_LEN)
     composers = app_composers(settings, runtime, metrics, budget)
-    for composer in composers:  # before serving: the parent counts a failure here as fatal
-        for pipeline in composer.pipelines.values():
-            with contextlib.suppress(Exception):  # a store down now answers 503 later
-                pipeline.prepare()
+    prepare_apps(composers).join()  # before serving, as one process does
     pipelines = [p for c in composers for p in c.pipelines.values()]
     state = runtime.gateway_state(
         composers=composers,
@@ -184,7 +189,18 @@ def _worker_main(
         worker=index,
     )
     ready.set()
-    server = GracefulServer(
-        uvicorn.Config(create_app(state), log_level="warning", access_log=False)
-    )
+    server = WorkerServer(uvicorn.Config(create_app(state), log_level="warning", access_log=False))
     server.run(sockets=[sock])
+
+
+class WorkerServer(GracefulServer):
+    """Stops gracefully on SIGTERM only: SIGINT (Ctrl-C, sent to the whole process group) is
+    the parent's to handle."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        previous = signal.signal(signal.SIGTERM, self.handle_exit)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)

@@ -6,6 +6,7 @@ request streaming in the other, and /metrics on either worker counts both."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -98,7 +99,14 @@ def test_two_workers_share_the_port_leases_and_metrics(served):
     assert pinned.status_code == 200 and pinned.json()["model"] == "voice@v1", pinned.text
     assert requests_counted(second, "voice") == 3
 
-    proc.send_signal(signal.SIGINT)
+    # Ctrl-C in a terminal signals the whole process group: a stream in flight still ends.
+    engine.word_delay_s = 0.5
+    with first.stream("POST", "/v1/chat/completions", json=body) as stream:
+        lines = stream.iter_lines()
+        assert next(line for line in lines if line.startswith("data: "))
+        os.killpg(proc.pid, signal.SIGINT)
+        rest = [line for line in lines if line.startswith("data: ")]
+    assert rest[-1] == "data: [DONE]"
     assert proc.wait(60) == 0, log.read_text()
     assert "Traceback" not in log.read_text()
 
