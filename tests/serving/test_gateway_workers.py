@@ -12,6 +12,8 @@ import signal
 import subprocess
 import time
 
+import httpx
+import psutil
 import pytest
 import yaml
 
@@ -43,7 +45,7 @@ def served(tmp_path, tiny_llama_dir, voice_registry):
                     "remote_engines": {"urls": [fake.url]},
                     "base_model": str(tiny_llama_dir),
                     "adapters": {"registry": str(voice_registry.root)},
-                    "gateway": {"port": port, "max_pending_requests": 64},
+                    "gateway": {"port": port, "max_pending_requests": 64, "drain_timeout_s": 30},
                 }
             )
         )
@@ -98,6 +100,39 @@ def test_two_workers_share_the_port_leases_and_metrics(served):
     pinned = first.post("/v1/chat/completions", json={**CHAT, "model": "voice@v1"})
     assert pinned.status_code == 200 and pinned.json()["model"] == "voice@v1", pinned.text
     assert requests_counted(second, "voice") == 3
+
+    # Worker 1 killed with SIGKILL in the middle of a stream: the kernel drops its lease, so
+    # worker 0 unloads at once (not after drain_timeout_s), and the parent starts worker 1 again.
+    engine.word_delay_s = 5.0
+    doomed = on_worker(url, 1)
+    with (
+        pytest.raises(httpx.TransportError),  # also proves the right worker was killed
+        doomed.stream("POST", "/v1/chat/completions", json=body) as stream,
+    ):
+        lines = stream.iter_lines()
+        assert next(line for line in lines if line.startswith("data: "))
+        workers = sorted(  # spawned in order, so pids ascend: [worker 0, worker 1]
+            (c for c in psutil.Process(proc.pid).children() if "spawn_main" in str(c.cmdline())),
+            key=lambda c: c.pid,
+        )
+        workers[1].kill()
+        list(lines)
+    started = time.monotonic()
+    unloaded = on_worker(url, 0).post("/admin/adapters/voice/unload")
+    assert unloaded.status_code == 200, unloaded.text
+    assert time.monotonic() - started < 10 and not engine.adapters
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        with httpx.Client(base_url=url) as probe:
+            if probe.get("/health").json()["worker"] == 1:
+                break
+    else:
+        raise AssertionError(f"worker 1 was not started again:\n{log.read_text()}")
+    in_flight = re.findall(
+        r'hybrid_requests_in_flight\{model="voice"\} (\S+)', first.get("/metrics").text
+    )
+    assert (float(in_flight[0]) if in_flight else 0.0) == 0.0, in_flight  # live workers only
+    engine.word_delay_s = None
 
     # Ctrl-C in a terminal signals the whole process group: a stream in flight still ends.
     engine.word_delay_s = 0.5
