@@ -26,6 +26,7 @@ from tests.helpers.gateway import (
     start_serve,
     wait_ready,
 )
+from tests.helpers.reliability import record
 from tests.serving.fake_engine import FakeEngine
 
 pytestmark = pytest.mark.slow
@@ -61,6 +62,7 @@ def served(tmp_path, tiny_llama_dir, voice_registry):
                 proc.wait(60)
 
 
+@pytest.mark.reliability
 def test_two_workers_share_the_port_leases_and_metrics(served):
     engine, url, proc, log = served
     first, second = on_worker(url, 0), on_worker(url, 1)  # both accept on the one port
@@ -116,11 +118,13 @@ def test_two_workers_share_the_port_leases_and_metrics(served):
             key=lambda c: c.pid,
         )
         workers[1].kill()
+        killed = time.monotonic()
         list(lines)
     started = time.monotonic()
     unloaded = on_worker(url, 0).post("/admin/adapters/voice/unload")
+    unload_s = time.monotonic() - started
     assert unloaded.status_code == 200, unloaded.text
-    assert time.monotonic() - started < 10 and not engine.adapters
+    assert unload_s < 10 and not engine.adapters
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         with httpx.Client(base_url=url) as probe:
@@ -132,6 +136,13 @@ def test_two_workers_share_the_port_leases_and_metrics(served):
         r'hybrid_requests_in_flight\{model="voice"\} (\S+)', first.get("/metrics").text
     )
     assert (float(in_flight[0]) if in_flight else 0.0) == 0.0, in_flight  # live workers only
+    record(
+        "Faults",
+        "Gateway worker killed (kill -9) mid-stream, 2 workers: its lease, the unload elsewhere",
+        unload_after_kill_s=round(unload_s, 2),
+        worker_back_after_s=round(time.monotonic() - killed, 1),
+        leases_left=0,
+    )
     engine.word_delay_s = None
 
     # Ctrl-C in a terminal signals the whole process group: a stream in flight still ends.
