@@ -13,7 +13,7 @@ from hybrid.errors import ConfigError
 from serving.adapters import AdapterRegistry, describe_base
 from serving.engine import EngineConfig
 from serving.engine.config import VLLM_LORA_RANKS
-from serving.runtime import ServingRuntime
+from serving.runtime import AttachedEngine, ServingRuntime
 
 DEFAULT_MAX_MODEL_LEN = 2048
 """Context of the embedded default engine: SmolLM2 handles 8k, but a CPU KV cache of 1 GiB and
@@ -49,11 +49,14 @@ def base_model_folder(config: HybridConfig, engine: EngineConfig | None) -> Path
     )
 
 
-def build_runtime(config: HybridConfig) -> ServingRuntime:
+def build_runtime(config: HybridConfig, attached: AttachedEngine | None = None) -> ServingRuntime:
+    """The runtime of `config`; with `attached` (a gateway worker), the configured engine is
+    the one another process started: the runtime talks to it and starts none."""
     engine = engine_config(config)
     return ServingRuntime(
         registry_root=config.adapters.registry,
-        engine=engine,
+        engine=engine if attached is None else None,
+        attached=attached,
         remote=config.remote_engines,
         base_model=base_model_folder(config, engine),
         gateway=config.gateway,

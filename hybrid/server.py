@@ -34,6 +34,7 @@ def serve(
     *,
     host: str | None = None,
     port: int | None = None,
+    workers: int | None = None,
     console: Console | None = None,
 ) -> None:
     """Serve `settings` (engine, apps, adapters, gateway) until interrupted; engines it
@@ -42,6 +43,8 @@ def serve(
     Args:
         settings: The whole config (`hybrid.config.load_config`).
         host, port: Override `settings.gateway`'s listen address.
+        workers: Override `settings.gateway.workers` (gateway processes sharing the port; the
+            engine is started once, here, and every worker attaches to it: hybrid/workers.py).
         console: Where progress goes (default: a rich console on stderr).
 
     Raises:
@@ -53,13 +56,12 @@ def serve(
 
     from hybrid.apps.budget import PromptBudget
     from hybrid.apps.embeddings import KnowledgeBaseEmbeddings
-    from hybrid.apps.loading import app_composer
     from hybrid.runtime import build_runtime
-    from retrieval import KnowledgeBaseCatalog
     from serving.gateway import GatewayMetrics
     from serving.runtime import run_gateway
 
-    changes = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    overrides = {"host": host, "port": port, "workers": workers}
+    changes = {k: v for k, v in overrides.items() if v is not None}
     if changes:
         gateway = settings.gateway.model_validate({**settings.gateway.model_dump(), **changes})
         settings = settings.model_copy(update={"gateway": gateway})
@@ -72,17 +74,13 @@ def serve(
     budget = PromptBudget(runtime.base_model, DEFAULT_MAX_MODEL_LEN)
 
     def apps() -> list:
-        if not settings.apps:
-            return []
-        assert runtime.base_name is not None
-        catalog = KnowledgeBaseCatalog(settings.store)
-        registry = runtime.registry()
-        return [app_composer(settings.apps, catalog, registry, runtime.base_name, metrics, budget)]
+        return app_composers(settings, runtime, metrics, budget)
 
     # Apps are checked before a supervised engine starts (a minute), so a typo fails at once;
     # with remote engines only, the served base model's name is known after attaching.
     composers = apps() if runtime.base_name is not None else None
-    preparing = prepare_apps(composers)  # beside the engine's start, not after it
+    single = settings.gateway.workers == 1  # else each worker prepares its own apps
+    preparing = prepare_apps(composers if single else None)  # beside the engine's start
     try:
         engine = runtime.engine_config
         what = f"vLLM for {engine.base_model_name}" if engine else "the remote engines"
@@ -90,6 +88,13 @@ def serve(
         with console.status(f"starting {what} (a CPU needs about a minute) ..."):
             runtime.start()
         console.print(f"engine ready after {time.monotonic() - started:.0f} s")
+        if not single:
+            from hybrid.workers import serve_workers
+
+            if composers is None:
+                apps()  # the config's apps are checked here, not once per worker
+            serve_workers(settings, runtime, console)
+            return
         budget.max_model_len = runtime.max_model_len() or DEFAULT_MAX_MODEL_LEN
         if composers is None:
             composers = apps()
@@ -106,6 +111,23 @@ def serve(
         run_gateway(gateway_state)
     finally:
         runtime.stop()
+
+
+def app_composers(settings: HybridConfig, runtime, metrics, budget) -> list:
+    """The config's apps as one chat composer (none without apps), over `runtime`'s registry.
+
+    Raises:
+        ConfigError: an app is misconfigured.
+    """
+    from hybrid.apps.loading import app_composer
+    from retrieval import KnowledgeBaseCatalog
+
+    if not settings.apps:
+        return []
+    assert runtime.base_name is not None
+    catalog = KnowledgeBaseCatalog(settings.store)
+    registry = runtime.registry()
+    return [app_composer(settings.apps, catalog, registry, runtime.base_name, metrics, budget)]
 
 
 def prepare_apps(composers) -> threading.Thread:

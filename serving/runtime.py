@@ -15,22 +15,45 @@ import contextlib
 import logging
 import signal
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 
 from serving.adapters import AdapterRegistry, describe_base
+from serving.adapters.leases import SharedLeases
 from serving.adapters.manager import AdapterManager
 from serving.engine import EngineConfig, EngineProcess, EngineSet, RemoteEngineConfig
 from serving.engine.client import EngineClient, run_sync
 from serving.engine.config import VLLM_LORA_RANKS
 from serving.engine.protocol import ModelCard
+from serving.engine.replicas import Replica
 from serving.errors import EngineStartError, ServingError
 from serving.gateway import ChatComposer, GatewayConfig, GatewayState
 from serving.gateway.embeddings import EmbeddingProvider
 from serving.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("serving")
+
+
+@dataclass(frozen=True)
+class AttachedEngine:
+    """A vLLM server another process supervises: a gateway worker's parent started it and
+    restarts it; the worker only talks to it."""
+
+    url: str
+    api_key: str
+    base_name: str
+    max_lora_rank: int
+
+    @classmethod
+    def of(cls, process: EngineProcess) -> AttachedEngine:
+        return cls(
+            process.url,
+            process.api_key,
+            process.config.base_model_name,
+            process.config.max_lora_rank,
+        )
 
 
 class ServingRuntime:
@@ -44,6 +67,7 @@ class ServingRuntime:
         gateway: GatewayConfig | None = None,
         preload: Sequence[str] = (),
         max_adapter_bytes: int | None = None,
+        attached: AttachedEngine | None = None,
     ):
         """
         Args:
@@ -56,8 +80,9 @@ class ServingRuntime:
             preload: adapters (`name` or `name@version`) loaded at start, not on first use.
             max_adapter_bytes: largest adapter folder the registry accepts; default: computed
                 from the base model's shapes at the engine's max rank.
+            attached: an engine another process supervises (instead of `engine`).
         """
-        if engine is None and remote is None:
+        if engine is None and remote is None and attached is None:
             raise ValueError("configure an engine to start (engine) or to attach to (remote)")
         base = base_model or (Path(engine.model) if engine is not None else None)
         if base is None or not (base / "config.json").is_file():
@@ -76,6 +101,9 @@ class ServingRuntime:
         self.max_adapter_bytes = max_adapter_bytes
         self.process: EngineProcess | None = None
         self.base_name: str | None = engine.base_model_name if engine is not None else None
+        self.attached = attached
+        if attached is not None:
+            self.base_name = attached.base_name
         self._registry: AdapterRegistry | None = None
 
     def start(self) -> None:
@@ -119,6 +147,8 @@ class ServingRuntime:
         """The context window the engine reports for the base model (after start)."""
         if self.process is not None:
             url, key = self.process.url, self.process.api_key
+        elif self.attached is not None:
+            url, key = self.attached.url, self.attached.api_key
         elif self.remote is not None:
             url, key = self.remote.urls[0], self.remote.api_key
         else:
@@ -132,10 +162,16 @@ class ServingRuntime:
     def registry(self) -> AdapterRegistry:
         """The adapter registry, checking against the served base and the engine's max rank."""
         if self._registry is None:
+            if self.engine_config is not None:
+                rank = self.engine_config.max_lora_rank
+            elif self.attached is not None:
+                rank = self.attached.max_lora_rank
+            else:
+                rank = max(VLLM_LORA_RANKS)
             self._registry = AdapterRegistry(
                 self.registry_root,
                 describe_base(self.base_model),
-                self.engine_config.max_lora_rank if self.engine_config else max(VLLM_LORA_RANKS),
+                rank,
                 max_bytes=self.max_adapter_bytes,
             )
         return self._registry
@@ -145,26 +181,37 @@ class ServingRuntime:
         composers: Sequence[ChatComposer] = (),
         metrics: GatewayMetrics | None = None,
         embedders: Sequence[EmbeddingProvider] = (),
+        shared_leases: SharedLeases | None = None,
+        worker: int | None = None,
     ) -> GatewayState:
-        """The gateway's state, over the started engines; `embedders` serve /v1/embeddings."""
+        """The gateway's state, over the started engines; `embedders` serve /v1/embeddings;
+        `shared_leases` and `worker` (its index) when this is one of several gateway worker
+        processes."""
         if self.base_name is None:
             raise EngineStartError("call start() before gateway_state()")
         registry = self.registry()
-        engines = EngineSet.build(supervised=self.process, remote=self.remote)
+        replicas = []
+        if self.attached is not None:
+            replicas.append(Replica(EngineClient(self.attached.url, api_key=self.attached.api_key)))
+        if self.process is not None or self.remote is not None:
+            replicas += EngineSet.build(supervised=self.process, remote=self.remote).replicas
+        engines = EngineSet(replicas)
         manager = AdapterManager(
             registry,
             engines,
             self.base_name,
             drain_timeout_s=self.gateway_config.drain_timeout_s,
             unload_previous=self.gateway_config.unload_previous_on_promote,
+            shared=shared_leases,
         )
         return GatewayState.build(
-            self.gateway_config,
+            self.gateway_config.per_worker(),
             manager,
             composers=composers,
             preload=self.preload,
             metrics=metrics,
             embedders=embedders,
+            worker=worker,
         )
 
     def stop(self) -> None:

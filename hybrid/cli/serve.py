@@ -25,9 +25,13 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help=field_help(GatewayConfig, "port", _OVERRIDES))
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help=field_help(GatewayConfig, "workers", _OVERRIDES))
+    ] = None,
 ) -> None:
     """Start (or attach to) vLLM and serve the OpenAI-compatible gateway until Ctrl-C."""
     from hybrid.server import serve as run
 
     state: State = ctx.obj
-    run(load_config(config) if config is not None else state.config, host=host, port=port)
+    settings = load_config(config) if config is not None else state.config
+    run(settings, host=host, port=port, workers=workers)

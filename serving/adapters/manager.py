@@ -9,7 +9,12 @@ file rename), then unloads the old version once its leases are released: request
 finish on the old version, new ones get the new one, none fails.
 
 One `asyncio.Lock` per engine name orders a load against an unload of the same name: a request
-that arrives while its version drains for an unload waits, then loads it again.
+that arrives while its version drains for an unload waits, then loads it again. With several
+gateway worker processes, `SharedLeases` (serving/adapters/leases.py) extends both across them.
+
+Why one module: leases, loads, unloads and promotes keep one ordering (per-name gate, drain,
+registry switch, unload generation); split over modules, each half would rely on invariants
+kept in the other. The lock mechanics themselves live in leases.py.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from serving.adapters.errors import AdapterNotFound, AdapterRejected
+from serving.adapters.leases import DrainTimeout, Hold, SharedLeases
 from serving.adapters.registry import AdapterRegistry, AdapterVersion
 from serving.engine.replicas import EngineSet, Replica
 from serving.errors import (
@@ -60,11 +66,14 @@ class Lease:
     target: Target
     replica: Replica
     _manager: AdapterManager = field(repr=False)
+    _hold: Hold | None = field(default=None, repr=False)
     _released: bool = False
 
     def release(self) -> None:
         if not self._released:
             self._released = True
+            if self._hold is not None:
+                self._hold.release()
             self._manager._release(self.target.engine_name)
 
 
@@ -88,7 +97,13 @@ class AdapterManager:
         *,
         drain_timeout_s: float = 300.0,
         unload_previous: bool = True,
+        shared: SharedLeases | None = None,
     ):
+        """
+        Args:
+            shared: leases shared with the gateway's other worker processes; None (one
+                process): counted in memory.
+        """
         self.registry = registry
         self.engines = engines
         self.base_name = base_name
@@ -98,6 +113,9 @@ class AdapterManager:
         self._released = asyncio.Event()
         self._gates: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task] = set()
+        self.shared = shared
+        self._generations: dict[str, int] = {}
+        """Per engine name, the unload generation this worker's engine view is up to date with."""
 
     # ---- resolution and leases ---------------------------------------------------------------
 
@@ -136,9 +154,37 @@ class AdapterManager:
                 if self.resolve(model).engine_name != target.engine_name:
                     continue  # promoted while we waited: serve what is current now
                 assert target.adapter is not None
-                replica = await self._ensure(target.adapter)
+                hold = await self._hold(target.engine_name)
+                # Held before this check: a promote elsewhere that switched after it drains us.
+                if hold is not None and self.resolve(model).engine_name != target.engine_name:
+                    hold.release()
+                    continue  # promoted by another worker meanwhile
+                try:
+                    replica = await self._ensure(target.adapter)
+                except BaseException:
+                    if hold is not None:
+                        hold.release()
+                    raise
                 self._in_flight[target.engine_name] += 1
-                return Lease(target, replica, self)
+                return Lease(target, replica, self, hold)
+
+    async def _hold(self, engine_name: str) -> Hold | None:
+        """With shared leases: a hold on `engine_name` (waiting while another worker drains
+        it); if another worker unloaded it since this one last looked, forget that it was
+        loaded, so `_ensure` loads it again."""
+        if self.shared is None:
+            return None
+        hold = await self.shared.hold(engine_name)
+        if hold.generation != self._generations.get(engine_name, 0):
+            self.engines.forget(engine_name)
+            self._generations[engine_name] = hold.generation
+        return hold
+
+    async def _learn(self) -> None:
+        """With shared leases, other workers load and unload too: ask the engines what they
+        hold before deciding what to unload."""
+        if self.shared is not None:
+            await self.engines.refresh()
 
     def in_flight(self, engine_name: str | None = None) -> int:
         if engine_name is None:
@@ -265,6 +311,7 @@ class AdapterManager:
             AdapterNotLoaded: registered, but no engine holds it.
             AdapterBusy: requests still in flight after the drain timeout.
         """
+        await self._learn()
         loaded = self.loaded()
         names = [v.engine_name for v in self.versions_of(ref) if v.engine_name in loaded]
         if not names:
@@ -279,9 +326,23 @@ class AdapterManager:
 
     async def _unload_one(self, engine_name: str, timeout_s: float) -> None:
         async with self._gate(engine_name):
-            await self._drain(engine_name, timeout_s)
-            with contextlib.suppress(AdapterNotLoaded):
-                await self.engines.unload_adapter(engine_name)
+            if self.shared is None:
+                await self._drain(engine_name, timeout_s)
+                with contextlib.suppress(AdapterNotLoaded):
+                    await self.engines.unload_adapter(engine_name)
+                return
+            try:
+                async with self.shared.drained(engine_name, timeout_s) as drain:
+                    await self.engines.refresh()  # it may have been loaded by another worker
+                    with contextlib.suppress(AdapterNotLoaded):
+                        await self.engines.unload_adapter(engine_name)
+            except DrainTimeout:
+                raise AdapterBusy(
+                    f"adapter '{engine_name}' still has requests in flight on the gateway's "
+                    f"workers after {timeout_s:.0f} s; retry the unload later"
+                ) from None
+            assert drain.generation is not None
+            self._generations[engine_name] = drain.generation  # our view is current
 
     async def promote(self, name: str, version: str) -> Promotion:
         """Make `name@version` what `name` resolves to, loaded before the switch.
@@ -298,6 +359,7 @@ class AdapterManager:
             previous = None
         await self.load_test(new)  # also for versions registered offline, never tested
         await asyncio.to_thread(self.registry.promote, name, version)
+        await self._learn()
         retiring = (
             self.unload_previous
             and previous is not None
@@ -323,6 +385,7 @@ class AdapterManager:
                 load it (the reason is given).
             EngineUnavailable: no engine answered the load test (nothing was registered).
         """
+        await self._learn()
         loaded = self.loaded()
         hot = any(v.name == name and v.engine_name in loaded for v in self.registry.list())
         registered = await asyncio.to_thread(

@@ -4,11 +4,15 @@ Layout under the registry root::
 
     index.json                 {"adapters": {name: {"current": "v2", "versions": {"v1": {...}}}}}
     store/<name>/<version>/    a checked copy of the adapter folder (the only paths ever served)
-    .lock                      serialises writers across processes (CLI and server)
+    .lock                      serialises writers across processes (CLI, gateway workers)
 
 Every write is atomic: files are copied into a temporary folder inside the root and renamed;
 index.json is replaced with os.replace after fsync. A kill -9 at any point leaves the previous
-index readable, and a half-copied version is never listed.
+index readable, and a half-copied version is never listed. Readers take no lock: they read
+whole `index.json` files only (os.replace swaps the file, never rewrites it in place). Several
+processes, on one host or on hosts sharing the folder over NFS v4 (Linux emulates flock there
+with POSIX locks), may write at once: each write is a read-modify-write of the index under the
+lock, so none is lost (tests/serving/test_registry_processes.py).
 """
 
 from __future__ import annotations
@@ -304,7 +308,8 @@ class AdapterRegistry:
             if not entry["versions"]:
                 del index["adapters"][name]
             self._write_index(index)
-        shutil.rmtree(self.root / "store" / name / version, ignore_errors=True)
+            # Under the lock: another process may register this name@version again right after.
+            shutil.rmtree(self.root / "store" / name / version, ignore_errors=True)
 
     def _resolve_in(self, index: dict, name: str, version: str) -> None:
         entry = index["adapters"].get(name)

@@ -202,6 +202,12 @@ class EngineSet:
                 replica.adapters[name] = str(path)
                 return replica.serving(name, path)
 
+    def forget(self, name: str) -> None:
+        """Another client unloaded `name`: no replica is assumed to hold it any longer (the
+        next `ensure_adapter` loads it again; "already loaded" is fine there)."""
+        for replica in self.replicas:
+            replica.adapters.pop(name, None)
+
     async def unload_adapter(self, name: str) -> list[str]:
         """Unload `name` from every replica known to hold it; return their URLs.
 

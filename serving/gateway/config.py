@@ -107,6 +107,9 @@ class GatewayConfig(Frozen):
     """After a promote, unload the previous version once its requests in flight are done."""
     health_interval_s: Annotated[float, Field(gt=0)] = 5.0
     """How often the gateway re-checks engine health and their adapter lists."""
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    """Gateway processes sharing the port (`hybrid serve --workers N`); each takes
+    max_pending_requests / workers of the admission limit (docs/serving.md)."""
     allowed_hosts: tuple[str, ...] = ()
     """Without keys, the gateway answers only requests addressed to a loopback name on its own
     port (`Host: 127.0.0.1:8080`, `localhost:8080`); these Host values too (`name` for any
@@ -138,6 +141,25 @@ class GatewayConfig(Frozen):
                 "allowed, configure API keys to serve every site"
             )
         return tuple(o.lower() for o in origins)
+
+    @model_validator(mode="after")
+    def _pending_per_worker(self) -> GatewayConfig:
+        pending = self.max_pending_requests
+        if pending is not None and pending < self.workers:
+            raise ValueError(
+                f"gateway.max_pending_requests ({pending}) is below gateway.workers "
+                f"({self.workers}): each worker admits max_pending_requests / workers requests; "
+                "raise the limit or use fewer workers"
+            )
+        return self
+
+    def per_worker(self) -> GatewayConfig:
+        """This config as one of `workers` processes sees it: its share of the admission limit."""
+        if self.workers == 1 or self.max_pending_requests is None:
+            return self
+        return self.model_copy(
+            update={"max_pending_requests": self.max_pending_requests // self.workers}
+        )
 
     @model_validator(mode="after")
     def _keys_off_loopback(self) -> GatewayConfig:

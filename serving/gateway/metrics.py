@@ -1,11 +1,18 @@
 """Prometheus metrics of the gateway, in a registry of its own (one per app instance, so tests
 and several gateways in one process never share counters). Label `model` is the model id the
 client asked for (base, adapter alias or version, app); `served` the engine name that answered.
+
+Several gateway worker processes (`hybrid serve --workers N`) use prometheus_client's
+multiprocess mode: each worker writes its values to memory-mapped files in one folder, and
+`/metrics` on any worker sums them (requests in flight: over live workers only). The library
+picks its value storage when it is imported, from `PROMETHEUS_MULTIPROC_DIR`, so the workers
+are started with it set (hybrid/workers.py); `multiprocess_dir` must name the same folder.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -14,6 +21,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 300)
@@ -22,7 +30,14 @@ _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 300)
 class GatewayMetrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        """
+        Args:
+            multiprocess_dir: the worker processes' shared metrics folder (the value of
+                `PROMETHEUS_MULTIPROC_DIR` when prometheus_client was imported); None: one
+                process, values in memory.
+        """
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -52,7 +67,11 @@ class GatewayMetrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "hybrid_requests_in_flight", "Requests being answered now.", ["model"], registry=r
+            "hybrid_requests_in_flight",
+            "Requests being answered now.",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.adapter_operations = Counter(
             "hybrid_adapter_operations",
@@ -81,4 +100,8 @@ class GatewayMetrics:
                 self.tokens.labels(model, served, kind.removesuffix("_tokens")).inc(value)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=str(self.multiprocess_dir))
+        return generate_latest(merged)

@@ -266,8 +266,11 @@ async def admin_operation(
 
 
 @ops_router.get("/health")
-async def health() -> Response:
-    return JSONResponse({"status": "ok"})
+async def health(gateway: Gateway) -> Response:
+    """The process answers; with several worker processes, which one did."""
+    if gateway.worker is None:
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "ok", "worker": gateway.worker})
 
 
 @ops_router.get("/ready", responses={503: {"description": "No engine is healthy; the same report"}})

@@ -29,6 +29,9 @@ class GatewayState:
     inference: InferenceHandler
     admin: AdminHandler
     preload: tuple[str, ...] = ()
+    worker: int | None = None
+    """Which of the gateway's worker processes this is (`hybrid serve --workers N`); None: the
+    only one."""
     _watch: asyncio.Task | None = field(default=None, repr=False)
 
     @classmethod
@@ -41,6 +44,7 @@ class GatewayState:
         preload: Sequence[str] = (),
         metrics: GatewayMetrics | None = None,
         embedders: Sequence[EmbeddingProvider] = (),
+        worker: int | None = None,
     ) -> GatewayState:
         metrics = metrics or GatewayMetrics()
         return cls(
@@ -59,6 +63,7 @@ class GatewayState:
             ),
             admin=AdminHandler(manager, metrics),
             preload=tuple(preload),
+            worker=worker,
         )
 
     async def readiness(self) -> dict:

@@ -17,10 +17,12 @@ import httpx
 HYBRID = [sys.executable, "-m", "hybrid.cli"]
 
 
-def start_serve(config: Path, log: Path, cwd: Path | None = None) -> subprocess.Popen:
-    """`hybrid serve CONFIG` in its own session (in `cwd` if given), its output in `log`."""
+def start_serve(
+    config: Path, log: Path, cwd: Path | None = None, args: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """`hybrid serve CONFIG [ARGS]` in its own session (in `cwd` if given), output in `log`."""
     return subprocess.Popen(
-        [*HYBRID, "serve", str(config)],
+        [*HYBRID, "serve", str(config), *args],
         cwd=cwd,
         stdout=open(log, "wb"),
         stderr=subprocess.STDOUT,
@@ -104,3 +106,28 @@ def serve_apps(engine, registry, pipelines: list) -> Iterator[ServerThread]:
     state = GatewayState.build(GatewayConfig(), manager, composers=[composer], metrics=metrics)
     with ServerThread(create_app(state)) as server:
         yield server
+
+
+def on_worker(url: str, wanted: int) -> httpx.Client:
+    """A client (for `hybrid serve --workers N`) whose one keep-alive connection was accepted
+    by worker `wanted`, as `/health` says; use it within uvicorn's 5 s keep-alive."""
+    for _ in range(200):
+        client = httpx.Client(base_url=url, limits=httpx.Limits(max_connections=1), timeout=120)
+        if client.get("/health").json()["worker"] == wanted:
+            return client
+        client.close()
+    raise AssertionError(f"no connection reached worker {wanted} in 200 tries")
+
+
+def requests_counted(
+    client: httpx.Client, model: str, route: str = "/v1/chat/completions"
+) -> float:
+    """`hybrid_requests_total` for `model` on `route` with status 200, from `/metrics`."""
+    import re
+
+    pattern = (
+        rf'hybrid_requests_total\{{model="{re.escape(model)}",route="{re.escape(route)}",'
+        rf'status="200"\}} (\S+)'
+    )
+    found = re.search(pattern, client.get("/metrics").text)
+    return float(found.group(1)) if found else 0.0

@@ -40,6 +40,8 @@ class FakeEngine:
         self.adapters: dict[str, str] = {}
         self.delay_s = delay_s
         self.requests: list[dict] = []
+        self.word_delay_s: float | None = None
+        """If set, the pause between streamed words (else `delay_s` spread over the answer)."""
         self.reply: str | None = None
         """If set, every answer is this text (else `<model> says: <prompt>`)."""
         self.app = self._build()
@@ -138,7 +140,9 @@ class FakeEngine:
                     choice = {"index": 0, "text": piece, "finish_reason": None}
                 chunk = {"id": "x", "object": chunk_kind, "created": created, "model": model}
                 yield f"data: {json.dumps({**chunk, 'choices': [choice]}, ensure_ascii=False)}\n\n"
-                if self.delay_s:
+                if self.word_delay_s is not None:
+                    await asyncio.sleep(self.word_delay_s)
+                elif self.delay_s:
                     await asyncio.sleep(self.delay_s / len(words))
             if include_usage:
                 chunk = {"id": "x", "object": chunk_kind, "created": created, "model": model}
