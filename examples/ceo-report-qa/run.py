@@ -21,11 +21,9 @@ DEMO = Demo(
     name="ceo-report-qa",
     folder=HERE,
     knowledge_bases={"northwind-report": [Path("docs")]},
-    # Trained on grounded-voice examples alone (train.yaml: train_style_data false), served at
-    # full strength: bench/adapter_recipes/grounded160-only-lr3e-4-80steps.yaml, the quick run
-    # below, was right 25 times against the base's 23 on the 68 answerable questions, voice
-    # +0.11 (+0.07..+0.15; anchor +0.08). The earlier recipe (replies + 60 grounded examples)
-    # needed scaling to 0.75 to keep the facts and then kept little voice (+0.04).
+    # Trained on grounded-voice and abstention examples alone (train.yaml: train_style_data
+    # false), served at full strength; what each change did is in the README ("Answer
+    # quality"): as right as the base app on the 68 answerable questions, in her voice.
     adapters=[Adapter("ceo-voice", Path("train.yaml"))],
     apps=[Path("apps/northwind-ceo.yaml"), Path("apps/northwind-base.yaml")],
     questions=[
@@ -42,9 +40,7 @@ DEMO = Demo(
             style_baseline=Path("eval/base_replies.jsonl"),
         ),
     ),
-    # bench/adapter_recipes/grounded160-only-lr3e-4-80steps.yaml: train.yaml's 160 grounded-
-    # voice examples in her voice (the Q&A replies lend their sentences), 80 steps at 512 tokens
-    # (about 4-5 minutes on 2 cores)
+    # train.yaml's examples, 80 steps at 512 tokens (10 minutes measured beside other jobs)
     quick_train={
         **QUICK_STEPS,
         "max_steps": 80,
