@@ -88,6 +88,7 @@ bench: install
 	$(BIN)/python -m bench.kpi_cards_bench --prepare
 	$(BIN)/python -m bench.train_bench
 	$(BIN)/python -m bench.serving_bench
+	$(BIN)/python -m bench.gateway_cost
 	$(BIN)/python -m bench.reliability_bench
 
 # The CEO report example with a short training run; MODEL=<folder> runs it on another base.

@@ -90,9 +90,31 @@ class AdapterRegistry:
         self.max_bytes = max_bytes or default_max_bytes(base.shapes, max_rank)
         self.max_abs_weight = max_abs_weight
         (self.root / "store").mkdir(parents=True, exist_ok=True)
+        self._cache: tuple[tuple | None, dict, dict[str, ResolvedAdapter]] | None = None
+        """(index.json's identity, its parsed index, models resolved in it): `_read_only_index`."""
 
     # ---- reading ---------------------------------------------------------------------------
+    def _read_only_index(self) -> dict:
+        return self._snapshot()[1]
+
+    def _snapshot(self) -> tuple[tuple | None, dict, dict[str, ResolvedAdapter]]:
+        """The index for readers, who must not change it: parsed again only when index.json
+        is another file than last time (writers replace it, so a write changes its inode;
+        an edit by hand its mtime or size). A request resolves its model through this, so
+        the gateway does not read and parse the file on every lease (bench/gateway_cost.py);
+        other processes' writes are still seen at once."""
+        try:
+            stat = os.stat(self.root / "index.json")
+            key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            key = None
+        cache = self._cache
+        if cache is None or cache[0] != key:
+            cache = self._cache = (key, self._index(), {})
+        return cache
+
     def _index(self) -> dict:
+        """The index as stored now, a fresh copy (writers change and write it back)."""
         path = self.root / "index.json"
         if not path.exists():
             return {"adapters": {}}
@@ -117,13 +139,13 @@ class AdapterRegistry:
 
     def list(self) -> list[AdapterVersion]:
         out = []
-        for name, entry in sorted(self._index()["adapters"].items()):
+        for name, entry in sorted(self._read_only_index()["adapters"].items()):
             for version in entry["versions"]:
                 out.append(self._version(name, version, entry, entry.get("current")))
         return out
 
     def names(self) -> list[str]:
-        return sorted(self._index()["adapters"])
+        return sorted(self._read_only_index()["adapters"])
 
     def resolve(self, model: str) -> ResolvedAdapter:
         """`name` -> its current version; `name@version` -> that version.
@@ -131,8 +153,13 @@ class AdapterRegistry:
         Raises:
             AdapterNotFound: listing the adapters (or versions) that exist.
         """
+        _, index, resolved = self._snapshot()
+        if model not in resolved:
+            resolved[model] = self._resolve(model, index["adapters"])
+        return resolved[model]
+
+    def _resolve(self, model: str, adapters: dict) -> ResolvedAdapter:
         name, _, version = model.partition("@")
-        adapters = self._index()["adapters"]
         if name not in adapters:
             raise AdapterNotFound(
                 f"unknown adapter '{name}' (registered: {', '.join(sorted(adapters)) or 'none'})"

@@ -94,14 +94,36 @@ def admin_caller(request: Request) -> Principal:
     return principal
 
 
-Gateway = Annotated[GatewayState, Depends(state_of)]
-Caller = Annotated[Principal, Depends(caller)]
-Admin = Annotated[Principal, Depends(admin_caller)]
-Sent = Annotated[dict, Depends(json_object)]
+# The dependencies are `async def`: FastAPI runs a plain `def` dependency in a worker thread,
+# and three thread hops per request cost more than everything they do (bench/gateway_cost.py).
+async def _gateway(request: Request) -> GatewayState:
+    return state_of(request)
+
+
+async def _caller(request: Request) -> Principal:
+    return caller(request)
+
+
+async def _admin(request: Request) -> Principal:
+    return admin_caller(request)
+
+
+async def _sent(request: Request) -> dict:
+    return json_object(request)
+
+
+async def _maybe_sent(request: Request) -> dict | None:
+    return optional_json_object(request)
+
+
+Gateway = Annotated[GatewayState, Depends(_gateway)]
+Caller = Annotated[Principal, Depends(_caller)]
+Admin = Annotated[Principal, Depends(_admin)]
+Sent = Annotated[dict, Depends(_sent)]
 """The body as sent (extra fields go to the engine unchanged); the typed parameter beside it
 is FastAPI's validated and documented view of the same body. Every route with a body takes it,
 also where it passes on only the typed view: its checks (bodies.json_object) run first."""
-MaybeSent = Annotated[dict | None, Depends(optional_json_object)]
+MaybeSent = Annotated[dict | None, Depends(_maybe_sent)]
 
 
 def answer(result: dict | EventStream) -> Response:

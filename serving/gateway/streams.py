@@ -17,6 +17,7 @@ finds one to split on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import anyio
 import httpx
 from fastapi.sse import format_sse_event
-from httpx_sse import EventSource
+from httpx_sse import EventSource, SSEError
 
 from serving.adapters.manager import Lease
 from serving.engine.replicas import EngineSet
@@ -35,7 +36,11 @@ from serving.gateway.admission import Ticket
 from serving.gateway.composing import PreparedChat
 from serving.gateway.errors import to_answer
 from serving.gateway.metrics import GatewayMetrics
-from serving.gateway.normalize import normalize_answer
+from serving.gateway.normalize import (
+    ABSENT_NOT_NULL_MESSAGE,
+    ABSENT_NOT_NULL_TOP,
+    normalize_answer,
+)
 
 log = logging.getLogger("serving.gateway")
 
@@ -122,8 +127,15 @@ async def relay(  # noqa: C901 - one pass over the stream: rename, usage, annota
     status = 200
     finished = False
     last_chunk: dict | None = None
+    # Once the first token is counted, a plain model's chunks that hold nothing to change are
+    # sent on as they came, without parsing and writing them again.
+    verbatim_ok = prepared.annotate is None and not prepared.response_model
     try:
-        async for event in EventSource(upstream.response).aiter_sse():
+        events = EventSource(upstream.response).aiter_sse()
+        async for event in events:
+            if verbatim_ok and first_token_seen and _verbatim(event.data):
+                yield format_sse_event(data_str=event.data)
+                continue
             if event.data == "[DONE]":
                 if prepared.annotate is not None:
                     yield sse(_annotation_chunk(prepared, texts, last_chunk, served))
@@ -157,6 +169,8 @@ async def relay(  # noqa: C901 - one pass over the stream: rename, usage, annota
             yield sse(chunk)
         if not finished:
             raise httpx.RemoteProtocolError("the engine closed the stream before [DONE]")
+        if status == 200:
+            await _read_rest(events)
     except (httpx.TransportError, EngineUnavailable) as exc:
         status = 503
         yield upstream.broke_off(exc)
@@ -170,6 +184,37 @@ async def relay(  # noqa: C901 - one pass over the stream: rename, usage, annota
         yield sse(answer.body)
     finally:
         await upstream.close(status)
+
+
+DRAIN_TIMEOUT_S = 1.0
+"""How long a stream's end (after [DONE]) is waited for before its connection is dropped."""
+
+
+async def _read_rest(events: AsyncIterator) -> None:
+    """Read an engine stream to its end after [DONE] (nothing but the end of the body
+    follows): httpx closes the connection of a response that was not read to its end, and a
+    new connection for every streamed request costs the gateway more than the stream itself
+    (bench/gateway_cost.py). Whatever goes wrong here, the client has its answer already."""
+    with anyio.move_on_after(DRAIN_TIMEOUT_S), contextlib.suppress(httpx.HTTPError, SSEError):
+        async for _ in events:
+            pass
+
+
+_REWRITTEN_KEYS = tuple(
+    f'"{key}"' for key in ("usage", "error", *ABSENT_NOT_NULL_TOP, *ABSENT_NOT_NULL_MESSAGE)
+)
+"""Keys whose chunks `relay` parses: usage is counted (and maybe held back; its fields that
+are dropped when null are inside it), errors end the stream, the others are dropped when null
+(normalize.py)."""
+
+
+def _verbatim(data: str) -> bool:
+    """Whether a chunk can be relayed as the engine sent it: ASCII only (the gateway's events
+    never carry a raw Unicode line break, see above), not [DONE], no key that is rewritten.
+    A key in JSON text is always quoted, so a chunk that holds one is never passed."""
+    return (
+        data.isascii() and data.startswith("{") and not any(key in data for key in _REWRITTEN_KEYS)
+    )
 
 
 def _annotation_chunk(

@@ -44,6 +44,8 @@ class FakeEngine:
         """If set, the pause between streamed words (else `delay_s` spread over the answer)."""
         self.reply: str | None = None
         """If set, every answer is this text (else `<model> says: <prompt>`)."""
+        self.connections: set[tuple[str, int]] = set()
+        """The client addresses generation requests came from: one per TCP connection."""
         self.app = self._build()
 
     def _build(self) -> FastAPI:
@@ -82,16 +84,22 @@ class FakeEngine:
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request):
+            engine._seen(request)
             body = await request.json()
             prompt = as_text(body["messages"][-1].get("content"))
             return await engine._answer(body, prompt, "chat.completion")
 
         @app.post("/v1/completions")
         async def completions(request: Request):
+            engine._seen(request)
             body = await request.json()
             return await engine._answer(body, as_text(body["prompt"]), "text_completion")
 
         return app
+
+    def _seen(self, request: Request) -> None:
+        if request.client is not None:
+            self.connections.add((request.client.host, request.client.port))
 
     async def _answer(self, body: dict, prompt: str, kind: str):
         self.requests.append(body)

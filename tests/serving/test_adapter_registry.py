@@ -28,6 +28,32 @@ def test_register_versions_and_promote(registry, lora):
     assert served.is_relative_to(registry.root) and (served / "adapter_model.safetensors").is_file()
 
 
+def test_reads_parse_the_index_once_and_see_other_writers_at_once(registry, lora, base):
+    """Requests resolve their model on every lease: the index is parsed again only when the
+    file changed, whoever changed it (another process: here another registry object)."""
+    registry.register(lora, "voice")
+    registry.register(lora, "voice", promote=False)
+    parsed = []
+    read = registry._index
+    registry._index = lambda: parsed.append(1) or read()
+    for _ in range(3):
+        assert registry.resolve("voice").adapter.version == "v1"
+        assert [v.version for v in registry.list()] == ["v1", "v2"]
+    assert len(parsed) == 1
+    other = AdapterRegistry(registry.root, base, max_rank=16)  # e.g. `hybrid adapter promote`
+    other.promote("voice", "v2")
+    assert registry.resolve("voice").adapter.version == "v2"
+    assert registry.resolve("voice@v1").adapter.current is False
+    other.remove("voice", "v1")
+    with pytest.raises(AdapterNotFound, match=r"has no version 'v1' \(versions: v2\)"):
+        registry.resolve("voice@v1")
+    index = registry.root / "index.json"  # edited by hand, in place
+    index.write_text(index.read_text().replace('"current": "v2"', '"current":null'))
+    with pytest.raises(AdapterNotFound, match="has no current version yet"):
+        registry.resolve("voice")
+    assert len(parsed) == 4
+
+
 def test_foreign_peft_folder_gets_a_manifest(registry, lora, base):
     registered = registry.register(lora, "external")
     assert registered.foreign

@@ -488,6 +488,81 @@ def test_stream_relay_keeps_unicode_line_breaks_inside_events(registry):
         assert text == "odd\u2028line\x85breaks\x0bhere" and chunks[-1] == "[DONE]"
 
 
+def test_streams_reuse_their_engine_connection(registry):
+    """A stream is read to its end after [DONE], so its connection to the engine serves the
+    next request (httpx drops a connection whose response was not read to the end; a new one
+    per streamed request cost the gateway more than relaying the stream)."""
+    from serving.engine.client import POOLS
+    from tests.helpers.gateway import ServerThread
+
+    engine = FakeEngine()
+    with ServerThread(engine.app) as server:
+        replica = Replica(EngineClient(server.url))
+        state = GatewayState.build(
+            GatewayConfig(), AdapterManager(registry, EngineSet([replica]), engine.base)
+        )
+        with TestClient(create_app(state)) as client:
+            for model in ["base", "voice"] * POOLS:  # the client's pools take turns
+                chunks = sse_chunks(chat(client, model, stream=True))
+                assert chunks[-1] == "[DONE]"
+                assert "".join(c["choices"][0]["delta"]["content"] for c in chunks[:-1]) == (
+                    f"{'voice@v1' if model == 'voice' else 'base'} says: hello there"
+                )
+    assert len(engine.connections) == POOLS, engine.connections  # each one used twice
+
+
+def test_stream_chunks_with_nothing_to_change_pass_unchanged(registry):
+    """After the first token, a chunk that needs no rewriting reaches the client as the engine
+    wrote it; one with a field to drop, usage or non-ASCII text (a raw U+2028 would cut some
+    clients' lines) is still rewritten."""
+    engine = FakeEngine()
+    chunk = '{"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "base", '
+    events = [
+        chunk + '"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": null}]}',
+        chunk + '"system_fingerprint": null, "choices": [{"index": 0, "delta": {"content": '
+        '" there"}, "finish_reason": null}]}',
+        chunk + '"choices": [{"index": 0, "delta": {"content": " caf\u00e9", "tool_calls": '
+        'null}, "finish_reason": null}]}',
+        chunk + '"choices": [{"index": 0, "delta": {"content": " \u2028"}, '
+        '"finish_reason": null}]}',
+        chunk + '"choices": [{"index": 0, "delta": {"content": "!"}, "finish_reason": "stop"}]}',
+        chunk + '"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 5, '
+        '"total_tokens": 7, "prompt_tokens_details": null}}',
+        "[DONE]",
+    ]
+
+    async def streaming(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/v1/chat/completions":
+            await receive()
+            headers = [(b"content-type", b"text/event-stream")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            for event in events:
+                data = f"data: {event}\n\n".encode()
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            return await send({"type": "http.response.body", "body": b""})
+        return await engine.app(scope, receive, send)
+
+    client = EngineClient("http://engine", transport=httpx.ASGITransport(streaming))
+    manager = AdapterManager(registry, EngineSet([Replica(client)]), engine.base)
+    with TestClient(create_app(GatewayState.build(GatewayConfig(), manager))) as http:
+        response = chat(http, "base", stream=True)
+    lines = [line[6:] for line in response.text.split("\n") if line.startswith("data: ")]
+    assert all(line.isascii() for line in lines)
+    sent = [json.loads(line) for line in lines[:-1]]
+    assert "system_fingerprint" not in sent[1]  # dropped when null, after the first token too
+    assert "tool_calls" not in sent[2]["choices"][0]["delta"]
+    assert [c["choices"][0]["delta"]["content"] for c in sent] == [
+        "Hi",
+        " there",
+        " café",
+        " \u2028",
+        "!",
+    ]
+    assert lines[4] == events[4]  # nothing to change: the engine's own bytes
+    assert lines[0] != events[0] and lines[-1] == "[DONE]"  # the first is parsed (first token)
+    assert len(sent) == 5  # usage was not asked for
+
+
 def test_keys_new_refuses_a_scoped_admin_key(capsys):
     from hybrid.cli import main
 
