@@ -32,6 +32,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from retrieval.chunking import hide_bookkeeping
+from retrieval.floor_cache import FILE as FLOORS_FILE
 from retrieval.stores import read_rows
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,11 @@ class KeywordIndex:
         cutoff = time.time() - 60
         for path in self.folder.iterdir():
             generation = path.name.split(".", 1)[0]
-            if generation in (keep, _STATE.split(".")[0]) or path.stat().st_mtime > cutoff:
+            if (
+                generation in (keep, _STATE.split(".")[0])
+                or path.name == FLOORS_FILE
+                or path.stat().st_mtime > cutoff
+            ):
                 continue
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)

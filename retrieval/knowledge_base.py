@@ -31,6 +31,7 @@ from retrieval.errors import (
     RetrievalError,
     StoreUnavailable,
 )
+from retrieval.floor_cache import FLOORS
 from retrieval.ingest import IngestReport, ingest_paths
 from retrieval.relevance import relevance_floor
 from retrieval.search import Citation, Hit, prepare_keyword_index, search
@@ -143,8 +144,6 @@ class KnowledgeBase:
         self.store_description = store_description
         self.keyword_folder = keyword_folder
         """Where the keyword index is saved (embedded stores); None keeps it in memory."""
-        self._floors: dict[tuple[str, str], float | None] = {}
-        """Relevance floors measured, by (revision, search options)."""
 
     @property
     def name(self) -> str:
@@ -200,23 +199,27 @@ class KnowledgeBase:
         """The similarity a passage must reach under `min_similarity: auto`: how similar
         unrelated questions look to this knowledge base when searched with `options` (its mode,
         top_k and filters; retrieval/relevance.py). Measured once per revision of the chunks
-        and set of options (60 searches); None while no question finds a passage."""
+        and set of options (60 searches), shared by every object of this process that opens
+        the knowledge base and saved beside the keyword index (retrieval/floor_cache.py); None
+        while no question finds a passage."""
         probe = (options or QueryOptions()).model_copy(
             update={"min_similarity": None, "min_score": None, "context_chars": 0}
         )
-        key = (self._revision(), probe.model_dump_json())
-        if key not in self._floors:
-            revision = key[0]
+        revision = self._revision()
 
-            def best(question: str) -> float | None:
-                hits = search(
-                    self.collection, self.embedder, question, probe, revision, self.keyword_folder
-                )
-                return max((h.similarity for h in hits), default=None)
+        def best(question: str) -> float | None:
+            hits = search(
+                self.collection, self.embedder, question, probe, revision, self.keyword_folder
+            )
+            return max((h.similarity for h in hits), default=None)
 
-            self._floors = {k: v for k, v in self._floors.items() if k[0] == revision}
-            self._floors[key] = relevance_floor(best)
-        return self._floors[key]
+        return FLOORS.get(
+            str(self.collection.id),
+            revision,
+            f"{self.embedder.identity}:{probe.model_dump_json()}",
+            self.keyword_folder,
+            lambda: relevance_floor(best),
+        )
 
     @_guard_store
     def prepare(self, options: QueryOptions | None = None) -> None:
