@@ -9,6 +9,8 @@ to measure it again. Here a floor is kept in memory by (collection, revision, se
 process measures it once whatever opens the knowledge base, and, for embedded stores, saved as
 `floors.json` in the knowledge base's keyword-index folder, so a new process reads it. Floors of
 an older revision are dropped; an unreadable file is ignored (measured again, never trusted).
+Ingestion that changes the chunks measures the floors in use again (`KnowledgeBase.ingest`), so
+the first process after it reads them too.
 """
 
 from __future__ import annotations
@@ -83,6 +85,15 @@ class FloorCache:
                     self.entries.popitem(last=False)
                 self.measuring.pop(key, None)
             return floor
+
+    def searches(self, collection_id: str, revision: str, folder: Path | None) -> list[str]:
+        """The search keys with a floor at `revision` (remembered or saved, this recipe's):
+        what ingestion measures again for the next revision."""
+        prefix = f"{RECIPE}:"
+        with self.lock:
+            keys = {k[2] for k in self.entries if k[:2] == (collection_id, revision)}
+        keys |= set(_read(folder, revision))
+        return sorted(k.removeprefix(prefix) for k in keys if k.startswith(prefix))
 
     def clear(self) -> None:
         with self.lock:

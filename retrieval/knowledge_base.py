@@ -155,11 +155,14 @@ class KnowledgeBase:
     ) -> IngestReport:
         """Ingest files and folders; unchanged files are skipped, changed ones replaced, vanished
         ones removed. Files that fail to load are listed in the report, the rest still ingest.
+        When the chunks change, the relevance floors in use (`min_similarity: auto`) are
+        measured again here, so no process pays for them before its first answer.
 
         Raises:
             UnreadablePath: a given path does not exist.
             StoreUnavailable: the store went away (nothing half-written stays: re-run to finish).
         """
+        before = self._revision()
         report = ingest_paths(
             self.collection,
             self.embedder,
@@ -175,6 +178,13 @@ class KnowledgeBase:
             self._new_revision()
         if self.keyword_folder is not None:  # saved now, a new process's first query loads it
             prepare_keyword_index(self.collection, self._revision(), {}, self.keyword_folder)
+        if report.changed:  # floors in use are measured now, not before someone's first answer
+            for search in FLOORS.searches(str(self.collection.id), before, self.keyword_folder):
+                try:
+                    options = QueryOptions.model_validate_json(search)
+                except ValueError:  # saved by a version with other options: measured on use
+                    continue
+                self.relevance_floor(options)
         return report
 
     @_guard_store
@@ -216,7 +226,7 @@ class KnowledgeBase:
         return FLOORS.get(
             str(self.collection.id),
             revision,
-            f"{self.embedder.identity}:{probe.model_dump_json()}",
+            probe.model_dump_json(),  # the embedder is the knowledge base's own (checked)
             self.keyword_folder,
             lambda: relevance_floor(best),
         )

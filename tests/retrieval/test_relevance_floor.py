@@ -82,8 +82,12 @@ def test_the_floor_is_measured_once_per_revision(shop, monkeypatch):
     assert len(calls) == 2  # another way of searching has a floor of its own
     (docs / "more.md").write_text("# Colours\n\nThe K-Classic comes in sage, cream and slate.")
     kb.ingest([docs], progress=False)
+    assert len(calls) == 4  # new chunks: ingestion measured both floors in use again
     kb.relevance_floor(SEARCH)
-    assert len(calls) == 3  # new chunks, new floor
+    kb.relevance_floor(QueryOptions(mode="vector", top_k=3))
+    assert len(calls) == 4
+    kb.relevance_floor(QueryOptions(mode="vector", top_k=4))
+    assert len(calls) == 5
 
 
 def test_empty_knowledge_base_has_no_floor_and_bad_values_are_refused(catalog):
@@ -137,13 +141,15 @@ def test_a_new_process_reads_the_saved_floor_until_the_chunks_change(shop, searc
     old = kb.keyword_folder / FILE
     os.utime(old, (1, 1))  # the keyword index's clean-up of old files must leave it
     (docs / "more.md").write_text("# Colours\n\nThe K-Classic comes in sage, cream and slate.")
+    FLOORS.clear()  # ingestion in a new process: it finds the floor in use in the file
     kb.ingest([docs], progress=False)
     assert old.exists()
-    FLOORS.clear()
-    kb.relevance_floor(SEARCH)
-    assert len(searches) == len(OFF_TOPIC_QUESTIONS)  # new chunks: measured again
+    assert len(searches) == len(OFF_TOPIC_QUESTIONS)  # new chunks: measured again, by ingest
     saved = json.loads((kb.keyword_folder / FILE).read_text())
     assert saved["revision"] == kb._revision() and len(saved["floors"]) == 1
+    FLOORS.clear()
+    assert kb.relevance_floor(SEARCH) == next(iter(saved["floors"].values()))
+    assert len(searches) == len(OFF_TOPIC_QUESTIONS)  # the next process reads it
 
 
 def test_an_unreadable_saved_floor_is_measured_again(shop, searches, caplog):
