@@ -91,10 +91,11 @@ class KeywordIndex:
 
     # -- keeping in step -------------------------------------------------------------------
 
-    def sync(self, revision: str) -> None:
-        """Bring the index in line with the collection (cheap when it already is)."""
+    def sync(self, revision: str, count: int | None = None) -> None:
+        """Bring the index in line with the collection (cheap when it already is); `count`: the
+        collection's chunk count when the caller just read it (counting costs a scan)."""
         with self.lock:
-            current = (revision, self.collection.count())
+            current = (revision, self.collection.count() if count is None else count)
             if self.state == current:
                 return
             if self.state is None and self._load(current):
