@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SERVED_RETRIEVAL_THREADS = 1
+"""Torch threads for retrieval (query embeddings) in `hybrid serve` when it runs vLLM itself:
+vLLM-CPU binds its worker's threads to every core but the one it reserves for its own API
+server and engine core (one on x86), so the gateway's query embeddings get at most that core.
+Measured as the gateway runs them, beside a process holding core 0 (bench/embed_threads.py):
+one thread stays within a few tens of ms, torch's default (one per core) collapses."""
+
 
 def serve(
     settings: HybridConfig,
@@ -74,7 +81,10 @@ def serve(
     budget = PromptBudget(runtime.base_model, DEFAULT_MAX_MODEL_LEN)
 
     def apps() -> list:
-        return app_composers(settings, runtime, metrics, budget)
+        composers = app_composers(settings, runtime, metrics, budget)
+        if composers and runtime.engine_config is not None:  # vLLM on this machine: a core is ours
+            use_retrieval_threads(SERVED_RETRIEVAL_THREADS)
+        return composers
 
     # Apps are checked before a supervised engine starts (a minute), so a typo fails at once;
     # with remote engines only, the served base model's name is known after attaching.
@@ -128,6 +138,17 @@ def app_composers(settings: HybridConfig, runtime, metrics, budget) -> list:
     catalog = KnowledgeBaseCatalog(settings.store)
     registry = runtime.registry()
     return [app_composer(settings.apps, catalog, registry, runtime.base_name, metrics, budget)]
+
+
+def use_retrieval_threads(threads: int) -> None:
+    """Run retrieval's torch work on `threads` threads from now on. Called after the knowledge
+    bases are open (loading an embedder applies its own `threads` setting) and before the
+    threads that embed queries start: torch gives a thread the count set when it first runs
+    torch work, so the gateway's worker threads (`asyncio.to_thread`) take this one."""
+    from retrieval.embedders import set_threads
+
+    set_threads(threads)
+    log.info("retrieval runs torch on %d thread(s) beside the engine", threads)
 
 
 def prepare_apps(composers) -> threading.Thread:

@@ -168,7 +168,12 @@ def _worker_main(
     from hybrid.apps.budget import PromptBudget
     from hybrid.apps.embeddings import KnowledgeBaseEmbeddings
     from hybrid.runtime import DEFAULT_MAX_MODEL_LEN, build_runtime
-    from hybrid.server import app_composers, prepare_apps
+    from hybrid.server import (
+        SERVED_RETRIEVAL_THREADS,
+        app_composers,
+        prepare_apps,
+        use_retrieval_threads,
+    )
     from serving.adapters.leases import SharedLeases
     from serving.gateway import GatewayMetrics, create_app
 
@@ -179,6 +184,8 @@ def _worker_main(
     metrics = GatewayMetrics(multiprocess_dir=metrics_dir)
     budget = PromptBudget(runtime.base_model, runtime.max_model_len() or DEFAULT_MAX_MODEL_LEN)
     composers = app_composers(settings, runtime, metrics, budget)
+    if composers and attached is not None:  # the parent's vLLM runs on this machine
+        use_retrieval_threads(SERVED_RETRIEVAL_THREADS)
     prepare_apps(composers).join()  # before serving, as one process does
     pipelines = [p for c in composers for p in c.pipelines.values()]
     state = runtime.gateway_state(

@@ -28,7 +28,7 @@ from retrieval.chunking import Chunk, chunk_document, hide_bookkeeping
 from retrieval.config import ChunkingConfig
 from retrieval.embedders import Embedder
 from retrieval.errors import DocumentLoadError, UnreadablePath
-from retrieval.loaders import available_extensions, check_size, load_document
+from retrieval.loaders import Page, available_extensions, check_size, load_document
 from retrieval.stores import read_rows
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ class _PendingFile:
     chunks: list[Chunk]
     stored: _StoredFile
     is_update: bool
+    furniture: dict[int | None, dict[str, str]] = field(default_factory=dict)
+    """By page: the running header and footer taken off it, as chunk metadata."""
 
 
 def chunk_id(source: str, file_hash: str, index: int) -> str:
@@ -201,13 +203,21 @@ def ingest_paths(
             report.files_unchanged += 1
             continue
         try:
-            chunks = chunk_document(load_document(path), chunking, embedder.tokenize)
+            pages = load_document(path)
+            chunks = chunk_document(pages, chunking, embedder.tokenize)
         except DocumentLoadError as exc:
             log.info("skipped %s", exc)
             report.failures.append(exc)
             continue
         pending.append(
-            _PendingFile(path, file_hash, chunks, existing, is_update=bool(existing.all_ids()))
+            _PendingFile(
+                path,
+                file_hash,
+                chunks,
+                existing,
+                is_update=bool(existing.all_ids()),
+                furniture={page.page: _furniture(page) for page in pages},
+            )
         )
         if sum(len(p.chunks) for p in pending) >= flush_chunks:
             _write(
@@ -227,6 +237,14 @@ def ingest_paths(
         report.files_removed += 1
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _furniture(page: Page) -> dict[str, str]:
+    """The page's running header and footer as chunk metadata (absent when none): kept for
+    citations ("Page 7 of 18") and filters, hidden from embedding and keyword search like all
+    bookkeeping (`chunking.hide_bookkeeping`)."""
+    found = {"running_header": page.running_header, "running_footer": page.running_footer}
+    return {key: value for key, value in found.items() if value}
 
 
 class _Once:
@@ -265,6 +283,7 @@ def _write(
                             "chunk_index": index,
                             "chunk_count": len(item.chunks),
                             "ingested_at": ingested_at,
+                            **item.furniture.get(chunk.page, {}),
                         },
                     )
                 )

@@ -32,6 +32,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from retrieval.chunking import hide_bookkeeping
+from retrieval.floor_cache import FILE as FLOORS_FILE
 from retrieval.stores import read_rows
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,11 @@ class KeywordIndex:
 
     # -- keeping in step -------------------------------------------------------------------
 
-    def sync(self, revision: str) -> None:
-        """Bring the index in line with the collection (cheap when it already is)."""
+    def sync(self, revision: str, count: int | None = None) -> None:
+        """Bring the index in line with the collection (cheap when it already is); `count`: the
+        collection's chunk count when the caller just read it (counting costs a scan)."""
         with self.lock:
-            current = (revision, self.collection.count())
+            current = (revision, self.collection.count() if count is None else count)
             if self.state == current:
                 return
             if self.state is None and self._load(current):
@@ -190,7 +192,11 @@ class KeywordIndex:
         cutoff = time.time() - 60
         for path in self.folder.iterdir():
             generation = path.name.split(".", 1)[0]
-            if generation in (keep, _STATE.split(".")[0]) or path.stat().st_mtime > cutoff:
+            if (
+                generation in (keep, _STATE.split(".")[0])
+                or path.name == FLOORS_FILE
+                or path.stat().st_mtime > cutoff
+            ):
                 continue
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)

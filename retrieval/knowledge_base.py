@@ -32,6 +32,7 @@ from retrieval.errors import (
     RetrievalError,
     StoreUnavailable,
 )
+from retrieval.floor_cache import FLOORS
 from retrieval.ingest import IngestReport, ingest_paths
 from retrieval.relevance import relevance_floor
 from retrieval.search import Citation, Hit, prepare_keyword_index, search, widen
@@ -144,8 +145,6 @@ class KnowledgeBase:
         self.store_description = store_description
         self.keyword_folder = keyword_folder
         """Where the keyword index is saved (embedded stores); None keeps it in memory."""
-        self._floors: dict[tuple[str, str], float | None] = {}
-        """Relevance floors measured, by (revision, search options)."""
 
     @property
     def name(self) -> str:
@@ -157,11 +156,14 @@ class KnowledgeBase:
     ) -> IngestReport:
         """Ingest files and folders; unchanged files are skipped, changed ones replaced, vanished
         ones removed. Files that fail to load are listed in the report, the rest still ingest.
+        When the chunks change, the relevance floors in use (`min_similarity: auto`) are
+        measured again here, so no process pays for them before its first answer.
 
         Raises:
             UnreadablePath: a given path does not exist.
             StoreUnavailable: the store went away (nothing half-written stays: re-run to finish).
         """
+        before = self._revision()
         report = ingest_paths(
             self.collection,
             self.embedder,
@@ -177,6 +179,13 @@ class KnowledgeBase:
             self._new_revision()
         if self.keyword_folder is not None:  # saved now, a new process's first query loads it
             prepare_keyword_index(self.collection, self._revision(), {}, self.keyword_folder)
+        if report.changed:  # floors in use are measured now, not before someone's first answer
+            for search in FLOORS.searches(str(self.collection.id), before, self.keyword_folder):
+                try:
+                    options = QueryOptions.model_validate_json(search)
+                except ValueError:  # saved by a version with other options: measured on use
+                    continue
+                self.relevance_floor(options)
         return report
 
     @_guard_store
@@ -201,23 +210,27 @@ class KnowledgeBase:
         """The similarity a passage must reach under `min_similarity: auto`: how similar
         unrelated questions look to this knowledge base when searched with `options` (its mode,
         top_k and filters; retrieval/relevance.py). Measured once per revision of the chunks
-        and set of options (60 searches); None while no question finds a passage."""
+        and set of options (60 searches), shared by every object of this process that opens
+        the knowledge base and saved beside the keyword index (retrieval/floor_cache.py); None
+        while no question finds a passage."""
         probe = (options or QueryOptions()).model_copy(
             update={"min_similarity": None, "min_score": None, "context_chars": 0}
         )
-        key = (self._revision(), probe.model_dump_json())
-        if key not in self._floors:
-            revision = key[0]
+        revision = self._revision()
 
-            def best(question: str) -> float | None:
-                hits = search(
-                    self.collection, self.embedder, question, probe, revision, self.keyword_folder
-                )
-                return max((h.similarity for h in hits), default=None)
+        def best(question: str) -> float | None:
+            hits = search(
+                self.collection, self.embedder, question, probe, revision, self.keyword_folder
+            )
+            return max((h.similarity for h in hits), default=None)
 
-            self._floors = {k: v for k, v in self._floors.items() if k[0] == revision}
-            self._floors[key] = relevance_floor(best)
-        return self._floors[key]
+        return FLOORS.get(
+            str(self.collection.id),
+            revision,
+            probe.model_dump_json(),  # the embedder is the knowledge base's own (checked)
+            self.keyword_folder,
+            lambda: relevance_floor(best),
+        )
 
     @_guard_store
     def prepare(self, options: QueryOptions | None = None) -> None:

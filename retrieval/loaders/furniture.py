@@ -63,7 +63,9 @@ def running_lines(pages: list[Page]) -> tuple[set[str], set[str]]:
 
 def strip_running_lines(pages: list[Page]) -> list[Page]:
     """`pages` without their running headers and footers (see the module docstring). Only the
-    top and bottom zones are touched: the same words inside a page's body stay."""
+    top and bottom zones are touched: the same words inside a page's body stay. The lines taken
+    off are kept on each page (`Page.running_header`, `Page.running_footer`): ingestion stores
+    them as chunk metadata, neither embedded nor keyword-indexed."""
     headers, footers = running_lines(pages)
     if not headers and not footers:
         return pages
@@ -71,9 +73,21 @@ def strip_running_lines(pages: list[Page]) -> list[Page]:
     for page in pages:
         lines = page.text.split("\n")
         top, bottom = _zones(lines)
-        drop = {i for i in top if _key(lines[i]) in headers}
-        drop |= {i for i in bottom if _key(lines[i]) in footers}
+        head = [i for i in top if _key(lines[i]) in headers]
+        foot = [i for i in bottom if _key(lines[i]) in footers and i not in head]
+        drop = {*head, *foot}
         text = "\n".join(line for i, line in enumerate(lines) if i not in drop)
         text = re.sub(r"\n[ \t]*\n\s*", "\n\n", text).strip()
-        out.append(dataclasses.replace(page, text=text))
+        out.append(
+            dataclasses.replace(
+                page,
+                text=text,
+                running_header=_joined(lines, head),
+                running_footer=_joined(lines, foot),
+            )
+        )
     return out
+
+
+def _joined(lines: list[str], indexes: list[int]) -> str:
+    return " / ".join(" ".join(lines[i].split()) for i in indexes)

@@ -18,6 +18,11 @@ class Page:
 
     text: str
     page: int | None = None
+    running_header: str = ""
+    """The running header lines taken off this page (`retrieval.loaders.furniture`), as
+    printed ("Page 3 of 18" keeps its number), joined by " / "; "" when none."""
+    running_footer: str = ""
+    """The same for the running footer lines."""
 
 
 Loader = Callable[[Path], list[Page]]

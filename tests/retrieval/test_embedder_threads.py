@@ -36,3 +36,23 @@ def test_loading_the_embedder_sets_torch_threads_and_zero_keeps_them():
 def test_thread_count_is_checked():
     with pytest.raises(ValidationError, match="greater than or equal to 0"):
         EmbedderConfig(threads=-1)
+
+
+SERVED = """
+import asyncio, torch
+from hybrid.server import SERVED_RETRIEVAL_THREADS, use_retrieval_threads
+from retrieval.config import EmbedderConfig
+from retrieval.embedders import load_embedder
+model = load_embedder(EmbedderConfig(threads=2)).model  # a knowledge base recorded with 2
+use_retrieval_threads(SERVED_RETRIEVAL_THREADS)  # what `hybrid serve` does beside its vLLM
+def embed():  # as the gateway embeds a question: in an asyncio.to_thread worker
+    return len(model.get_query_embedding("What is the refund window?")), torch.get_num_threads()
+print(*asyncio.run(asyncio.to_thread(embed)), SERVED_RETRIEVAL_THREADS)
+"""
+
+
+def test_hybrid_serve_threads_reach_the_gateway_worker_that_embeds_questions():
+    out = subprocess.run(
+        [sys.executable, "-c", SERVED], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert out.stdout.split() == ["384", "1", "1"]

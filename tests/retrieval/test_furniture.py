@@ -81,3 +81,35 @@ def test_the_report_pdf_answers_its_revenue_question_with_small_chunks(catalog):
     question = "What was Northwind's total revenue in 2025?"
     hits = kb.query(question, QueryOptions(mode="hybrid", top_k=2, context_chars=400))  # as the app
     assert "412.6" in hits[0].text, [h.text for h in hits]
+
+
+def test_the_stripped_header_and_footer_are_kept_as_chunk_metadata_not_as_words(catalog, tmp_path):
+    from retrieval.keyword_index import OPEN
+
+    header = "Zephyrine Holdings - Quarterly Digest"  # words that occur nowhere else
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_paged_pdf(docs / "digest.pdf", BODY, header, footer="Folio {n} of {total}")
+    pages = load_document(docs / "digest.pdf")
+    assert [(p.running_header, p.running_footer) for p in pages[1:3]] == [
+        (header, "Folio 2 of 6"),
+        (header, "Folio 3 of 6"),
+    ]
+    assert (pages[0].running_header, pages[0].running_footer) == ("", "")  # the cover has none
+    kb = catalog.create("digest-kb")
+    kb.ingest([docs], progress=False)
+    stored = kb.collection.get(include=["documents", "metadatas"])
+    by_page: dict[int, set] = {}
+    for text, meta in zip(stored["documents"], stored["metadatas"], strict=True):
+        assert "Zephyrine" not in text and "Folio" not in text
+        by_page.setdefault(meta["page"], set()).add(
+            (meta.get("running_header"), meta.get("running_footer"))
+        )
+    assert by_page[1] == {(None, None)}
+    assert by_page[4] == {(header, "Folio 4 of 6")}
+    hits = kb.query("What was voluntary turnover?", QueryOptions(mode="hybrid", top_k=1))
+    assert hits[0].citation.page == 6 and hits[0].metadata["running_footer"] == "Folio 6 of 6"
+    keyword = OPEN.get(kb.collection, kb.keyword_folder)
+    keyword.sync(kb._revision())
+    assert keyword.search("Zephyrine Folio", 10, {}) == []  # metadata is not searched
+    assert keyword.search("employed turnover", 10, {})  # the body is

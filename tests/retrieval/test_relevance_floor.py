@@ -3,6 +3,8 @@ questions (retrieval/relevance.py), with the real MiniLM embedder and embedded C
 
 from __future__ import annotations
 
+import os
+
 import pydantic
 import pytest
 
@@ -80,8 +82,12 @@ def test_the_floor_is_measured_once_per_revision(shop, monkeypatch):
     assert len(calls) == 2  # another way of searching has a floor of its own
     (docs / "more.md").write_text("# Colours\n\nThe K-Classic comes in sage, cream and slate.")
     kb.ingest([docs], progress=False)
+    assert len(calls) == 4  # new chunks: ingestion measured both floors in use again
     kb.relevance_floor(SEARCH)
-    assert len(calls) == 3  # new chunks, new floor
+    kb.relevance_floor(QueryOptions(mode="vector", top_k=3))
+    assert len(calls) == 4
+    kb.relevance_floor(QueryOptions(mode="vector", top_k=4))
+    assert len(calls) == 5
 
 
 def test_empty_knowledge_base_has_no_floor_and_bad_values_are_refused(catalog):
@@ -90,3 +96,70 @@ def test_empty_knowledge_base_has_no_floor_and_bad_values_are_refused(catalog):
     assert kb.query("anything", QueryOptions(min_similarity="auto")) == []
     with pytest.raises(pydantic.ValidationError, match="min_similarity"):
         QueryOptions(min_similarity="automatic")
+
+
+@pytest.fixture
+def searches(monkeypatch):
+    """Counts the searches the knowledge base runs (a floor costs one per off-topic question)."""
+    import retrieval.knowledge_base as module
+
+    calls = []
+    real = module.search
+    monkeypatch.setattr(module, "search", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    return calls
+
+
+def test_two_apps_opening_one_knowledge_base_measure_its_floor_once(shop, catalog, searches):
+    from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
+
+    kb, _ = shop
+    auto = SEARCH.model_copy(update={"min_similarity": "auto"})
+    first, second = catalog.open(kb.name), catalog.open(kb.name)  # as two apps do
+    first.prepare(auto)
+    assert len(searches) == len(OFF_TOPIC_QUESTIONS)
+    assert set(searches) == set(OFF_TOPIC_QUESTIONS)
+    second.prepare(auto)
+    other_catalog = KnowledgeBaseCatalog(EmbeddedStoreConfig(path=catalog.store.path))
+    assert other_catalog.open(kb.name).relevance_floor(SEARCH) == first.relevance_floor(SEARCH)
+    assert len(searches) == len(OFF_TOPIC_QUESTIONS)  # no second measurement
+    assert second.query("How often should I descale my kettle?", auto)
+    assert len(searches) == len(OFF_TOPIC_QUESTIONS) + 1
+
+
+def test_a_new_process_reads_the_saved_floor_until_the_chunks_change(shop, searches):
+    import json
+
+    from retrieval.floor_cache import FILE, FLOORS
+
+    kb, docs = shop
+    floor = kb.relevance_floor(SEARCH)
+    saved = json.loads((kb.keyword_folder / FILE).read_text())
+    assert saved["revision"] == kb._revision() and floor in saved["floors"].values()
+    FLOORS.clear()  # what a new process starts with
+    searches.clear()
+    assert kb.relevance_floor(SEARCH) == floor and searches == []  # read, not measured
+    old = kb.keyword_folder / FILE
+    os.utime(old, (1, 1))  # the keyword index's clean-up of old files must leave it
+    (docs / "more.md").write_text("# Colours\n\nThe K-Classic comes in sage, cream and slate.")
+    FLOORS.clear()  # ingestion in a new process: it finds the floor in use in the file
+    kb.ingest([docs], progress=False)
+    assert old.exists()
+    assert len(searches) == len(OFF_TOPIC_QUESTIONS)  # new chunks: measured again, by ingest
+    saved = json.loads((kb.keyword_folder / FILE).read_text())
+    assert saved["revision"] == kb._revision() and len(saved["floors"]) == 1
+    FLOORS.clear()
+    assert kb.relevance_floor(SEARCH) == next(iter(saved["floors"].values()))
+    assert len(searches) == len(OFF_TOPIC_QUESTIONS)  # the next process reads it
+
+
+def test_an_unreadable_saved_floor_is_measured_again(shop, searches, caplog):
+    from retrieval.floor_cache import FILE, FLOORS
+
+    kb, _ = shop
+    floor = kb.relevance_floor(SEARCH)
+    (kb.keyword_folder / FILE).write_text('{"format": 1, "revision": ')  # cut short
+    FLOORS.clear()
+    searches.clear()
+    assert kb.relevance_floor(SEARCH) == floor
+    assert len(searches) == len(OFF_TOPIC_QUESTIONS)
+    assert "relevance floors" in caplog.text and "unreadable" in caplog.text
