@@ -67,6 +67,10 @@ def serve_workers(settings: HybridConfig, runtime: ServingRuntime, console: Cons
     from serving.runtime import AttachedEngine
 
     gateway = settings.gateway
+    # Ctrl-C (and `kill -INT`) stop the workers even when this process was started with SIGINT
+    # ignored (a background job, nohup): Python then leaves it ignored instead of raising
+    # KeyboardInterrupt, and only this process handles it (the workers ignore it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     attached = AttachedEngine.of(runtime.process) if runtime.process is not None else None
     # Bound once, here: every worker accepts on this socket (uvicorn does the same for
     # `--workers`; its supervisor needs the app as an import string, ours is built from config).

@@ -31,9 +31,12 @@ POOLS = 8
 every one of its connections a few times per request, quadratic in their number: at 16
 requests in flight one pool cost the gateway more CPU than all the rest of a request's work,
 eight cost less than half of it (bench/gateway_cost.py)."""
-POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=2.0)
 """httpx's default keeps 20 idle connections: with more requests in flight than that, each
-one that ends closes its connection and the next one opens a new one."""
+one that ends closes its connection and the next one opens a new one. Idle connections are
+dropped after 2 s, before vLLM's server closes them (uvicorn's keep-alive: 5 s), so a request
+never goes out on a connection the engine is closing (httpx's default expiry is those same
+5 s: a request sent at the boundary failed as "engine unavailable")."""
 
 
 class EngineClient:

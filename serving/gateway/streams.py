@@ -175,8 +175,9 @@ async def relay(  # noqa: C901 - one pass over the stream: rename, usage, annota
         status = 503
         yield upstream.broke_off(exc)
     except (asyncio.CancelledError, GeneratorExit):
-        status = 499  # the client went away; closing upstream aborts the generation
-        metrics.client_disconnects.labels(requested).inc()
+        if not finished:  # after [DONE] the client has its whole answer: not a disconnect
+            status = 499  # the client went away; closing upstream aborts the generation
+            metrics.client_disconnects.labels(requested).inc()
         raise
     except Exception as exc:
         answer = to_answer(exc)

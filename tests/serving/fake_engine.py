@@ -41,6 +41,7 @@ class FakeEngine:
         self.delay_s = delay_s
         self.requests: list[dict] = []
         self.word_delay_s: float | None = None
+        self.done_tail_s: float | None = None  # the body stays open this long after [DONE]
         """If set, the pause between streamed words (else `delay_s` spread over the answer)."""
         self.reply: str | None = None
         """If set, every answer is this text (else `<model> says: <prompt>`)."""
@@ -156,5 +157,7 @@ class FakeEngine:
                 chunk = {"id": "x", "object": chunk_kind, "created": created, "model": model}
                 yield f"data: {json.dumps({**chunk, 'choices': [], 'usage': usage}, ensure_ascii=False)}\n\n"
             yield "data: [DONE]\n\n"
+            if self.done_tail_s is not None:
+                await asyncio.sleep(self.done_tail_s)
 
         return StreamingResponse(events(), media_type="text/event-stream")

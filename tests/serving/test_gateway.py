@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -509,6 +510,29 @@ def test_streams_reuse_their_engine_connection(registry):
                     f"{'voice@v1' if model == 'voice' else 'base'} says: hello there"
                 )
     assert len(engine.connections) == POOLS, engine.connections  # each one used twice
+
+
+def test_a_stream_the_client_closes_after_done_counts_as_answered(registry):
+    """The gateway reads the engine's body to its end after [DONE]; a client that hangs up
+    meanwhile has its whole answer: counted as answered (200), not as a disconnect."""
+    from tests.helpers.gateway import ServerThread
+
+    engine = FakeEngine()
+    engine.done_tail_s = 0.5
+    with ServerThread(engine.app) as server:
+        replica = Replica(EngineClient(server.url))
+        state = GatewayState.build(
+            GatewayConfig(), AdapterManager(registry, EngineSet([replica]), engine.base)
+        )
+        with ServerThread(create_app(state)) as gateway, httpx.Client(base_url=gateway.url) as http:
+            body = {"model": "base", "messages": MESSAGES, "stream": True}
+            with http.stream("POST", "/v1/chat/completions", json=body) as response:
+                assert "data: [DONE]" in response.iter_lines()  # then the connection is dropped
+            time.sleep(1.5)
+            metrics = httpx.get(gateway.url + "/metrics").text
+    line = 'hybrid_requests_total{model="base",route="/v1/chat/completions",status="200"} 1.0'
+    assert line in metrics
+    assert 'hybrid_client_disconnects_total{model="base"}' not in metrics
 
 
 def test_stream_chunks_with_nothing_to_change_pass_unchanged(registry):
