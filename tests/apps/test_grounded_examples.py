@@ -23,28 +23,20 @@ from hybrid.apps.grounded_examples import (
     text_units,
 )
 from hybrid.apps.prompt import Passage
-from hybrid.apps.spec import load_app_spec
 from hybrid.config import load_context_training
 from hybrid.errors import ConfigError
-from tests.conftest import EXAMPLES
+from tests.helpers.report_passages import CEO, ceo_app_spec, passages_of, report_passages
 from tests.helpers.training import write_chats
-
-CEO = EXAMPLES / "ceo-report-qa"
-
-
-def passages_of(text: str, name: str = "report.pdf") -> list[Passage]:
-    paragraphs = [p for p in text.split("\n\n") if len(p) > 80]
-    return [Passage(i, p, name, name, 1, 0, len(p), 0.0) for i, p in enumerate(paragraphs, 1)]
 
 
 @pytest.fixture(scope="module")
 def report() -> list[Passage]:
-    return passages_of((CEO / "report_source.md").read_text(encoding="utf-8"))
+    return report_passages()
 
 
 @pytest.fixture(scope="module")
 def spec():
-    return load_app_spec(CEO / "apps" / "northwind-ceo.yaml")
+    return ceo_app_spec()
 
 
 @pytest.fixture(scope="module")
