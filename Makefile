@@ -59,7 +59,7 @@ $(CHROMIUM):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 test: install $(CHROMIUM)
-	$(BIN)/pytest -m "" -q
+	$(BIN)/pytest -m "" -q --durations=25
 
 test-fast: install
 	$(BIN)/pytest -q

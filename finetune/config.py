@@ -78,8 +78,8 @@ class TrainConfig(Frozen):
     """Stop after N optimizer steps (-1: run all epochs)."""
     threads: Annotated[int, Field(ge=0, le=256)] | Literal["auto"] = "auto"
     """Torch intra-op threads for training, set for the whole process when training starts.
-    `auto`: the CPUs this process may use minus the busy ones (the 1-minute load average), at
-    least 1; 0: torch's default (one per core). Measured (bench/train_threads.py, 2 cores): two
+    `auto`: the CPUs this process may use minus those other processes keep busy (sampled for
+    one second when training starts), at least 1; 0: torch's default (one per core). Measured (bench/train_threads.py, 2 cores): two
     threads make a step 1.8x faster on an idle machine but 2x slower than one thread while
     another process holds a core, so the count follows the load."""
     dtype: Literal["float32", "bfloat16"] = "float32"

@@ -117,14 +117,23 @@ def load_training_examples(config: TrainConfig) -> list[Example]:
     return examples
 
 
-def training_threads(setting: int | str) -> int:
+def training_threads(setting: int | str, sample_s: float = 1.0) -> int:
     """Torch threads for a training run (0: leave torch's default): `auto` takes the CPUs this
-    process may use minus those the 1-minute load average says are busy, at least one."""
+    process may use minus those other processes keep busy, at least one."""
     if setting != "auto":
         return int(setting)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
-    return max(1, (cpus or 1) - busy)
+    return max(1, (cpus or 1) - round(busy_cpus(sample_s)))
+
+
+def busy_cpus(sample_s: float) -> float:
+    """How many CPUs other processes use now: the machine's busy share over `sample_s` seconds
+    while this process waits (psutil), in CPUs. Not the load average: its 1-minute mean still
+    counts this process's own work of the minute before (building a knowledge base, installing),
+    which made a quiet 2-core machine train on one thread, at half speed."""
+    import psutil
+
+    return psutil.cpu_percent(interval=sample_s) / 100 * (psutil.cpu_count() or 1)
 
 
 def train(

@@ -96,44 +96,51 @@ def _examples_in_context(settings, context, catalog, note: Callable[[str], None]
     )
     if not context.grounded_examples:
         return examples
-    from hybrid.apps.grounded_examples import (
-        grounded_examples,
-        knowledge_base_passages,
-        load_questions,
-        served_texts,
-    )
+    from hybrid.apps.grounded_examples import grounded_examples, load_questions
 
+    passages, served = _knowledge_base_views(pipeline)
     grounded = grounded_examples(
-        knowledge_base_passages(pipeline.knowledge_base),
+        passages,
         pipeline.spec,
         examples,
         count=context.grounded_examples,
         seed=context.seed,
         exclude=load_questions(context.holdout),
         budget=budget,
-        served=served_texts(pipeline.knowledge_base, pipeline.spec.retrieval.context_chars),
+        served=served,
         opening_share=context.opening_share,
     )
     note(
         f"{len(grounded)} grounded-voice examples added from the knowledge base "
         "(figures perturbed, answers copy them with their [n] citation)"
     )
-    grounded += _abstention_examples(pipeline, context, budget, note)
+    grounded += _abstention_examples(pipeline, context, budget, (passages, served), note)
     if not context.train_style_data:
         note(f"the {len(examples)} examples of data: only lend their voice (train_style_data off)")
         return grounded
     return [*examples, *grounded]
 
 
-def _abstention_examples(pipeline, context, budget, note: Callable[[str], None]) -> list:
+def _knowledge_base_views(pipeline) -> tuple[list, Callable]:
+    """The app's knowledge base as numbered passages and as served (widened), from one read of
+    its chunks: grounded and abstention examples both draw on them."""
+    from hybrid.apps.grounded_examples import knowledge_base_passages, served_texts, sorted_chunks
+
+    kb = pipeline.knowledge_base
+    chunks = sorted_chunks(kb)
+    return (
+        knowledge_base_passages(kb, chunks),
+        served_texts(kb, pipeline.spec.retrieval.context_chars, chunks),
+    )
+
+
+def _abstention_examples(
+    pipeline, context, budget, views: tuple[list, Callable], note: Callable[[str], None]
+) -> list:
     if not context.abstention_examples:
         return []
     from hybrid.apps.abstention_examples import abstention_examples
-    from hybrid.apps.grounded_examples import (
-        knowledge_base_passages,
-        load_questions,
-        served_texts,
-    )
+    from hybrid.apps.grounded_examples import load_questions
     from hybrid.apps.prompt import Passage
     from retrieval.relevance import OFF_TOPIC_QUESTIONS
 
@@ -143,15 +150,16 @@ def _abstention_examples(pipeline, context, budget, note: Callable[[str], None])
         for question in OFF_TOPIC_QUESTIONS
         if (hits := pipeline.knowledge_base.query(question, options))
     ]
+    passages, served = views
     made = abstention_examples(
-        knowledge_base_passages(pipeline.knowledge_base),
+        passages,
         pipeline.spec,
         count=context.abstention_examples,
         seed=context.seed,
         off_topic=off_topic,
         exclude=load_questions(context.holdout),
         budget=budget,
-        served=served_texts(pipeline.knowledge_base, pipeline.spec.retrieval.context_chars),
+        served=served,
     )
     note(
         f"{len(made)} abstention examples added (questions the passages do not answer, "

@@ -40,7 +40,8 @@ DEMO = Demo(
             style_baseline=Path("eval/base_replies.jsonl"),
         ),
     ),
-    # train.yaml's examples, 80 steps at 512 tokens (10 minutes measured beside other jobs)
+    # train.yaml's examples, 80 steps at 512 tokens (381 s on a quiet 2-core machine; make demo
+    # took 778 s end to end)
     quick_train={
         **QUICK_STEPS,
         "max_steps": 80,

@@ -26,12 +26,14 @@ from hybrid.apps.budget import PromptBudget
 from hybrid.apps.grounded_examples import (
     FIGURE,
     FigurePerturber,
+    app_messages,
     figure_statements,
+    fits,
     normalise_question,
     question_about,
     shown_texts,
 )
-from hybrid.apps.prompt import Passage, system_prompt
+from hybrid.apps.prompt import Passage
 from hybrid.apps.spec import AppSpec
 
 _WORD = re.compile(r"[a-z][a-z'-]{3,}")
@@ -114,11 +116,7 @@ def _fitted(
 ) -> list[dict] | None:
     for keep in range(len(shown), 0, -1):
         numbered = [dataclasses.replace(p, number=n) for n, p in enumerate(shown[:keep], 1)]
-        messages = [
-            {"role": "system", "content": system_prompt(spec, numbered)},
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": spec.no_context.message},
-        ]
-        if budget is None or budget.count(messages) <= budget.max_model_len:
+        messages = app_messages(spec, numbered, question, spec.no_context.message)
+        if fits(budget, messages):
             return messages
     return None

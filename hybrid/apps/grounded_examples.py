@@ -453,8 +453,18 @@ def _with_citation(statement: str, number: int) -> str:
     return f"{body[: len(body) - len(end)]} [{number}]{end or '.'}"
 
 
-def _fits(budget: PromptBudget | None, messages: list[dict]) -> bool:
+def fits(budget: PromptBudget | None, messages: list[dict]) -> bool:
     return budget is None or budget.count(messages) <= budget.max_model_len
+
+
+def app_messages(spec: AppSpec, shown: Sequence[Passage], question: str, answer: str) -> list[dict]:
+    """One training example's three messages as the app lays them out: its system prompt with
+    `shown` (already numbered), the question, the answer."""
+    return [
+        {"role": "system", "content": system_prompt(spec, shown)},
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": answer},
+    ]
 
 
 def _window(passage_text: str, statement: str, width: int) -> str:
@@ -627,28 +637,32 @@ def _one_example(
             for n, i in enumerate(shown_order, start=1)
         ]
         answer = [opening, _with_citation(copied, shown_order.index(fact) + 1), closing]
-        messages = [
-            {"role": "system", "content": system_prompt(spec, shown)},
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": " ".join(a for a in answer if a)},
-        ]
-        if _fits(budget, messages):
+        messages = app_messages(spec, shown, question, " ".join(a for a in answer if a))
+        if fits(budget, messages):
             return messages
     return None
 
 
-def knowledge_base_passages(knowledge_base) -> list[Passage]:
-    """Every chunk of a knowledge base as a Passage, numbered in a stable order (by chunk id)."""
-    chunks = sorted(knowledge_base.chunks(), key=lambda chunk: chunk.id)
+def knowledge_base_passages(knowledge_base, chunks: Sequence | None = None) -> list[Passage]:
+    """Every chunk of a knowledge base as a Passage, numbered in a stable order (by chunk id).
+    `chunks`: those of `sorted_chunks`, when the caller read them already."""
+    chunks = sorted_chunks(knowledge_base) if chunks is None else chunks
     return [Passage.of(i, chunk.text, chunk.citation) for i, chunk in enumerate(chunks, start=1)]
 
 
-def served_texts(knowledge_base, context_chars: int) -> Callable[[Sequence[int]], list[str]]:
+def sorted_chunks(knowledge_base) -> list:
+    """The knowledge base's chunks in `knowledge_base_passages`' order (one read of them all)."""
+    return sorted(knowledge_base.chunks(), key=lambda chunk: chunk.id)
+
+
+def served_texts(
+    knowledge_base, context_chars: int, chunks: Sequence | None = None
+) -> Callable[[Sequence[int]], list[str]]:
     """For `grounded_examples(served=...)`: list indices of `knowledge_base_passages` -> each
     chunk's text as the app shows it, widened to `context_chars` with its neighbours
     (`KnowledgeBase.in_context`; read on demand, so a large knowledge base costs only the
-    chunks the examples use)."""
-    chunks = sorted(knowledge_base.chunks(), key=lambda chunk: chunk.id)
+    chunks the examples use). `chunks` as in `knowledge_base_passages`."""
+    chunks = sorted_chunks(knowledge_base) if chunks is None else chunks
 
     def served(indices: Sequence[int]) -> list[str]:
         wide = knowledge_base.in_context([chunks[i] for i in indices], context_chars)
