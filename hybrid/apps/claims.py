@@ -70,6 +70,22 @@ for _names, _cls, _factor in (
     (("cm", "centimetre", "centimetres", "centimeter", "centimeters"), "length", "0.01"),
     (("m", "metre", "metres", "meter", "meters"), "length", "1"),
     (("km", "kilometre", "kilometres", "kilometer", "kilometers"), "length", "1000"),
+    (("mile", "miles", "mi"), "length", "1609.344"),
+    (("ft", "foot", "feet"), "length", "0.3048"),
+    (("inch", "inches"), "length", "0.0254"),
+    (("lb", "lbs"), "mass", "0.45359237"),
+    (("oz", "ounce", "ounces"), "mass", "0.028349523125"),
+    (("gallon", "gallons", "gal"), "volume", "3.785411784"),
+    (("wh",), "energy", "1"),
+    (("kwh",), "energy", "1000"),
+    (("mwh",), "energy", "1000000"),
+    (("gwh",), "energy", "1000000000"),
+    (("mw", "megawatt", "megawatts"), "power", "1000000"),
+    (("gw", "gigawatt", "gigawatts"), "power", "1000000000"),
+    (("kb",), "data", "1000"),
+    (("mb",), "data", "1000000"),
+    (("gb",), "data", "1000000000"),
+    (("tb",), "data", "1000000000000"),
     (("w", "watt", "watts"), "power", "1"),
     (("kw", "kilowatt", "kilowatts"), "power", "1000"),
     (("v", "volt", "volts"), "voltage", "1"),
@@ -123,7 +139,8 @@ _COMPARATIVE = re.compile(
 _CLAUSE = re.compile(
     r"(?:;|,\s|\s[-–—]\s|\s(?=(?:up |down )?from\s)|\s(?=compared\s)|\s(?=versus\s)"
     r"|(?<=[a-z])\s(?=to\s[$£€]?\d)"
-    r"|\s(?=against\s)|\s(?=while\s)|\s(?=whereas\s)|\s(?=and\s(?:the|its|our|a|an)\s))"
+    r"|\s(?=against\s)|\s(?=while\s)|\s(?=whereas\s)|\s(?=and\s(?:the|its|our|a|an)\s)"
+    r"|\s(?=\())"  # "(" opens an aside: "1,240 in 2024 (2,015 in 2023)"
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9$£€])|\n+")
 _DATE_COMMA = re.compile(r"\b(\d{1,2}),\s+((?:19|20)\d\d)\b")
@@ -665,7 +682,7 @@ def _figures(clause: str, index: int) -> list[_Raw]:
                 month = _MONTH_BEFORE.search(clause[: match.start()])
                 if month:
                     unit = "date:" + month.group(1)[:3].lower()
-                elif _YEAR_VALUE.match(canon) and scale == 1:
+                elif _YEAR_VALUE.match(canon) and scale == 1 and "," not in number:
                     unit = "year"
         factor = factor * scale
         raw = _Raw(clause[match.start() : end].strip(), canon, value * factor, step * factor,
@@ -702,6 +719,26 @@ def heading_entities(heading: str) -> frozenset[str]:
     return frozenset(found)
 
 
+_AND = re.compile(r"\s(?=and\s)")
+
+
+def _clauses(sentence: str) -> list[str]:
+    """A sentence's clauses: split where `_CLAUSE` says, and at an "and" with a figure on each
+    side ("$92.4 million and operating expenses were $71.8 million")."""
+    out: list[str] = []
+    for piece in _CLAUSE.split(sentence):
+        if not piece or not piece.strip():
+            continue
+        start = 0
+        for cut in _AND.finditer(piece):
+            head, rest = piece[start : cut.start()], piece[cut.start() :]
+            if _NUMBER.search(head) and _NUMBER.search(rest):
+                out.append(head)
+                start = cut.start()
+        out.append(piece[start:])
+    return out
+
+
 def extract_claims(
     text: str,
     *,
@@ -719,7 +756,7 @@ def extract_claims(
     scope_entities = frozenset(scope)
     claims: list[Claim] = []
     for heading, sentence in _split_sentences(text):
-        clauses = [c for c in _CLAUSE.split(sentence) if c and c.strip()]
+        clauses = _clauses(sentence)
         raws = [_figures(c, i) for i, c in enumerate(clauses)]
         entities = find_entities(sentence)
         section = heading_entities(heading) if heading else frozenset()
@@ -746,8 +783,9 @@ def extract_claims(
         words: list[frozenset[str]] = []
         for i, clause in enumerate(clauses):
             own_words = keywords(clause)
-            if i and (_COMPARATIVE.match(clause) or re.match(r"\s*to\s", clause)):
-                own_words |= words[-1]  # "..., from $349.7 million": the subject before it
+            if i and (_COMPARATIVE.match(clause) or re.match(r"\s*(to\s|\()", clause)):
+                # "..., from $349.7 million", "... (2,015 in 2023)": the subject before it
+                own_words |= words[-1]
             words.append(own_words)
         clause_entities = [
             find_entities(c) if raws[i] else frozenset() for i, c in enumerate(clauses)

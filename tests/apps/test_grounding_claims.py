@@ -145,3 +145,38 @@ def test_each_clause_keeps_its_own_subject():
     ]
     both = "The BB-100 has a 2-year warranty and the BB-200 Pro a 3-year one."
     assert check_grounding(both, passages).ungrounded == []
+
+
+def _passage(text: str) -> list[Passage]:
+    return [Passage(1, text, "utility.md", "/kb/utility.md", None, 0, len(text), 0.8)]
+
+
+def test_figures_joined_by_and_keep_their_own_measure():
+    passages = _passage(
+        "Operating revenue was $92.4 million and operating expenses were $71.8 million."
+    )
+    assert check_grounding("Operating revenue was $92.4 million.", passages).ungrounded == []
+    assert check_grounding("Operating expenses were $71.8m.", passages).ungrounded == []
+    swapped = check_grounding("Operating revenue was $71.8 million.", passages).ungrounded
+    assert [u["reason"] for u in swapped] == ["the passages give $92.4 million for that"]
+    both = "Revenue of $92.4m and operating expenses of $71.8 million."
+    assert check_grounding(both, passages).ungrounded == []
+
+
+def test_a_count_written_with_a_thousands_comma_is_no_year():
+    passages = _passage("Customer complaints: 1,240 in fiscal 2024 (2,015 in fiscal 2023).")
+    (complaints,) = [c for c in extract_claims(passages[0].text) if c.number == "2015"]
+    assert complaints.unit == "count" and complaints.periods == {2023}
+    assert check_grounding("Complaints fell to 1,240 in fiscal 2024.", passages).ungrounded == []
+    assert check_grounding("There were 2,015 complaints in fiscal 2023.", passages).ungrounded == []
+    wrong = check_grounding("Complaints fell to 2,015 in fiscal 2024.", passages).ungrounded
+    assert [u["reason"] for u in wrong] == ["the passages give 2,015 for another period"]
+
+
+def test_imperial_and_energy_units_are_units():
+    passages = _passage("We replaced 38 kilometres of mains and installed 12 MW of solar panels.")
+    assert check_grounding("We replaced 38 km of mains.", passages).ungrounded == []
+    miles = check_grounding("We replaced 38 miles of mains.", passages).ungrounded
+    assert [u["reason"] for u in miles] == ["the passages give 38 kilometres, not 38 miles"]
+    watts = check_grounding("The solar panels give 12 GW.", passages).ungrounded
+    assert [u["reason"] for u in watts] == ["the passages give 12 MW, not 12 GW"]
