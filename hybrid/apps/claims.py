@@ -562,7 +562,7 @@ _WORDED = re.compile(
 )
 
 
-def _digits_for_words(text: str) -> str:
+def digits_for_words(text: str) -> str:
     """ "two months" -> "2 months": a number word is a figure when a unit follows it."""
     return _WORDED.sub(lambda m: _NUMBER_WORDS[m.group(1).lower()], text)
 
@@ -571,7 +571,7 @@ def _split_sentences(text: str) -> list[tuple[str, str]]:
     """(heading, sentence) pairs; headings are markdown `#` lines, upper-case lines, short
     lines without a full stop and table rows' labels."""
     text = MARKER.sub(" ", text.replace("**", "").replace("__", ""))
-    text = _digits_for_words(text)
+    text = digits_for_words(text)
     text = _DATE_COMMA.sub(r"\1 \2", text)
     out: list[tuple[str, str]] = []
     heading = ""

@@ -6,7 +6,9 @@ one of its quantities is stated in the answer with the same value and a compatib
 `2 months` is not `1 week` (value) and not `2 weeks` (unit). A quantity in the answer without
 a unit matches a gold quantity with one (the value alone is strong evidence); a different
 known unit does not. A gold form without figures matches as a normalised text span
-(case, punctuation and spacing ignored). Clock times count by the hour ("9:00" is 9).
+(case, punctuation and spacing ignored). Clock times count by the hour ("9:00" is 9). A number
+word before a unit is a figure ("two months" = "2 months"); a currency code before a figure is
+its currency ("USD 412.6m" = "$412.6 million").
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+
+from hybrid.apps.claims import digits_for_words
 
 _SCALES = {
     "thousand": Decimal(10) ** 3,
@@ -37,10 +41,18 @@ _UNITS = {
     "volt": "v", "v": "v", "liter": "l", "litre": "l", "l": "l", "ml": "ml", "milliliter": "ml",
     "bar": "bar", "ppm": "ppm", "degree": "deg", "°c": "degc", "°f": "degf",
 }  # fmt: skip
-_CURRENCY = {"$": "usd", "€": "eur", "£": "gbp"}
+_CURRENCY = {
+    "$": "usd",
+    "us$": "usd",
+    "€": "eur",
+    "£": "gbp",
+    "usd": "usd",
+    "eur": "eur",
+    "gbp": "gbp",
+}
 _WORD = r"[A-Za-z°%][A-Za-z]*"
 _QUANTITY = re.compile(
-    r"(?P<cur>US\$|[$€£])?\s?"
+    r"(?P<cur>US\$|[$€£]|\b(?:USD|EUR|GBP)\s)?\s?"
     r"(?P<num>(?<![\w.:])\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.,:])\d+(?:\.\d+)?)"
     r"(?:\s?(?P<scale>thousand|million|billion|trillion|mn|bn|[kmb])\b)?"
     r"(?:[\s-]?(?P<unit>%|percentage points?|per ?cent|°[CF]|" + _WORD + r"))?",
@@ -75,7 +87,7 @@ def quantities(text: str) -> list[Quantity]:
     """The figures in `text`, each with its value scaled ($1.2 billion -> 1200000000) and its
     unit, if one follows (or a currency sign precedes)."""
     found = []
-    for m in _QUANTITY.finditer(text):
+    for m in _QUANTITY.finditer(digits_for_words(text)):
         try:
             value = Decimal(m["num"].replace(",", ""))
         except InvalidOperation:
@@ -90,7 +102,7 @@ def quantities(text: str) -> list[Quantity]:
                 continue
         if scale:
             value *= _SCALES[scale]
-        unit = _CURRENCY.get((m["cur"] or "").upper().removeprefix("US")) if m["cur"] else None
+        unit = _CURRENCY.get(m["cur"].strip().lower()) if m["cur"] else None
         unit = unit or _unit_of(m["unit"])
         found.append(Quantity(value.normalize(), unit, m[0].strip()))
     return found

@@ -31,6 +31,10 @@ from tests.conftest import EXAMPLES
         ("$1.27 and $0.82", "EPS was $0.82 in 2024 and $1.27 in 2025"),
         ("Birch and Hollis", "Our auditor is Birch & Hollis LLP."),
         ("9:00 a.m. to 5:00 p.m.", "open 9 am to 5 pm on Saturdays"),
+        ("$412.6 million", "Revenue was USD 412.6m."),
+        ("€3.5 million", "It cost EUR 3.5 million."),
+        ("every 2 months", "Descale every two months."),
+        ("May 20, 2025", "It was released on 20 May 2025."),
     ],
 )
 def test_gold_answers_match_their_equivalent_forms(gold, answer):
@@ -47,6 +51,10 @@ def test_gold_answers_match_their_equivalent_forms(gold, answer):
         ("$138.9 million", "$138.9 billion"),
         ("$1.27 and $0.82", "EPS was $1.27"),
         ("Daniel Whitcombe", "The chair is Margaret Okafor."),
+        ("$412.6 million", "Revenue was EUR 412.6 million."),
+        ("every 2 months", "Descale every two weeks."),
+        ("May 20, 2025", "It was released on May 2, 2025."),
+        ("2,310 units", "We shipped 2,130 units."),
     ],
 )
 def test_wrong_figures_units_and_spans_do_not_match(gold, answer):
