@@ -8,7 +8,9 @@ each labelled single-turn question is searched as its app searches (hybrid, top 
 cosine similarity among the hits decides: at or above the threshold the app answers, below it
 takes its no-context path. Counted per knowledge base: answerable questions wrongly turned away,
 and unanswerable ones that get through (off-topic ones can be stopped by a threshold; ones on
-the knowledge base's topic that its documents do not answer cannot, and are listed apart). No
+the knowledge base's topic that its documents do not answer cannot, and are listed apart), and
+off-topic questions kept out of the floor's probes (bench/data/off_topic_heldout.txt) that get
+stopped; `known_names_only` adds a stop for questions naming something no chunk contains. No
 model runs: abstention by threshold is decided by retrieval alone. Writes
 bench/results/relevance_floor.{json,md} and the README block.
 """
@@ -48,6 +50,12 @@ CORPORA = {
 }
 FIXED = 0.25
 """The examples' setting before `auto`."""
+HELD_OUT = REPO / "bench" / "data" / "off_topic_heldout.txt"
+
+
+def held_out_questions() -> list[str]:
+    lines = HELD_OUT.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 def cases(path: Path, brand: str | None) -> list[dict]:
@@ -76,34 +84,45 @@ def measure(kb, labelled: list[dict]) -> dict:
         return max((h.similarity for h in kb.query(question, options)), default=None)
 
     floor_95 = relevance_floor(probe, 0.95)  # the alternative measured
+    names = options.model_copy(update={"known_names_only": True})
     rows = []
-    for case in labelled:
-        hits = kb.query(case["question"], options)
+    asked = [(c["question"], c.get("answerable", True) is not False) for c in labelled]
+    asked += [(q, None) for q in held_out_questions()]
+    for question, answerable in asked:
+        hits = kb.query(question, options)
         best = max((h.similarity for h in hits), default=-1.0)
         rows.append(
             {
-                "question": case["question"],
-                "answerable": case.get("answerable", True) is not False,
+                "question": question,
+                "answerable": answerable,
                 "best_similarity": round(best, 3),
+                "unknown_name": bool(hits) and not kb.query(question, names),
             }
         )
     answerable = [r for r in rows if r["answerable"]]
-    unanswerable = [r for r in rows if not r["answerable"]]
+    unanswerable = [r for r in rows if r["answerable"] is False]
+    off_topic = [r for r in rows if r["answerable"] is None]
 
-    def outcome(threshold: float) -> dict:
+    def outcome(threshold: float, by_names: bool = False) -> dict:
+        def stopped(r: dict) -> bool:
+            return r["best_similarity"] < threshold or (by_names and r["unknown_name"])
+
         return {
             "threshold": round(threshold, 3),
-            "answerable_turned_away": sum(r["best_similarity"] < threshold for r in answerable),
-            "unanswerable_stopped": sum(r["best_similarity"] < threshold for r in unanswerable),
+            "answerable_turned_away": sum(map(stopped, answerable)),
+            "unanswerable_stopped": sum(map(stopped, unanswerable)),
+            "held_out_off_topic_stopped": sum(map(stopped, off_topic)),
         }
 
     return {
         "chunks": kb.collection.count(),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
+        "held_out_off_topic": len(off_topic),
         "fixed": outcome(FIXED),
         "auto": outcome(floor),
         "auto_q95": outcome(floor_95),
+        "auto_names": outcome(floor, by_names=True),
         "lowest_answerable": sorted(r["best_similarity"] for r in answerable)[:3],
         "unanswerable_similarities": sorted(
             (r["best_similarity"], r["question"]) for r in unanswerable
@@ -135,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
             (f"fixed {FIXED}", "fixed"),
             ("auto (90th percentile, the default)", "auto"),
             ("auto at the 95th percentile (measured, not chosen)", "auto_q95"),
+            ("auto + known_names_only (the apps' default)", "auto_names"),
         ):
             o = r[key]
             rows.append(
@@ -144,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
                     o["threshold"],
                     f"{o['answerable_turned_away']} / {r['answerable']}",
                     f"{o['unanswerable_stopped']} / {r['unanswerable']}",
+                    f"{o['held_out_off_topic_stopped']} / {r['held_out_off_topic']}",
                 ]
             )
     table = markdown_table(
@@ -153,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
             "threshold",
             "answerable turned away",
             "unanswerable stopped",
+            "held-out off-topic stopped",
         ],
         rows,
     )

@@ -144,7 +144,9 @@ def _abstention_examples(
     from hybrid.apps.prompt import Passage
     from retrieval.relevance import OFF_TOPIC_QUESTIONS
 
-    options = pipeline.query_options().model_copy(update={"min_similarity": None})
+    options = pipeline.query_options().model_copy(
+        update={"min_similarity": None, "known_names_only": False}
+    )
     off_topic = [
         (question, [Passage.of(n, h.text, h.citation) for n, h in enumerate(hits, start=1)])
         for question in OFF_TOPIC_QUESTIONS

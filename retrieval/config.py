@@ -109,6 +109,11 @@ class QueryOptions(Frozen):
     """Drop hits whose cosine similarity to the query is below this, in either mode. `auto`:
     the knowledge base's own floor, how similar unrelated questions look to it (the 90th
     percentile of 60 off-topic questions' best similarities; retrieval/relevance.py)."""
+    known_names_only: bool = False
+    """Return no passages when the question names something (a capitalised word inside it:
+    "Apple" in "What was Apple's revenue?") that no chunk of the knowledge base contains: the
+    passages cannot be about it, however similar they look (retrieval/names.py). Checked
+    against the keyword index's words, in either mode."""
     context_chars: Annotated[int, Field(ge=0, le=20000)] = 400
     """Widen each hit with the neighbouring chunks of its file and page ("small-to-big") while
     the passage stays within this many characters; 0 returns the matched chunk alone. A chunk

@@ -269,6 +269,19 @@ class KeywordIndex:
                 self.masks.popitem(last=False)
         return weights
 
+    def unknown(self, words: list[str]) -> list[str]:
+        """The `words` no chunk contains (each tokenized as the index does: "Apple's" is
+        "appl"); a word the index never keeps (a stopword, one letter) counts as known. Call
+        `sync` first."""
+        with self.lock:
+            bm25 = self.bm25
+        vocabulary = bm25.vocab_dict if bm25 is not None else {}
+        return [
+            word
+            for word, tokens in zip(words, tokenize(words), strict=True)
+            if tokens and not any(token in vocabulary for token in tokens)
+        ]
+
     def search(self, query: str, depth: int, filters: dict) -> list[NodeWithScore] | None:
         """The `depth` best chunks sharing a word with `query` (None: no chunk matches the
         filters). Call `sync` first."""

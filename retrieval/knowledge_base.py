@@ -214,7 +214,12 @@ class KnowledgeBase:
         the knowledge base and saved beside the keyword index (retrieval/floor_cache.py); None
         while no question finds a passage."""
         probe = (options or QueryOptions()).model_copy(
-            update={"min_similarity": None, "min_score": None, "context_chars": 0}
+            update={
+                "min_similarity": None,
+                "min_score": None,
+                "context_chars": 0,
+                "known_names_only": False,
+            }
         )
         revision = self._revision()
 

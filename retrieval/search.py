@@ -20,6 +20,7 @@ from retrieval.embedders import Embedder
 from retrieval.errors import InvalidQuery
 from retrieval.ingest import chunk_id
 from retrieval.keyword_index import OPEN, KeywordIndex
+from retrieval.names import question_names
 
 MAX_QUERY_CHARS = 4000
 
@@ -103,6 +104,11 @@ def search(
     count = collection.count()  # one count a query: Chroma counts by scanning (13 ms at 100k)
     if count == 0:
         return []
+    if options.known_names_only and (names := question_names(query)):
+        keyword = OPEN.get(collection, keyword_folder)
+        keyword.sync(revision, count)
+        if keyword.unknown(names):
+            return []
     vector_store = ChromaVectorStore(chroma_collection=collection)
     embedding = embedder.model.get_query_embedding(query)
     if options.mode == "vector":

@@ -130,6 +130,18 @@ def test_unrelated_question_takes_the_no_context_path(gateway):
     assert lines[-1]["hybrid"]["no_context"] is True
 
 
+def test_a_question_about_a_name_the_guides_never_mention_is_not_answered(gateway):
+    """Similar passages exist (BrewBird's warranty), but the question is about another maker:
+    the app's default `known_names_only` sends it down the no-context path."""
+    http, engine = gateway
+    before = len(engine.requests)
+    answer = ask(http, "How long is the warranty on a Breville espresso machine?").json()
+    assert answer["hybrid"]["no_context"] is True and answer["hybrid"]["sources"] == []
+    assert len(engine.requests) == before
+    ours = ask(http, "How long is the warranty on a BrewBird machine?").json()
+    assert ours["hybrid"]["no_context"] is False and ours["hybrid"]["sources"]
+
+
 def test_streamed_app_answer_ends_with_its_citations(gateway):
     http, engine = gateway
     engine.reply = "Call 555-0142 [1]."
