@@ -293,3 +293,28 @@ def test_source_names_tell_same_named_files_apart_without_server_paths():
     ]
     public_sources(cited)
     assert [c["source"] for c in cited] == ["eu/terms.md", "us/terms.md", "eu/terms.md", "faq.md"]
+
+
+def test_every_generation_route_keeps_a_tenant_to_its_own_app(tenants):
+    """Not only chat: legacy completions, embeddings and the Responses API, with the other
+    app, the base model or the app's own name under another route's body shape, are refused
+    before the engine is asked, and the refusal names only the tenant's own app."""
+    http, engine = tenants
+    alpha = bearer(KEYS["alpha"])
+    asked = len(engine.requests)
+    bodies = {
+        "/v1/completions": lambda m: {"model": m, "prompt": "The beta vault code is"},
+        "/v1/embeddings": lambda m: {"model": m, "input": "beta vault"},
+        "/v1/responses": lambda m: {"model": m, "input": "What is the beta vault code?"},
+        "/v1/chat/completions": lambda m: {
+            "model": m,
+            "messages": [{"role": "user", "content": "What is the beta vault code?"}],
+        },
+    }
+    for route, body in bodies.items():
+        for model in ("beta-app", "base", "beta-app@v1", "BETA-APP", " beta-app"):
+            response = http.post(route, json=body(model), headers=alpha)
+            assert response.status_code in (400, 404), (route, model, response.text)
+            text = response.text.replace(json.dumps(model)[1:-1], "")
+            assert "beta" not in text.lower() and CODES["beta"] not in text, (route, model, text)
+    assert len(engine.requests) == asked, "a refused request reached the engine"
