@@ -236,8 +236,8 @@ def engine_config(model: Path, names: list[str], log: Path):
 def check_paths(gateway: str, lora_url: str) -> dict:
     """What /admin/adapters says serves each adapter after the warm-up."""
     rows = httpx.get(gateway + "/admin/adapters", timeout=30).json()["adapters"]
-    paths = {r["id"]: {"served_by": r["served_by"], "loaded_on": r["loaded_on"]} for r in rows}
-    if paths["voice@v1"]["served_by"] != "merged" or paths["voice-lora@v1"]["loaded_on"] != [
+    paths = {r["id"]: {"served_via": r["served_via"], "loaded_on": r["loaded_on"]} for r in rows}
+    if paths["voice@v1"]["served_via"] != "merged" or paths["voice-lora@v1"]["loaded_on"] != [
         lora_url
     ]:
         raise RuntimeError(f"the targets did not take the paths under test: {paths}")

@@ -86,7 +86,7 @@ def list_adapters(
     for row in rows:
         mark = "*" if row["current"] else " "
         where = f"loaded on {', '.join(row['loaded_on'])}" if row["loaded_on"] else "not loaded"
-        if row.get("served_by") == "merged":
+        if row.get("served_via") == "merged":
             urls = ", ".join(e["url"] for e in row["merged_engines"] if e["healthy"])
             where += f", served by merged engine {urls}"
         typer.echo(f"{mark} {row['id']:32s} rank {row['rank']:<3d} {where}")

@@ -60,7 +60,7 @@ def describe(
     in_flight: int,
     merged: Sequence[ReplicaState] = (),
 ) -> dict:
-    """A version as the admin API lists it. `served_by` is the path its requests take now:
+    """A version as the admin API lists it. `served_via` is the path its requests take now:
     `merged` (a healthy merged engine serves it, and it is current) or `lora`."""
     engines = [state for state in merged if version.engine_name in state.adapters]
     fast = version.current and any(state.healthy for state in engines)
@@ -74,7 +74,7 @@ def describe(
         "foreign": version.foreign,
         "loaded_on": loaded.get(version.engine_name, []),
         "in_flight": in_flight,
-        "served_by": "merged" if fast else "lora",
+        "served_via": "merged" if fast else "lora",
         "merged_engines": [{"url": s.url, "healthy": s.healthy} for s in engines],
     }
 

@@ -50,9 +50,9 @@ def gateway(registry, lora: FakeEngine, merged: FakeEngine, serves: str = "voice
     return TestClient(create_app(GatewayState.build(GatewayConfig(), manager)))
 
 
-def served_by(client: TestClient, engine_name: str) -> str:
+def served_via(client: TestClient, engine_name: str) -> str:
     rows = client.get("/admin/adapters").json()["adapters"]
-    return next(row for row in rows if row["id"] == engine_name)["served_by"]
+    return next(row for row in rows if row["id"] == engine_name)["served_via"]
 
 
 def test_the_current_version_goes_to_its_merged_engine_by_name_pinned_and_streamed(registry):
@@ -68,8 +68,8 @@ def test_the_current_version_goes_to_its_merged_engine_by_name_pinned_and_stream
         assert lora.requests == [] and lora.adapters == {}  # the LoRA was never loaded
         assert chat(client, "base").status_code == 200  # the base model stays on its engine
         assert [r["model"] for r in lora.requests] == ["base"]
-        assert served_by(client, "voice@v1") == "merged"
-        assert served_by(client, "voice@v2") == "lora"
+        assert served_via(client, "voice@v1") == "merged"
+        assert served_via(client, "voice@v2") == "lora"
         ready = client.get("/ready").json()
         assert ready["merged_engines"] == [
             {"url": "http://merged", "healthy": True, "serves": "voice@v1", "problem": None}
@@ -86,12 +86,12 @@ def test_a_promote_moves_the_adapter_and_pinned_requests_to_the_lora_path_and_ba
         assert chat(client, "voice@v1").json()["model"] == "voice@v1"  # pinned: LoRA now
         assert [r["model"] for r in lora.requests][-2:] == ["voice@v2", "voice@v1"]
         assert "voice@v1" in lora.adapters
-        assert served_by(client, "voice@v1") == "lora"
+        assert served_via(client, "voice@v1") == "lora"
         before = len(merged.requests)
         client.post("/admin/adapters/voice/promote", json={"version": "v1"})  # roll back
         assert chat(client, "voice").json()["model"] == "voice@v1"
         assert len(merged.requests) == before + 1
-        assert served_by(client, "voice@v1") == "merged"
+        assert served_via(client, "voice@v1") == "merged"
 
 
 def test_a_merged_engine_that_stops_answering_is_routed_around_and_used_again(registry):
@@ -102,7 +102,7 @@ def test_a_merged_engine_that_stops_answering_is_routed_around_and_used_again(re
         answer = chat(client, "voice")  # refused there: retried on the LoRA path, not failed
         assert answer.status_code == 200 and answer.json()["model"] == "voice@v1"
         assert [r["model"] for r in lora.requests] == ["voice@v1"]
-        assert served_by(client, "voice@v1") == "lora"
+        assert served_via(client, "voice@v1") == "lora"
         assert chat(client, "voice").status_code == 200 and len(lora.requests) == 2
         problem = client.get("/ready").json()["merged_engines"][0]["problem"]
         assert problem.startswith("engine at http://merged did not answer GET /v1/models")
@@ -271,4 +271,4 @@ def test_no_merged_engine_keeps_every_request_on_the_lora_path(registry):
         assert http.post("/v1/chat/completions", json=body).json()["model"] == "voice@v1"
         assert "merged_engines" not in http.get("/ready").json()
         row = http.get("/admin/adapters").json()["adapters"][0]
-        assert (row["served_by"], row["merged_engines"]) == ("lora", [])
+        assert (row["served_via"], row["merged_engines"]) == ("lora", [])

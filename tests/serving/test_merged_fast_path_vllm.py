@@ -113,7 +113,7 @@ def test_the_merged_engine_serves_the_adapters_tokens_and_falls_back_to_lora(
 ):
     model, prompt_ids, merged_ids = greedy(fast_path, "voice")
     assert model == "voice@v1"
-    assert row(fast_path, "voice@v1")["served_by"] == "merged"
+    assert row(fast_path, "voice@v1")["served_via"] == "merged"
     assert row(fast_path, "voice@v1")["loaded_on"] == []  # the LoRA path was never taken
     assert merged_ids == peft_greedy(
         tiny_llama_dir, fast_path.sources["v1"], prompt_ids, NEW_TOKENS
@@ -125,10 +125,10 @@ def test_the_merged_engine_serves_the_adapters_tokens_and_falls_back_to_lora(
     model, _, lora_ids = greedy(fast_path, "voice@v1")  # pinned, not current: the LoRA path
     assert model == "voice@v1" and lora_ids == merged_ids
     v1 = row(fast_path, "voice@v1")
-    assert v1["served_by"] == "lora" and v1["loaded_on"] == [vllm_engine.url]
+    assert v1["served_via"] == "lora" and v1["loaded_on"] == [vllm_engine.url]
 
     assert admin(fast_path, "POST", "/adapters/voice/promote", {"version": "v1"}).status_code == 200
-    assert row(fast_path, "voice@v1")["served_by"] == "merged"
+    assert row(fast_path, "voice@v1")["served_via"] == "merged"
 
     with pytest.raises(ServingError) as info:  # a merged engine of v1 configured for v2
         fast_path.runtime("v2").start()
@@ -142,4 +142,4 @@ def test_the_merged_engine_serves_the_adapters_tokens_and_falls_back_to_lora(
     fast_path.engine.stop()  # down: requests go to the LoRA path, none fails
     model, _, fallback_ids = greedy(fast_path, "voice")
     assert model == "voice@v1" and fallback_ids == merged_ids
-    assert row(fast_path, "voice@v1")["served_by"] == "lora"
+    assert row(fast_path, "voice@v1")["served_via"] == "lora"
