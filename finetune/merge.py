@@ -12,9 +12,17 @@ from finetune.manifest import base_fingerprint, read_manifest
 
 
 def merge_adapter(
-    adapter_dir: Path, output_dir: Path, *, base_model: str | None = None, dtype: str = "auto"
+    adapter_dir: Path,
+    output_dir: Path,
+    *,
+    base_model: str | None = None,
+    dtype: str = "auto",
+    record: dict | None = None,
 ) -> Path:
     """Write base + adapter as one plain model folder (safetensors + tokenizer).
+
+    `hybrid_merged.json` in it holds the adapter's manifest (`merged_from`) and `record` (what
+    the caller knows of the adapter, e.g. its registered name, version and file digest).
 
     Raises:
         AdapterError: no manifest, the base does not match the adapter's, or the output exists.
@@ -42,6 +50,6 @@ def merge_adapter(
         merged.save_pretrained(partial, safe_serialization=True)
         AutoTokenizer.from_pretrained(base_dir).save_pretrained(partial)
         (partial / "hybrid_merged.json").write_text(
-            json.dumps({"merged_from": manifest}, indent=2) + "\n"
+            json.dumps({"merged_from": manifest, "adapter": record or {}}, indent=2) + "\n"
         )
     return output_dir

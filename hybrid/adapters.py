@@ -5,9 +5,12 @@ at once."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from hybrid.config import HybridConfig
+from hybrid.errors import UsageError
 
 
 def offline_registry(config: HybridConfig):
@@ -36,11 +39,70 @@ def promote(config: HybridConfig, name: str, version: str) -> None:
     offline_registry(config).promote(name, version)
 
 
-def merge(adapter: Path, out: Path, *, base_model: str | None = None, dtype: str = "auto") -> Path:
-    """Merge an adapter into its base model (default: the manifest's base) as one model folder."""
-    from finetune.merge import merge_adapter
+@dataclass(frozen=True)
+class Merged:
+    """A merged model folder and the adapter it was merged from."""
 
-    return merge_adapter(adapter, out, base_model=base_model, dtype=dtype)
+    path: Path
+    digest: str
+    """sha256 of the adapter files that decide its outputs (serving.adapters.files)."""
+    engine_name: str | None
+    """`name@version` when a registered version was merged, else None."""
+
+    def served_names(self) -> list[str]:
+        """`--served-model-name` for a merged engine of this folder (only for a registered
+        version: the gateway routes that version to it)."""
+        from serving.engine.merged import served_names
+
+        return served_names(self.engine_name, self.digest) if self.engine_name else []
+
+
+def merge(
+    adapter: str | Path,
+    out: Path,
+    *,
+    config: HybridConfig | None = None,
+    base_model: str | None = None,
+    dtype: str = "auto",
+) -> Merged:
+    """Merge an adapter into its base model (default: the manifest's base) as one model folder.
+
+    Args:
+        adapter: an adapter folder, or `name@version` of a version in `config`'s registry.
+            A registered version's name, version and file digest are recorded in the merged
+            folder, and it can serve as that version's merged engine (docs/serving.md).
+
+    Raises:
+        UsageError: `adapter` is neither a folder nor `name@version`.
+        AdapterNotFound: no such registered version (the message lists what exists).
+    """
+    from finetune.merge import merge_adapter
+    from serving.adapters.files import adapter_digest
+
+    folder = Path(adapter).expanduser()
+    if not folder.is_dir():
+        ref = str(adapter)
+        if "@" not in ref:
+            raise UsageError(
+                f"'{ref}' is not an adapter folder nor a registered name@version "
+                "(e.g. ceo-voice@v3: `hybrid adapter list` shows them)"
+            )
+        folder = offline_registry(config or HybridConfig()).resolve(ref).adapter.path
+    engine_name = _registered_as(folder)
+    digest = adapter_digest(folder)
+    record = {"registered_as": engine_name, "sha256": digest}
+    path = merge_adapter(folder, out, base_model=base_model, dtype=dtype, record=record)
+    return Merged(path, digest, engine_name)
+
+
+def _registered_as(folder: Path) -> str | None:
+    """`name@version` of a registry's stored copy (its manifest says), else None."""
+    try:
+        manifest = json.loads((folder / "hybrid_adapter.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = manifest.get("registered_as") if isinstance(manifest, dict) else None
+    return value if isinstance(value, str) and "@" in value else None
 
 
 def scale(adapter: Path, out: Path, factor: float) -> Path:

@@ -14,6 +14,8 @@ Example `hybrid.yaml` (every section is optional)::
       max_lora_rank: 16
     remote_engines:            # ... and/or vLLM servers that run already
       urls: [http://10.0.0.5:8000]
+    merged_engines:            # an adapter version merged into the base, on its own server
+      - {adapter: support-voice, version: v3, url: http://10.0.0.7:8001}
     adapters:
       registry: .hybrid/adapters
       preload: [support-voice]
@@ -38,7 +40,7 @@ from hybrid.config_files import (
 )
 from hybrid.errors import ConfigError
 from retrieval import EmbeddedStoreConfig, KnowledgeBaseSettings, StoreConfig
-from serving.engine import EngineConfig, RemoteEngineConfig
+from serving.engine import EngineConfig, MergedEngineConfig, RemoteEngineConfig
 from serving.gateway import GatewayConfig
 
 DEFAULT_CONFIG_FILE = Path("hybrid.yaml")
@@ -89,6 +91,10 @@ class HybridConfig(Frozen):
     remote_engines is set: the embedded SmolLM2-135M-Instruct)."""
     remote_engines: RemoteEngineConfig | None = None
     """vLLM servers that run already; `hybrid serve` attaches to them."""
+    merged_engines: tuple[MergedEngineConfig, ...] = ()
+    """vLLM servers that each serve one adapter version merged into the base model (`hybrid
+    adapter merge`): that version's requests go there while it is current and the server is
+    healthy, else to the LoRA path (docs/serving.md, "Merged fast path")."""
     base_model: Path | None = None
     """Folder of the base model the engines serve, for adapter checks; default engine.model.
     Required with remote_engines alone."""
@@ -98,6 +104,17 @@ class HybridConfig(Frozen):
     """The OpenAI-compatible gateway."""
     apps: tuple[Path, ...] = ()
     """App spec files (or folders of *.yaml app files) served by `hybrid serve`."""
+
+    @model_validator(mode="after")
+    def _one_server_per_merged_engine(self) -> HybridConfig:
+        urls = [m.url for m in self.merged_engines]
+        twice = sorted({url for url in urls if urls.count(url) > 1})
+        if twice:
+            raise ValueError(
+                f"merged_engines lists {', '.join(twice)} more than once; a merged engine "
+                "serves one adapter version, list each server once"
+            )
+        return self
 
 
 def with_data_dir(config: HybridConfig, data_dir: Path) -> HybridConfig:

@@ -62,6 +62,7 @@ def build_runtime(config: HybridConfig, attached: AttachedEngine | None = None) 
         gateway=config.gateway,
         preload=config.adapters.preload,
         max_adapter_bytes=max_adapter_bytes(config),
+        merged=config.merged_engines,
     )
 
 

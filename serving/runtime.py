@@ -21,11 +21,20 @@ from pathlib import Path
 import uvicorn
 
 from serving.adapters import AdapterRegistry, describe_base
+from serving.adapters.errors import AdapterNotFound
+from serving.adapters.files import adapter_digest
 from serving.adapters.leases import SharedLeases
 from serving.adapters.manager import AdapterManager
-from serving.engine import EngineConfig, EngineProcess, EngineSet, RemoteEngineConfig
+from serving.engine import (
+    EngineConfig,
+    EngineProcess,
+    EngineSet,
+    MergedEngineConfig,
+    RemoteEngineConfig,
+)
 from serving.engine.client import EngineClient, run_sync
 from serving.engine.config import VLLM_LORA_RANKS
+from serving.engine.merged import merged_problem
 from serving.engine.protocol import ModelCard
 from serving.engine.replicas import Replica
 from serving.errors import EngineStartError, ServingError
@@ -68,6 +77,7 @@ class ServingRuntime:
         preload: Sequence[str] = (),
         max_adapter_bytes: int | None = None,
         attached: AttachedEngine | None = None,
+        merged: Sequence[MergedEngineConfig] = (),
     ):
         """
         Args:
@@ -81,6 +91,7 @@ class ServingRuntime:
             max_adapter_bytes: largest adapter folder the registry accepts; default: computed
                 from the base model's shapes at the engine's max rank.
             attached: an engine another process supervises (instead of `engine`).
+            merged: merged engines, each serving one adapter version as its base model.
         """
         if engine is None and remote is None and attached is None:
             raise ValueError("configure an engine to start (engine) or to attach to (remote)")
@@ -105,18 +116,56 @@ class ServingRuntime:
         if attached is not None:
             self.base_name = attached.base_name
         self._registry: AdapterRegistry | None = None
+        self.merged = tuple(merged)
+        self._digests: dict[str, str] = {}
+        """engine name -> digest of its registered files, for each merged engine's version."""
 
     def start(self) -> None:
-        """Start the supervised engine (blocking until ready) and check the remote ones.
+        """Start the supervised engine (blocking until ready) and check the remote and merged
+        ones.
 
         Raises:
             EngineStartError: vLLM failed to start (the message quotes its log).
-            ServingError: remote engines unreachable or serving another base model.
+            ServingError: remote engines unreachable or serving another base model; a merged
+                engine's version is not registered, or the engine serves other weights.
         """
+        self._check_merged_versions()  # before a supervised engine's minute of start-up
         if self.engine_config is not None:
             self.process = EngineProcess(self.engine_config).start()
         if self.remote is not None:
             self._check_remote()
+        self._check_merged_engines()
+
+    def _check_merged_versions(self) -> None:
+        for merged in self.merged:
+            name = merged.engine_name
+            try:
+                adapter = self.registry().resolve(name).adapter
+            except AdapterNotFound as exc:
+                raise ServingError(
+                    f"merged_engines: {merged.url} is configured for {name}, which is not "
+                    f"registered ({exc}); register and merge that version, or fix `version`"
+                ) from None
+            self._digests[name] = adapter_digest(adapter.path)
+
+    def _check_merged_engines(self) -> None:
+        """A merged engine that serves other weights is refused; one that does not answer yet
+        is only logged: requests take the LoRA path until it answers and checks out."""
+        for merged in self.merged:
+            try:
+                cards = self._models(merged.url, merged.api_key)
+            except ServingError as exc:
+                log.warning(
+                    "merged engine not reachable yet, %s takes the LoRA path: %s",
+                    merged.engine_name,
+                    exc,
+                )
+                continue
+            problem = merged_problem(
+                cards, merged.engine_name, self._digests[merged.engine_name], merged.url
+            )
+            if problem is not None:
+                raise ServingError(problem)
 
     @staticmethod
     def _models(url: str, api_key: str | None) -> list[ModelCard]:
@@ -195,7 +244,18 @@ class ServingRuntime:
             replicas.append(Replica(EngineClient(self.attached.url, api_key=self.attached.api_key)))
         if self.process is not None or self.remote is not None:
             replicas += EngineSet.build(supervised=self.process, remote=self.remote).replicas
-        engines = EngineSet(replicas)
+        if len(self._digests) < len(self.merged):
+            self._check_merged_versions()
+        merged = [
+            Replica(
+                EngineClient(m.url, api_key=m.api_key, timeout_s=m.timeout_s),
+                serves=m.engine_name,
+                digest=self._digests[m.engine_name],
+                healthy=False,  # until its served names are checked (GatewayState.start)
+            )
+            for m in self.merged
+        ]
+        engines = EngineSet(replicas, merged)
         manager = AdapterManager(
             registry,
             engines,

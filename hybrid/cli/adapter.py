@@ -86,6 +86,9 @@ def list_adapters(
     for row in rows:
         mark = "*" if row["current"] else " "
         where = f"loaded on {', '.join(row['loaded_on'])}" if row["loaded_on"] else "not loaded"
+        if row.get("served_via") == "merged":
+            urls = ", ".join(e["url"] for e in row["merged_engines"] if e["healthy"])
+            where += f", served by merged engine {urls}"
         typer.echo(f"{mark} {row['id']:32s} rank {row['rank']:<3d} {where}")
 
 
@@ -166,14 +169,29 @@ def promote(
 
 @app.command()
 def merge(
-    adapter: Annotated[Path, typer.Argument(help="Adapter folder.")],
+    ctx: typer.Context,
+    adapter: Annotated[
+        str, typer.Argument(help="Adapter folder, or name@version of a registered version.")
+    ],
     out: Annotated[Path, typer.Option(help="Folder for the merged model.")],
     base_model: Annotated[str | None, typer.Option(help="Default: the manifest's base.")] = None,
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
 ) -> None:
-    """Merge an adapter into its base model (one plain model folder, for single-adapter use)."""
-    path = adapters.merge(adapter, out, base_model=base_model, dtype=dtype)
-    typer.echo(f"merged model written to {path}")
+    """Merge an adapter into its base model (one plain model folder). Merge a registered
+    version (name@version) to serve it as a merged engine: the fast path for an adapter that
+    takes most of the traffic (docs/serving.md, "Merged fast path")."""
+    state: State = ctx.obj
+    config = state.config if "@" in adapter and not Path(adapter).expanduser().is_dir() else None
+    merged = adapters.merge(adapter, out, config=config, base_model=base_model, dtype=dtype)
+    typer.echo(f"merged model written to {merged.path}")
+    if merged.engine_name:
+        name, _, version = merged.engine_name.partition("@")
+        typer.echo(
+            f"serve it as {merged.engine_name}'s merged engine: python -m "
+            f"vllm.entrypoints.openai.api_server --model {merged.path} --served-model-name "
+            f"{' '.join(merged.served_names())} --port 8001 ...; then in hybrid.yaml: "
+            f"merged_engines: [{{adapter: {name}, version: {version}, url: http://HOST:8001}}]"
+        )
 
 
 @app.command()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from serving.adapters.checks import COPIED_FILES
+from serving.adapters.checks import COPIED_FILES, REQUIRED_FILES
 from serving.adapters.errors import AdapterNotFound
 from serving.adapters.registry import AdapterRegistry, AdapterVersion
 
@@ -36,6 +36,15 @@ def sha256_of(path: Path) -> str:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def adapter_digest(folder: Path) -> str:
+    """sha256 over the sha256 of each file that decides an adapter's outputs (its config, with
+    the scaling, and its weights), in a fixed order: equal for the folder an adapter was
+    registered from and its copy in the registry, which rewrites only the manifest. A merged
+    model records it, so a merged engine can be checked against the registered version."""
+    lines = "".join(f"{name} {sha256_of(folder / name)}\n" for name in REQUIRED_FILES)
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def version_manifest(registry: AdapterRegistry, adapter: AdapterVersion) -> dict:

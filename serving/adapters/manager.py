@@ -69,12 +69,17 @@ class Lease:
     _hold: Hold | None = field(default=None, repr=False)
     _released: bool = False
 
+    @property
+    def merged(self) -> bool:
+        """Served by a merged engine (the fast path), not by a LoRA on a replica."""
+        return self.replica.serves is not None
+
     def release(self) -> None:
         if not self._released:
             self._released = True
             if self._hold is not None:
                 self._hold.release()
-            self._manager._release(self.target.engine_name)
+            self._manager._release(_counted_as(self.target.engine_name, self.merged))
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,11 @@ class AdapterManager:
                 replica = self.engines.pick(None)
                 self._in_flight[target.engine_name] += 1
                 return Lease(target, replica, self)
+            assert target.adapter is not None
+            merged = self.merged_engine(target.adapter)
+            if merged is not None:  # nothing to load or drain there: no gate, no hold
+                self._in_flight[_counted_as(target.engine_name, merged=True)] += 1
+                return Lease(target, merged, self)
             async with self._gate(target.engine_name):
                 if self.resolve(model).engine_name != target.engine_name:
                     continue  # promoted while we waited: serve what is current now
@@ -167,6 +177,15 @@ class AdapterManager:
                     raise
                 self._in_flight[target.engine_name] += 1
                 return Lease(target, replica, self, hold)
+
+    def merged_engine(self, adapter: AdapterVersion) -> Replica | None:
+        """The merged engine that serves `adapter` now, or None (the LoRA path): only while
+        `adapter` is its name's current version (a promote moves the name, and pinned requests
+        with it, back to the LoRA path), and only a healthy engine whose served names match
+        the registered files (docs/serving.md, "Merged fast path")."""
+        if not adapter.current:
+            return None
+        return self.engines.merged_for(adapter.engine_name)
 
     async def _hold(self, engine_name: str) -> Hold | None:
         """With shared leases: a hold on `engine_name` (waiting while another worker drains
@@ -187,9 +206,11 @@ class AdapterManager:
             await self.engines.refresh()
 
     def in_flight(self, engine_name: str | None = None) -> int:
+        """Requests in flight (on `engine_name`: on either path; an unload drains only the
+        LoRA path's, the merged engine keeps serving)."""
         if engine_name is None:
             return sum(self._in_flight.values())
-        return self._in_flight[engine_name]
+        return self._in_flight[engine_name] + self._in_flight[_counted_as(engine_name, True)]
 
     def _release(self, engine_name: str) -> None:
         self._in_flight[engine_name] -= 1
@@ -436,6 +457,12 @@ class AdapterManager:
         """Wait for background unloads (after promotes) to finish; for shutdown and tests."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+def _counted_as(engine_name: str, merged: bool) -> str:
+    """The key a request in flight is counted under: merged-path requests apart, so that
+    draining the LoRA copy of a version never waits for its merged engine's traffic."""
+    return f"{engine_name} (merged)" if merged else engine_name
 
 
 def _extra(exc: Exception) -> dict:

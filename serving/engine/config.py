@@ -59,6 +59,10 @@ class EngineConfig(Frozen):
     """Base model: a local folder (or a model id already in the local Hugging Face cache)."""
     served_model_name: str | None = None
     """Name clients use for the base model; default: `model` as given."""
+    served_model_aliases: tuple[str, ...] = ()
+    """Further names the server lists and answers to (vLLM takes several served names; its
+    answers carry the first): a merged engine's digest name (docs/serving.md, "Merged fast
+    path")."""
     max_loras: Annotated[int, Field(ge=1, le=256)] = 4
     """Adapters that can be active in one batch (vLLM `--max-loras`)."""
     max_lora_rank: int = 16
@@ -188,18 +192,65 @@ class RemoteEngineConfig(Frozen):
         cleaned: list[str] = []
         problems = []
         for url in urls:
-            base = url.strip().rstrip("/")
-            parts = urlsplit(base)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                problems.append(f"'{url}' is not an http(s) URL (e.g. http://127.0.0.1:8000)")
-                continue
-            if base.endswith("/v1"):
-                problems.append(f"'{url}' ends in /v1; give the server root ({base[:-3]})")
-                continue
-            if base in cleaned:
-                problems.append(f"'{url}' is listed twice; list each server once")
+            base, problem = _server_root(url)
+            if problem is None and base in cleaned:
+                problem = f"'{url}' is listed twice; list each server once"
+            if problem is not None:
+                problems.append(problem)
                 continue
             cleaned.append(base)
         if problems:
             raise ValueError("; ".join(problems))
         return tuple(cleaned)
+
+
+def _server_root(url: str) -> tuple[str, str | None]:
+    """A server's root URL without a trailing slash, and what is wrong with it (or None)."""
+    base = url.strip().rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return base, f"'{url}' is not an http(s) URL (e.g. http://127.0.0.1:8000)"
+    if base.endswith("/v1"):
+        return base, f"'{url}' ends in /v1; give the server root ({base[:-3]})"
+    return base, None
+
+
+class MergedEngineConfig(Frozen):
+    """A vLLM server that runs one adapter version merged into the base model (made with
+    `hybrid adapter merge name@version`, started with the served names the merge printed).
+    While `version` is the adapter's current version and the server is healthy, requests for
+    the adapter go there instead of the LoRA path (docs/serving.md, "Merged fast path")."""
+
+    adapter: str = Field(min_length=1)
+    """The registered adapter's name, e.g. ceo-voice."""
+    version: str = Field(min_length=1)
+    """The registered version that was merged, e.g. v3."""
+    url: str
+    """The server's root URL without /v1, e.g. http://10.0.0.7:8001."""
+    api_key: str | None = Field(default=None, repr=False)
+    """Sent as `Authorization: Bearer <api_key>` when the server was started with --api-key."""
+    timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    """Timeout of its health checks (GET /v1/models)."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        base, problem = _server_root(url)
+        if problem is not None:
+            raise ValueError(problem)
+        return base
+
+    @field_validator("adapter", "version")
+    @classmethod
+    def _no_at(cls, value: str) -> str:
+        if "@" in value:
+            raise ValueError(
+                f"'{value}' holds '@'; write the name and the version apart "
+                "(adapter: ceo-voice, version: v3)"
+            )
+        return value
+
+    @property
+    def engine_name(self) -> str:
+        """The name the version is served under, `name@version`."""
+        return f"{self.adapter}@{self.version}"

@@ -24,8 +24,8 @@ def build_command(config: EngineConfig, port: int) -> list[str]:
     python = str(config.python) if config.python else sys.executable
     cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", config.model]
     cmd += ["--host", config.host, "--port", str(port), "--dtype", config.dtype]
-    if config.served_model_name:
-        cmd += ["--served-model-name", config.served_model_name]
+    if config.served_model_name or config.served_model_aliases:
+        cmd += ["--served-model-name", config.base_model_name, *config.served_model_aliases]
     if config.max_model_len is not None:
         cmd += ["--max-model-len", str(config.max_model_len)]
     cmd += ["--enable-lora", "--max-loras", str(config.max_loras)]

@@ -1,7 +1,9 @@
 """Several vLLM servers as one: `EngineSet` picks the replica for each request (the pure
 function `serving.engine.routing.choose_replica` decides), loads adapters where they are
 needed, routes around a replica that does not answer (`failover`), and keeps what it loaded
-into a supervised server in an `AdapterLedger`, which loads it again after a restart."""
+into a supervised server in an `AdapterLedger`, which loads it again after a restart. Merged
+engines (merged.py) sit beside the replicas: each serves one adapter version as its base
+model, and is used only while its served names prove it serves the registered weights."""
 
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from typing import TypeVar
 from serving.engine.client import EngineClient
 from serving.engine.config import RemoteEngineConfig
 from serving.engine.ledger import AdapterLedger
+from serving.engine.merged import merged_problem
 from serving.engine.process import EngineProcess
 from serving.engine.protocol import check_adapter_name
-from serving.engine.routing import ReplicaState, choose_replica
+from serving.engine.routing import ReplicaState, choose_merged, choose_replica
 from serving.errors import (
     AdapterAlreadyLoaded,
     AdapterNotLoaded,
@@ -43,6 +46,13 @@ class Replica:
     fetches: bool = False
     """The replica cannot read our registry folder: it fetches adapters from the gateway by
     name (Hybrid's LoRA resolver plugin) and lists them under its own cache folder."""
+    serves: str | None = None
+    """A merged engine: the adapter version (`name@version`) it serves as its base model."""
+    digest: str = ""
+    """A merged engine: the digest of the registered version's adapter files, which its
+    served names must carry (merged.py)."""
+    problem: str | None = None
+    """A merged engine: why it is not used, as last checked (None: it is used)."""
 
     @property
     def url(self) -> str:
@@ -56,7 +66,26 @@ class Replica:
         return self
 
     def snapshot(self) -> ReplicaState:
-        return ReplicaState(self.url, self.healthy, frozenset(self.adapters))
+        held = {self.serves} if self.serves is not None else self.adapters
+        return ReplicaState(self.url, self.healthy, frozenset(held))
+
+    async def check_merged(self) -> None:
+        """A merged engine: healthy when it answers and serves what it must (logged when
+        that changes)."""
+        assert self.serves is not None
+        try:
+            problem = merged_problem(
+                await self.client.list_models(), self.serves, self.digest, self.url
+            )
+        except (EngineUnavailable, EngineRequestError) as exc:
+            problem = str(exc)
+        if problem != self.problem:
+            if problem is None:
+                log.info("merged engine %s serves %s: requests go there", self.url, self.serves)
+            else:
+                log.error("merged engine not used, requests take the LoRA path: %s", problem)
+        self.problem = problem
+        self.healthy = problem is None
 
 
 class EngineSet:
@@ -67,10 +96,18 @@ class EngineSet:
     and whenever a request to a replica failed, to re-learn health and adapters.
     """
 
-    def __init__(self, replicas: Sequence[Replica]):
+    def __init__(self, replicas: Sequence[Replica], merged: Sequence[Replica] = ()):
+        """
+        Args:
+            replicas: servers of the base model, which load adapters.
+            merged: merged engines (`Replica.serves` set), used for the version each serves.
+        """
         if not replicas:
             raise ValueError("an EngineSet needs at least one replica; configure an engine")
         self.replicas = list(replicas)
+        self.merged = list(merged)
+        if any(m.serves is None for m in self.merged):
+            raise ValueError("a merged engine must name the adapter version it serves")
         self._locks: dict[str, asyncio.Lock] = {}
 
     @classmethod
@@ -102,10 +139,19 @@ class EngineSet:
         for replica in self.replicas:
             if replica.ledger is not None:
                 replica.ledger.detach()
-        await asyncio.gather(*(r.client.aclose() for r in self.replicas))
+        await asyncio.gather(*(r.client.aclose() for r in [*self.replicas, *self.merged]))
 
     def states(self) -> list[ReplicaState]:
         return [replica.snapshot() for replica in self.replicas]
+
+    def merged_states(self) -> list[ReplicaState]:
+        """The merged engines, each holding the one version it serves."""
+        return [replica.snapshot() for replica in self.merged]
+
+    def merged_for(self, engine_name: str) -> Replica | None:
+        """A healthy merged engine that serves `engine_name`, or None (the LoRA path)."""
+        index = choose_merged(self.merged_states(), engine_name)
+        return None if index is None else self.merged[index]
 
     async def refresh(self) -> list[ReplicaState]:
         """Ask every replica for its models (concurrently); mark the silent ones unhealthy."""
@@ -117,7 +163,9 @@ class EngineSet:
             except (EngineUnavailable, EngineRequestError):
                 replica.healthy = False
 
-        await asyncio.gather(*(one(r) for r in self.replicas))
+        await asyncio.gather(
+            *(one(r) for r in self.replicas), *(m.check_merged() for m in self.merged)
+        )
         return self.states()
 
     async def failover(self, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -130,7 +178,7 @@ class EngineSet:
             EngineUnavailable: the last replica tried did not answer either.
             NoHealthyEngine: no replica left to try (not retried).
         """
-        for left in reversed(range(len(self.replicas))):
+        for left in reversed(range(len(self.replicas) + len(self.merged))):
             try:
                 return await attempt()
             except NoHealthyEngine:
@@ -143,7 +191,7 @@ class EngineSet:
 
     def mark_unhealthy(self, url: str) -> None:
         """A request to `url` failed: route around it until the next `refresh`."""
-        for replica in self.replicas:
+        for replica in [*self.replicas, *self.merged]:
             if replica.url == url:
                 replica.healthy = False
 

@@ -53,3 +53,12 @@ def choose_replica(states: Sequence[ReplicaState], adapter: str | None = None) -
             return Choice(min(holders, key=load), needs_load=False)
         return Choice(min(healthy, key=load), needs_load=True)
     return Choice(min(healthy, key=load), needs_load=False)
+
+
+def choose_merged(states: Sequence[ReplicaState], engine_name: str) -> int | None:
+    """The merged engine (by index) for a request to `engine_name`: the first healthy one that
+    serves it; None when there is none, and the request takes the LoRA path."""
+    return next(
+        (i for i, state in enumerate(states) if state.healthy and engine_name in state.adapters),
+        None,
+    )

@@ -5,6 +5,7 @@ validated by the routes (FastAPI, against the models below)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import Field
@@ -13,6 +14,7 @@ from serving.adapters.errors import AdapterNotFound
 from serving.adapters.files import version_file, version_manifest
 from serving.adapters.manager import AdapterManager
 from serving.adapters.registry import AdapterVersion
+from serving.engine.routing import ReplicaState
 from serving.frozen import Frozen
 from serving.gateway.auth import Principal
 from serving.gateway.errors import GatewayError, to_answer
@@ -52,7 +54,16 @@ class AdapterFiles(Frozen):
     files: list[AdapterFile]
 
 
-def describe(version: AdapterVersion, loaded: dict[str, list[str]], in_flight: int) -> dict:
+def describe(
+    version: AdapterVersion,
+    loaded: dict[str, list[str]],
+    in_flight: int,
+    merged: Sequence[ReplicaState] = (),
+) -> dict:
+    """A version as the admin API lists it. `served_via` is the path its requests take now:
+    `merged` (a healthy merged engine serves it, and it is current) or `lora`."""
+    engines = [state for state in merged if version.engine_name in state.adapters]
+    fast = version.current and any(state.healthy for state in engines)
     return {
         "name": version.name,
         "version": version.version,
@@ -63,6 +74,8 @@ def describe(version: AdapterVersion, loaded: dict[str, list[str]], in_flight: i
         "foreign": version.foreign,
         "loaded_on": loaded.get(version.engine_name, []),
         "in_flight": in_flight,
+        "served_via": "merged" if fast else "lora",
+        "merged_engines": [{"url": s.url, "healthy": s.healthy} for s in engines],
     }
 
 
@@ -83,10 +96,11 @@ class AdminHandler:
     def list(self, principal: Principal) -> dict:
         principal.require_admin()
         loaded = self.manager.loaded()
+        merged = self.manager.engines.merged_states()
         return {
             "base_model": self.manager.base_name,
             "adapters": [
-                describe(v, loaded, self.manager.in_flight(v.engine_name))
+                describe(v, loaded, self.manager.in_flight(v.engine_name), merged)
                 for v in self.manager.registry.list()
             ],
         }

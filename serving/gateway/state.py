@@ -68,12 +68,19 @@ class GatewayState:
 
     async def readiness(self) -> dict:
         states = await self.manager.engines.refresh()
-        return {
+        answer = {
             "ready": any(state.healthy for state in states),
             "engines": [
                 {"url": s.url, "healthy": s.healthy, "adapters": sorted(s.adapters)} for s in states
             ],
         }
+        merged = self.manager.engines.merged
+        if merged:
+            answer["merged_engines"] = [
+                {"url": m.url, "healthy": m.healthy, "serves": m.serves, "problem": m.problem}
+                for m in merged
+            ]
+        return answer
 
     async def start(self) -> None:
         """Learn what the engines hold, load the preloaded adapters, watch engine health."""

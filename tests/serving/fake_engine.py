@@ -38,6 +38,8 @@ class FakeEngine:
     def __init__(self, base: str = "base", delay_s: float = 0.0):
         self.base = base
         self.adapters: dict[str, str] = {}
+        self.aliases: list[str] = []
+        """Further served names of the base model (vLLM's `--served-model-name a b`)."""
         self.delay_s = delay_s
         self.requests: list[dict] = []
         self.word_delay_s: float | None = None
@@ -59,7 +61,10 @@ class FakeEngine:
 
         @app.get("/v1/models")
         async def models():
-            data = [{"id": engine.base, "root": "/models/base", "parent": None}]
+            data = [
+                {"id": name, "root": "/models/base", "parent": None}
+                for name in [engine.base, *engine.aliases]
+            ]
             data += [
                 {"id": n, "root": p, "parent": engine.base} for n, p in engine.adapters.items()
             ]
@@ -105,7 +110,7 @@ class FakeEngine:
     async def _answer(self, body: dict, prompt: str, kind: str):
         self.requests.append(body)
         model = body["model"]
-        if model != self.base and model not in self.adapters:
+        if model not in (self.base, *self.aliases) and model not in self.adapters:
             return vllm_error(404, f"The model `{model}` does not exist.", "NotFoundError")
         if (body.get("max_tokens") or 0) > 1000 or len(prompt.split()) > 1024:
             return vllm_error(400, "This model's maximum context length is 1024 tokens.")
