@@ -52,8 +52,15 @@ class AdapterFiles(Frozen):
     files: list[AdapterFile]
 
 
-def describe(version: AdapterVersion, loaded: dict[str, list[str]], in_flight: int) -> dict:
-    return {
+def describe(
+    version: AdapterVersion,
+    loaded: dict[str, list[str]],
+    in_flight: int,
+    by_worker: dict[str, int] | None = None,
+) -> dict:
+    """One version as /admin/adapters lists it; `by_worker` (several worker processes): the
+    requests in flight each worker holds (workers that hold none left out)."""
+    described = {
         "name": version.name,
         "version": version.version,
         "id": version.engine_name,
@@ -64,6 +71,9 @@ def describe(version: AdapterVersion, loaded: dict[str, list[str]], in_flight: i
         "loaded_on": loaded.get(version.engine_name, []),
         "in_flight": in_flight,
     }
+    if by_worker is not None:
+        described["in_flight_by_worker"] = by_worker
+    return described
 
 
 class AdminHandler:
@@ -83,11 +93,20 @@ class AdminHandler:
     def list(self, principal: Principal) -> dict:
         principal.require_admin()
         loaded = self.manager.loaded()
+        versions = self.manager.registry.list()
+        if self.metrics.multiprocess_dir is None:  # one process: its own count
+            counts = [(self.manager.in_flight(v.engine_name), None) for v in versions]
+        else:  # every live worker's, from the metrics they share
+            held = self.metrics.leases_by_worker()
+            counts = []
+            for v in versions:
+                by_worker = held.get(v.engine_name, {})
+                counts.append((sum(by_worker.values()), by_worker))
         return {
             "base_model": self.manager.base_name,
             "adapters": [
-                describe(v, loaded, self.manager.in_flight(v.engine_name))
-                for v in self.manager.registry.list()
+                describe(v, loaded, in_flight, by_worker)
+                for v, (in_flight, by_worker) in zip(versions, counts, strict=True)
             ],
         }
 
