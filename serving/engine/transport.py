@@ -15,6 +15,8 @@ Errors are raised as httpx's, so callers keep catching `httpx.TransportError`.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -45,7 +47,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop:
             connector = aiohttp.TCPConnector(
-                limit=self._max_connections, keepalive_timeout=self._keepalive_s
+                limit=self._max_connections, keepalive_timeout=self._keepalive_s, ssl=_tls()
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -123,6 +125,13 @@ class _Body(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         self._response.release()
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """The certificates httpx trusts (certifi's, or SSL_CERT_FILE / SSL_CERT_DIR), for engines
+    behind https: the same as before aiohttp carried the requests."""
+    return httpx.create_ssl_context()
 
 
 def _as_httpx(exc: Exception, request: httpx.Request) -> Exception:
