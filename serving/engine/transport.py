@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -54,6 +55,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=aiohttp.ClientTimeout(total=None),
                 auto_decompress=False,  # httpx decodes what the engine encoded, if anything
                 skip_auto_headers=("Accept-Encoding",),  # so the engine encodes nothing
+                # HTTP(S)_PROXY / NO_PROXY apply as they did with httpx; aiohttp reads them
+                # again on every request, so only when one is set
+                trust_env=bool(urllib.request.getproxies()),
             )
             self._loop = loop
         return self._session

@@ -106,3 +106,22 @@ def test_closing_a_stream_early_closes_its_connection():
             await client.aclose()
 
         asyncio.run(scenario())
+
+
+def test_a_proxy_from_the_environment_is_used(monkeypatch):
+    """HTTP_PROXY applies to engine requests, as it did when httpx carried them: the engine's
+    host name here does not even resolve, only the proxy (the fake engine) answers."""
+    engine = FakeEngine()
+    with ServerThread(engine.app) as server:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", server.url)
+        client = EngineClient("http://engine.invalid:8000")
+
+        async def scenario() -> list[str]:
+            try:
+                return [m.id for m in await client.list_models()]
+            finally:
+                await client.aclose()
+
+        assert asyncio.run(scenario()) == ["base"]
