@@ -10,7 +10,7 @@ file system, with the kernel cleaning up after a killed worker:
   (serving/adapters/leases.py);
 - the registry: already written under a lock and read lock-free (serving/adapters/registry.py);
 - metrics: prometheus_client's multiprocess mode (memory-mapped files in one folder; `/metrics`
-  on any worker sums them);
+  on any worker sums them, and so does `in_flight` in `/admin/adapters`);
 - admission: each worker admits `max_pending_requests // workers` (no shared counter to leak
   when a worker dies; the total never exceeds the limit).
 
@@ -185,7 +185,7 @@ def _worker_main(
         raise RuntimeError(f"{_METRICS_ENV} must be set before prometheus_client is imported")
     runtime = build_runtime(settings, attached)
     runtime.start()  # checks remote engines, if any; starts nothing
-    metrics = GatewayMetrics(multiprocess_dir=metrics_dir)
+    metrics = GatewayMetrics(multiprocess_dir=metrics_dir, worker=index)
     budget = PromptBudget(runtime.base_model, runtime.max_model_len() or DEFAULT_MAX_MODEL_LEN)
     composers = app_composers(settings, runtime, metrics, budget)
     if composers and attached is not None:  # the parent's vLLM runs on this machine

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,10 @@ class AdapterManager:
         self.shared = shared
         self._generations: dict[str, int] = {}
         """Per engine name, the unload generation this worker's engine view is up to date with."""
+        self.on_lease: Callable[[str, int], None] | None = None
+        """Told (engine name, +1) when a lease is taken and (engine name, -1) when it is
+        released; the gateway counts leases in its metrics there, which its worker processes
+        share (`in_flight` in /admin/adapters sums them)."""
 
     # ---- resolution and leases ---------------------------------------------------------------
 
@@ -153,7 +158,7 @@ class AdapterManager:
             target = self.resolve(model)
             if target.is_base:
                 replica = self.engines.pick(None)
-                self._in_flight[target.engine_name] += 1
+                self._took(target.engine_name)
                 return Lease(target, replica, self)
             assert target.adapter is not None
             merged = self.merged_engine(target.adapter)
@@ -175,7 +180,7 @@ class AdapterManager:
                     if hold is not None:
                         hold.release()
                     raise
-                self._in_flight[target.engine_name] += 1
+                self._took(target.engine_name)
                 return Lease(target, replica, self, hold)
 
     def merged_engine(self, adapter: AdapterVersion) -> Replica | None:
@@ -212,10 +217,17 @@ class AdapterManager:
             return sum(self._in_flight.values())
         return self._in_flight[engine_name] + self._in_flight[_counted_as(engine_name, True)]
 
+    def _took(self, engine_name: str) -> None:
+        self._in_flight[engine_name] += 1
+        if self.on_lease is not None:
+            self.on_lease(engine_name, 1)
+
     def _release(self, engine_name: str) -> None:
         self._in_flight[engine_name] -= 1
         if self._in_flight[engine_name] <= 0:
             del self._in_flight[engine_name]
+        if self.on_lease is not None:
+            self.on_lease(engine_name, -1)
         self._released.set()
 
     def _gate(self, engine_name: str) -> asyncio.Lock:

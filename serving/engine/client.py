@@ -5,7 +5,6 @@ and adapters over several servers through it."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,25 +21,22 @@ from serving.engine.protocol import (
     engine_error,
     parse_models,
 )
+from serving.engine.transport import AiohttpTransport
 from serving.errors import EngineRequestError, EngineUnavailable
 
 T = TypeVar("T")
 
-POOLS = 8
-"""Connection pools (httpx clients) per engine, taken in turn. httpcore 1.0's pool looks at
-every one of its connections a few times per request, quadratic in their number: at 16
-requests in flight one pool cost the gateway more CPU than all the rest of a request's work,
-eight cost less than half of it (bench/gateway_cost.py)."""
-POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=2.0)
-"""httpx's default keeps 20 idle connections: with more requests in flight than that, each
-one that ends closes its connection and the next one opens a new one. Idle connections are
-dropped after 2 s, before vLLM's server closes them (uvicorn's keep-alive: 5 s), so a request
-never goes out on a connection the engine is closing (httpx's default expiry is those same
-5 s: a request sent at the boundary failed as "engine unavailable")."""
+CONNECT_TIMEOUT_S = 10.0
 
 
 class EngineClient:
     """Async HTTP client for one vLLM OpenAI-compatible server (root URL, without /v1).
+
+    Requests are `httpx.Request`s handed straight to a transport (aiohttp's pool by default,
+    serving/engine/transport.py; tests pass httpx's `MockTransport` or `ASGITransport`),
+    without httpx's client layer: the engine's API needs none of its cookies, redirects, auth
+    flows or URL merging, which together cost the gateway about as much as the rest of a
+    request's work (bench/gateway_cost.py).
 
     Errors come back typed: `EngineUnavailable` when the server cannot be reached,
     `AdapterLoadError` / `AdapterAlreadyLoaded` / `AdapterNotLoaded` with vLLM's own message,
@@ -56,31 +52,53 @@ class EngineClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         self.url = url.rstrip("/")
-        self._pools = [
-            httpx.AsyncClient(
-                base_url=self.url,
-                headers=bearer(api_key),
-                timeout=timeout_s,
-                transport=transport,
-                limits=POOL_LIMITS,
-            )
-            for _ in range(POOLS)
-        ]
-        self._turns = itertools.cycle(self._pools)
-
-    @property
-    def _http(self) -> httpx.AsyncClient:
-        """The next connection pool, in turn."""
-        return next(self._turns)
+        self._transport = transport if transport is not None else AiohttpTransport()
+        self._headers = bearer(api_key)
+        self._timeout = httpx.Timeout(timeout_s).as_dict()
 
     async def aclose(self) -> None:
-        await asyncio.gather(*(pool.aclose() for pool in self._pools))
+        await self._transport.aclose()
 
     async def __aenter__(self) -> EngineClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    async def _send(
+        self,
+        method: str,
+        route: str,
+        payload: dict | None = None,
+        *,
+        timeout_s: float | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """`payload` as JSON to `route`; the response, read unless `stream`.
+
+        Raises:
+            EngineUnavailable: no answer, or the connection broke before the answer was read.
+        """
+        timeout = (
+            self._timeout
+            if timeout_s is None
+            else httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S).as_dict()
+        )
+        request = httpx.Request(
+            method,
+            self.url + route,
+            headers=self._headers,
+            json=payload,
+            extensions={"timeout": timeout},
+        )
+        try:
+            response = await self._transport.handle_async_request(request)
+            response.request = request
+            if not stream:
+                await response.aread()  # closes it too
+        except httpx.TransportError as exc:
+            raise self._unavailable(method, route, exc) from None
+        return response
 
     async def _request(
         self,
@@ -92,15 +110,7 @@ class EngineClient:
         path: str | None = None,
         timeout_s: float | None = None,
     ) -> httpx.Response:
-        timeout = (
-            httpx.Timeout(timeout_s, connect=10.0)
-            if timeout_s is not None
-            else httpx.USE_CLIENT_DEFAULT
-        )
-        try:
-            response = await self._http.request(method, route, json=payload, timeout=timeout)
-        except httpx.TransportError as exc:
-            raise self._unavailable(method, route, exc) from None
+        response = await self._send(method, route, payload, timeout_s=timeout_s)
         if response.status_code >= 400:
             raise engine_error(
                 response.status_code,
@@ -130,14 +140,7 @@ class EngineClient:
         Raises:
             EngineUnavailable / EngineRequestError: as `generate`.
         """
-        http = self._http
-        request = http.build_request(
-            "POST", route, json=payload, timeout=httpx.Timeout(timeout_s, connect=10.0)
-        )
-        try:
-            response = await http.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise self._unavailable("POST", route, exc) from None
+        response = await self._send("POST", route, payload, timeout_s=timeout_s, stream=True)
         if response.status_code >= 400:
             body = (await response.aread()).decode("utf-8", "replace")
             await response.aclose()

@@ -59,12 +59,15 @@ def describe(
     loaded: dict[str, list[str]],
     in_flight: int,
     merged: Sequence[ReplicaState] = (),
+    by_worker: dict[str, int] | None = None,
 ) -> dict:
     """A version as the admin API lists it. `served_via` is the path its requests take now:
-    `merged` (a healthy merged engine serves it, and it is current) or `lora`."""
+    `merged` (a healthy merged engine serves it, and it is current) or `lora`. `by_worker`
+    (several worker processes): the requests in flight each worker holds (workers that hold
+    none left out)."""
     engines = [state for state in merged if version.engine_name in state.adapters]
     fast = version.current and any(state.healthy for state in engines)
-    return {
+    described = {
         "name": version.name,
         "version": version.version,
         "id": version.engine_name,
@@ -77,6 +80,9 @@ def describe(
         "served_via": "merged" if fast else "lora",
         "merged_engines": [{"url": s.url, "healthy": s.healthy} for s in engines],
     }
+    if by_worker is not None:
+        described["in_flight_by_worker"] = by_worker
+    return described
 
 
 class AdminHandler:
@@ -97,11 +103,20 @@ class AdminHandler:
         principal.require_admin()
         loaded = self.manager.loaded()
         merged = self.manager.engines.merged_states()
+        versions = self.manager.registry.list()
+        if self.metrics.multiprocess_dir is None:  # one process: its own count
+            counts = [(self.manager.in_flight(v.engine_name), None) for v in versions]
+        else:  # every live worker's, from the metrics they share
+            held = self.metrics.leases_by_worker()
+            counts = []
+            for v in versions:
+                by_worker = held.get(v.engine_name, {})
+                counts.append((sum(by_worker.values()), by_worker))
         return {
             "base_model": self.manager.base_name,
             "adapters": [
-                describe(v, loaded, self.manager.in_flight(v.engine_name), merged)
-                for v in self.manager.registry.list()
+                describe(v, loaded, in_flight, merged, by_worker)
+                for v, (in_flight, by_worker) in zip(versions, counts, strict=True)
             ],
         }
 

@@ -47,6 +47,7 @@ class GatewayState:
         worker: int | None = None,
     ) -> GatewayState:
         metrics = metrics or GatewayMetrics()
+        manager.on_lease = metrics.lease_changed  # counted across worker processes
         return cls(
             config=config,
             manager=manager,
@@ -95,6 +96,9 @@ class GatewayState:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
         await self.manager.settle()
+        # The engine clients' connections end with the app's event loop (a started-again app
+        # opens new ones); their adapters stay loaded.
+        await asyncio.gather(*(r.client.aclose() for r in self.manager.engines.replicas))
 
     async def _watch_engines(self) -> None:
         """Re-learn engine health and adapters, so a restarted replica is used again."""

@@ -193,8 +193,8 @@ DRAIN_TIMEOUT_S = 1.0
 
 async def _read_rest(events: AsyncIterator) -> None:
     """Read an engine stream to its end after [DONE] (nothing but the end of the body
-    follows): httpx closes the connection of a response that was not read to its end, and a
-    new connection for every streamed request costs the gateway more than the stream itself
+    follows): the connection of a response that was not read to its end is closed, and a new
+    connection for every streamed request costs the gateway more than the stream itself
     (bench/gateway_cost.py). Whatever goes wrong here, the client has its answer already."""
     with anyio.move_on_after(DRAIN_TIMEOUT_S), contextlib.suppress(httpx.HTTPError, SSEError):
         async for _ in events:

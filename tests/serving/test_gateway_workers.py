@@ -82,6 +82,10 @@ def test_two_workers_share_the_port_leases_and_metrics(served):
         lines = stream.iter_lines()
         first_chunk = next(line for line in lines if line.startswith("data: "))
         assert '"model":"voice@v1"' in first_chunk.replace(" ", "")
+        # Worker 1 counts the request worker 0 holds (the metrics folder they share).
+        listing = {a["id"]: a for a in second.get("/admin/adapters").json()["adapters"]}
+        assert listing["voice@v1"]["in_flight"] == 1, listing
+        assert listing["voice@v1"]["in_flight_by_worker"] == {"0": 1}
         promoted = second.post("/admin/adapters/voice/promote", json={"version": "v2"})
         assert promoted.status_code == 200, promoted.text
         assert promoted.json()["previous_unloading"] is True  # worker 1 never served v1 itself
