@@ -830,6 +830,7 @@ def multi_lora_table(results: dict, args) -> str:
                     part[spread]["latency"]["p50_ms"],
                     cpu["gateway"] if target == "gateway" else "",
                     cpu["vllm"],
+                    part[spread].get("inside_engine_e2e_mean_ms", ""),
                     part["ratio_adapters_over_base"] if spread == "4 adapters" else "",
                 ]
             )
@@ -846,6 +847,7 @@ def multi_lora_table(results: dict, args) -> str:
             "p50 ms",
             "gateway CPU ms/req",
             "vLLM CPU ms/req",
+            "inside vLLM ms (mean)",
             "tok/s vs base",
         ],
         rows,
