@@ -377,7 +377,9 @@ async def multi_lora(urls: dict[str, str], base: str, meter: CpuMeter, args) -> 
             if (rnd // 2) % 2:
                 targets.reverse()
             for target in targets:
-                bodies = bodies_for(models[target][spread], args.requests, args.tokens, False)
+                bodies = bodies_for(
+                    models[target][spread], args.requests, args.tokens, args.lora_stream
+                )
                 runs[target][spread].append(
                     await run_load(urls[target], bodies, args.concurrency, meter)
                 )
@@ -834,8 +836,10 @@ def multi_lora_table(results: dict, args) -> str:
                     part["ratio_adapters_over_base"] if spread == "4 adapters" else "",
                 ]
             )
+    streamed = "streamed" if getattr(args, "lora_stream", False) else "not streamed"
     text = (
-        f"Multi-LoRA (concurrency {args.concurrency}, round-robin, {args.lora_rounds} rounds; "
+        f"Multi-LoRA ({streamed}, concurrency {args.concurrency}, round-robin, "
+        f"{args.lora_rounds} rounds; "
         "gateway and direct back to back in each round):\n\n"
     )
     text += markdown_table(
@@ -918,6 +922,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--client-cpus", help="cores the load generator may use, e.g. '1' (default: any)"
+    )
+    parser.add_argument(
+        "--lora-stream", action="store_true", help="multi-LoRA part: streamed requests"
     )
     parser.add_argument(
         "--relay",
@@ -1022,7 +1029,11 @@ def main() -> None:
     table = tables(results, args)
     every = set(args.parts) == set(PARTS)
     path = write_results(
-        "serving" if every else "serving_" + "_".join(p.replace("-", "_") for p in args.parts),
+        "serving"
+        if every
+        else "serving_"
+        + "_".join(p.replace("-", "_") for p in args.parts)
+        + ("_stream" if args.lora_stream else ""),
         {
             "machine": machine(),
             "load_average": {"start": load_start, "end": os.getloadavg()},
