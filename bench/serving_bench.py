@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -66,6 +67,7 @@ from serving.engine.protocol import bearer
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTERS = ["a0", "a1", "a2", "a3"]
+PARTS = ("overhead", "multi-lora", "hot-swap")
 SWAP = "swap"
 PROMPTS = [
     "What is the capital of France?",
@@ -98,6 +100,8 @@ class Run:
     samples: list[Sample]
     errors: list[str] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)
+    engine_s: dict[str, float] = field(default_factory=dict)
+    """Sums and counts of vLLM's request-time histograms over the run (`engine_times`)."""
     """CPU seconds each process group used during the run (see `CpuMeter`)."""
 
     def summary(self) -> dict:
@@ -126,6 +130,10 @@ class Run:
             }
         if self.errors:
             out["first_errors"] = self.errors[:3]
+        for key in ENGINE_TIMES:
+            if self.engine_s.get(f"{key}_count"):
+                mean = self.engine_s[f"{key}_sum"] / self.engine_s[f"{key}_count"]
+                out[f"inside_engine_{key}_mean_ms"] = round(1000 * mean, 2)
         return out
 
 
@@ -187,8 +195,10 @@ class CpuMeter:
     and worker processes, by this process (the load generator), and by every other program on
     the machine (`others`: how much the run was disturbed)."""
 
-    def __init__(self, gateway_pid: int, engine_pid: int):
+    def __init__(self, gateway_pid: int, engine_pid: int, engine_url: str | None = None):
         import psutil
+
+        self.engine_url = engine_url
 
         self._gateway = psutil.Process(gateway_pid)
         self._engine = psutil.Process(engine_pid)
@@ -234,15 +244,41 @@ async def run_load(
                     errors.append(f"{type(exc).__name__}: {exc}")
 
         before = meter.read() if meter else {}
+        inside_before = await engine_times(client, meter)
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - start
+        inside_after = await engine_times(client, meter)
         after = meter.read() if meter else {}
     if not samples:
         raise RuntimeError(f"every request to {base_url} failed, e.g. {errors[0]}")
     if errors:
         progress(f"WARNING: {len(errors)} of {len(bodies)} requests failed, e.g. {errors[0]}")
-    return Run(wall, samples, errors, {who: after[who] - before[who] for who in after})
+    run = Run(wall, samples, errors, {who: after[who] - before[who] for who in after})
+    if inside_before and inside_after:
+        run.engine_s = {k: inside_after[k] - inside_before[k] for k in inside_after}
+    return run
+
+
+ENGINE_TIMES = {
+    "e2e": "vllm:e2e_request_latency_seconds",
+    "queue": "vllm:request_queue_time_seconds",
+}
+"""vLLM's own histograms of the time a request spends inside the engine (sum and count)."""
+
+
+async def engine_times(client: httpx.AsyncClient, meter: CpuMeter | None) -> dict[str, float]:
+    """Sums and counts of vLLM's request-time histograms now (from its /metrics)."""
+    if meter is None or meter.engine_url is None:
+        return {}
+    response = await client.get(meter.engine_url + "/metrics")
+    out: dict[str, float] = {}
+    for line in response.text.splitlines():
+        for key, metric in ENGINE_TIMES.items():
+            for part in ("sum", "count"):
+                if line.startswith(f"{metric}_{part}"):
+                    out[f"{key}_{part}"] = out.get(f"{key}_{part}", 0.0) + float(line.split()[-1])
+    return out
 
 
 def bodies_for(models: list[str], n: int, tokens: int, stream: bool) -> list[dict]:
@@ -258,10 +294,11 @@ def pooled(runs: list[Run]) -> dict:
     merged = Run(sum(r.wall_s for r in runs), [s for r in runs for s in r.samples])
     merged.errors = [e for r in runs for e in r.errors]
     merged.cpu_s = {who: sum(r.cpu_s[who] for r in runs) for who in runs[0].cpu_s}
+    merged.engine_s = {k: sum(r.engine_s.get(k, 0.0) for r in runs) for k in runs[0].engine_s}
     out = merged.summary()
     per_round = [r.summary() for r in runs]
-    out["req_per_s"] = statistics.median(r["req_per_s"] for r in per_round)
-    out["tokens_per_s"] = statistics.median(r["tokens_per_s"] for r in per_round)
+    out["req_per_s"] = round(statistics.median(r["req_per_s"] for r in per_round), 2)
+    out["tokens_per_s"] = round(statistics.median(r["tokens_per_s"] for r in per_round), 1)
     out["rounds_tokens_per_s"] = [r["tokens_per_s"] for r in per_round]
     return out
 
@@ -318,23 +355,40 @@ async def gateway_overhead(urls: dict[str, str], base: str, meter: CpuMeter, arg
 
 
 async def multi_lora(urls: dict[str, str], base: str, meter: CpuMeter, args) -> dict:
-    """Part 2: requests spread round-robin over 4 adapters vs all on the base model."""
+    """Part 2: requests spread round-robin over 4 adapters vs all on the base model, through
+    the gateway and straight to vLLM. Each round runs gateway and direct back to back for one
+    spread (their order alternating), so each round gives one paired gateway/direct ratio that
+    drifting machine load hits on both sides alike; the ratio reported is the median of those
+    paired ratios, with their range and quartiles."""
     models = {
         "direct": {"base": [base], "4 adapters": [f"{a}@v1" for a in ADAPTERS]},
         "gateway": {"base": [base], "4 adapters": list(ADAPTERS)},
     }
+    if "relay" in urls:  # a byte relay in its own process: the hop without the gateway's work
+        models["relay"] = models["direct"]
     runs: dict[str, dict[str, list[Run]]] = {t: {"base": [], "4 adapters": []} for t in models}
-    for rnd in range(args.rounds):
-        order = ["base", "4 adapters"] if rnd % 2 == 0 else ["4 adapters", "base"]
-        for target in ("gateway", "direct") if rnd % 2 == 0 else ("direct", "gateway"):
-            for spread in order:
-                bodies = bodies_for(models[target][spread], args.requests, args.tokens, False)
+    rounds = args.lora_rounds
+    order = list(models)
+    for rnd in range(rounds):
+        spreads = ["base", "4 adapters"] if rnd % 2 == 0 else ["4 adapters", "base"]
+        for spread in spreads:
+            turn = (rnd // 2) % len(order)
+            targets = order[turn:] + order[:turn]
+            if (rnd // 2) % 2:
+                targets.reverse()
+            for target in targets:
+                bodies = bodies_for(
+                    models[target][spread], args.requests, args.tokens, args.lora_stream
+                )
                 runs[target][spread].append(
                     await run_load(urls[target], bodies, args.concurrency, meter)
                 )
+                summary = runs[target][spread][-1].summary()
                 progress(
-                    f"[multi-LoRA round {rnd + 1}/{args.rounds}] {target} {spread}: "
-                    f"{runs[target][spread][-1].summary()['tokens_per_s']} tok/s"
+                    f"[multi-LoRA round {rnd + 1}/{rounds}] {target} {spread}: "
+                    f"{summary['tokens_per_s']} tok/s, p50 {summary['latency']['p50_ms']} ms, "
+                    f"inside vLLM {summary.get('inside_engine_e2e_mean_ms')} ms (queued "
+                    f"{summary.get('inside_engine_queue_mean_ms')} ms)"
                     f"{disturbance(runs[target][spread][-1])}"
                 )
     out: dict = {}
@@ -343,7 +397,35 @@ async def multi_lora(urls: dict[str, str], base: str, meter: CpuMeter, args) -> 
         out[target]["ratio_adapters_over_base"] = ratio(
             out[target]["4 adapters"]["tokens_per_s"], out[target]["base"]["tokens_per_s"]
         )
+    out["paired_gateway_over_direct"] = {
+        spread: paired_ratios(runs["gateway"][spread], runs["direct"][spread])
+        for spread in ("base", "4 adapters")
+    }
+    if "relay" in runs:
+        out["paired_relay_over_direct"] = {
+            spread: paired_ratios(runs["relay"][spread], runs["direct"][spread])
+            for spread in ("base", "4 adapters")
+        }
     return out
+
+
+def paired_ratios(gateway: list[Run], direct: list[Run]) -> dict:
+    """Gateway/direct tokens/s of each round (run back to back), summarised."""
+    ratios = sorted(
+        g.summary()["tokens_per_s"] / d.summary()["tokens_per_s"]
+        for g, d in zip(gateway, direct, strict=True)
+    )
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return {
+        "median": round(statistics.median(ratios), 3),
+        "q1": round(quartiles[0], 3),
+        "q3": round(quartiles[2], 3),
+        "min": round(ratios[0], 3),
+        "max": round(ratios[-1], 3),
+        "rounds": len(ratios),
+        "rounds_at_or_above_0.95": sum(r >= 0.95 for r in ratios),
+        "each": [round(r, 3) for r in ratios],
+    }
 
 
 async def hot_swap(urls: dict[str, str], swap_dirs: list[Path], args) -> dict:
@@ -471,19 +553,120 @@ def serve_gateway(spec: dict) -> None:
         gateway=GatewayConfig(port=spec["port"]),
     )
     runtime.start()
-    run_gateway(runtime.gateway_state())
+    pauses = CollectorPauses()
+    try:
+        run_gateway(runtime.gateway_state())
+    finally:
+        Path(spec["gc_file"]).write_text(json.dumps(pauses.summary()), encoding="utf-8")
+
+
+class CollectorPauses:
+    """The garbage collector's runs in this process (a collection stops the event loop)."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.by_generation: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.by_generation[info["generation"]].append(time.perf_counter() - self._start)
+
+    def summary(self) -> dict:
+        return {
+            f"gen{g}": {
+                "runs": len(p),
+                "total_ms": round(1000 * sum(p), 1),
+                "max_ms": round(1000 * max(p, default=0), 2),
+            }
+            for g, p in self.by_generation.items()
+        }
+
+
+def serve_relay(spec: dict) -> None:
+    """The relay process (`--relay-worker`): copies bytes between each client connection and a
+    new connection to the engine, parsing nothing."""
+    from urllib.parse import urlsplit
+
+    target = urlsplit(spec["engine_url"])
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(target.hostname, target.port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", spec["port"])
+        async with server:
+            await server.serve_forever()
+
+    import uvloop
+
+    uvloop.run(main())
+
+
+def engine_affinity(pid: int) -> dict[str, int]:
+    """Cores each thread of the vLLM server's processes may run on -> how many threads."""
+    import psutil
+
+    seen: dict[str, int] = {}
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            threads = proc.threads()
+        except psutil.NoSuchProcess:
+            continue
+        for thread in threads:
+            try:
+                cores = ",".join(map(str, sorted(os.sched_getaffinity(thread.id))))
+            except OSError:
+                continue
+            seen[cores] = seen.get(cores, 0) + 1
+    return seen
+
+
+def parse_cpus(text: str | None) -> set[int] | None:
+    return None if not text else {int(c) for c in text.split(",")}
 
 
 class GatewayProcess:
-    def __init__(self, spec: dict, log_path: Path):
+    def __init__(
+        self, spec: dict, log_path: Path, cpus: set[int] | None = None, role: str = "gateway"
+    ):
         self.url = f"http://127.0.0.1:{spec['port']}"
         self.log_path = log_path
+        self.ready_path = "/ready" if role == "gateway" else "/health"
+        pin = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.serving_bench", "--gateway-worker", json.dumps(spec)],
+                [
+                    *pin,
+                    sys.executable,
+                    "-m",
+                    "bench.serving_bench",
+                    f"--{role}-worker",
+                    json.dumps(spec),
+                ],
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Its own session, as a deployed service (and the supervised vLLM) has: with
+                # the kernel's autogroup scheduling, CPU is shared fairly between sessions, so
+                # in this process's session it would share the load generator's portion.
+                start_new_session=True,
             )
 
     def wait_ready(self, timeout_s: float = 120) -> None:
@@ -494,7 +677,7 @@ class GatewayProcess:
                     f"the gateway exited with {self.proc.returncode}; see {self.log_path}"
                 )
             try:
-                if httpx.get(self.url + "/ready", timeout=5).status_code == 200:
+                if httpx.get(self.url + self.ready_path, timeout=5).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -551,11 +734,13 @@ async def bench(
     await warm_up(urls, base, args.tokens)
     progress("warm-up done")
     before, start = meter.read(), time.perf_counter()
-    results = {
-        "gateway_overhead": await gateway_overhead(urls, base, meter, args),
-        "multi_lora": await multi_lora(urls, base, meter, args),
-        "hot_swap": await hot_swap(urls, adapter_dirs[len(ADAPTERS) :], args),
-    }
+    results: dict = {}
+    if "overhead" in args.parts:
+        results["gateway_overhead"] = await gateway_overhead(urls, base, meter, args)
+    if "multi-lora" in args.parts:
+        results["multi_lora"] = await multi_lora(urls, base, meter, args)
+    if "hot-swap" in args.parts:
+        results["hot_swap"] = await hot_swap(urls, adapter_dirs[len(ADAPTERS) :], args)
     after, wall = meter.read(), time.perf_counter() - start
     results["cores_busy_overall"] = {
         who: round((after[who] - before[who]) / wall, 2) for who in after
@@ -572,6 +757,22 @@ def spread_of(run: dict) -> str:
 
 
 def tables(results: dict, args) -> str:
+    parts = []
+    if "gateway_overhead" in results:
+        parts.append(overhead_table(results, args))
+    if "multi_lora" in results:
+        parts.append(multi_lora_table(results, args))
+    if "hot_swap" in results:
+        parts.append(hot_swap_table(results))
+    others = results["cores_busy_overall"]["others"]
+    parts.append(
+        f"Other programs kept {others} of {os.cpu_count()} cores busy on average during "
+        "the measurements (0 on a quiet machine; the higher, the noisier the numbers)."
+    )
+    return "\n\n".join(parts)
+
+
+def overhead_table(results: dict, args) -> str:
     rows = []
     for mode, part in results["gateway_overhead"].items():
         for target in ("direct", "gateway"):
@@ -613,9 +814,15 @@ def tables(results: dict, args) -> str:
             f"(x{r['sequential_p50_gateway_over_direct']}); throughput gateway/direct "
             f"{r['throughput_gateway_over_direct']}"
         )
+    return text
+
+
+def multi_lora_table(results: dict, args) -> str:
     rows = []
-    for target, part in results["multi_lora"].items():
+    for target in [t for t in ("direct", "gateway", "relay") if t in results["multi_lora"]]:
+        part = results["multi_lora"][target]
         for spread in ("base", "4 adapters"):
+            cpu = part[spread]["cpu_ms_per_request"]
             rows.append(
                 [
                     target,
@@ -623,11 +830,18 @@ def tables(results: dict, args) -> str:
                     part[spread]["req_per_s"],
                     spread_of(part[spread]),
                     part[spread]["latency"]["p50_ms"],
-                    part[spread]["cpu_ms_per_request"]["vllm"],
+                    cpu["gateway"] if target == "gateway" else "",
+                    cpu["vllm"],
+                    part[spread].get("inside_engine_e2e_mean_ms", ""),
                     part["ratio_adapters_over_base"] if spread == "4 adapters" else "",
                 ]
             )
-    text += f"\n\nMulti-LoRA (concurrency {args.concurrency}, round-robin):\n\n"
+    streamed = "streamed" if getattr(args, "lora_stream", False) else "not streamed"
+    text = (
+        f"Multi-LoRA ({streamed}, concurrency {args.concurrency}, round-robin, "
+        f"{args.lora_rounds} rounds; "
+        "gateway and direct back to back in each round):\n\n"
+    )
     text += markdown_table(
         [
             "target",
@@ -635,11 +849,33 @@ def tables(results: dict, args) -> str:
             "req/s",
             "tok/s median (rounds)",
             "p50 ms",
+            "gateway CPU ms/req",
             "vLLM CPU ms/req",
+            "inside vLLM ms (mean)",
             "tok/s vs base",
         ],
         rows,
     )
+    for key, who in (
+        ("paired_gateway_over_direct", "gateway"),
+        ("paired_relay_over_direct", "relay"),
+    ):
+        for spread, paired in results["multi_lora"].get(key, {}).items():
+            text += (
+                f"\n\n{spread}: {who}/direct tokens/s, paired by round: median "
+                f"{paired['median']} (quartiles {paired['q1']}-{paired['q3']}, range "
+                f"{paired['min']}-{paired['max']}; {paired['rounds_at_or_above_0.95']} of "
+                f"{paired['rounds']} rounds at or above 0.95)"
+            )
+    if "relay" in results["multi_lora"]:
+        text += (
+            "\n\nrelay: the same requests as direct through a plain TCP byte relay in its own "
+            "process (no HTTP parsing): what one more process hop costs on this machine."
+        )
+    return text
+
+
+def hot_swap_table(results: dict) -> str:
     labels = {
         "gateway_promote_to_first_token": "gateway: promote call -> first token of new version",
         "gateway_promote_call": "gateway: promote call alone",
@@ -649,20 +885,14 @@ def tables(results: dict, args) -> str:
         "vllm_first_token_warm": "vLLM: first token, adapter already loaded",
     }
     swap = results["hot_swap"]
-    others = results["cores_busy_overall"]["others"]
-    text += "\n\nHot swap (fresh version each time; streamed 1-token probes):\n\n"
-    text += markdown_table(
+    text = "Hot swap (fresh version each time; streamed 1-token probes):\n\n"
+    return text + markdown_table(
         ["measurement", "n", "p50 ms", "p95 ms"],
         [
             [label, swap[k]["n"], swap[k]["p50_ms"], swap[k]["p95_ms"]]
             for k, label in labels.items()
         ],
     )
-    text += (
-        f"\n\nOther programs kept {others} of {os.cpu_count()} cores busy on average during "
-        "the measurements (0 on a quiet machine; the higher, the noisier the numbers)."
-    )
-    return text
 
 
 def main() -> None:
@@ -673,19 +903,50 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=20, help="sequential requests a round")
     parser.add_argument("--requests", type=int, default=64, help="requests per concurrent run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per comparison")
+    parser.add_argument(
+        "--lora-rounds", type=int, default=12, help="paired rounds of the multi-LoRA part"
+    )
     parser.add_argument("--swaps", type=int, default=8, help="hot-swap repetitions")
+    parser.add_argument(
+        "--parts",
+        default="overhead,multi-lora,hot-swap",
+        help="comma-separated parts to run; a subset writes bench/results/serving_PARTS.*",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
         help="a tiny run to check that it works: 16 tokens, 5 + 16 requests, 1 round, 2 swaps",
     )
+    parser.add_argument(
+        "--gateway-cpus", help="cores the gateway process may use, e.g. '1' (default: any)"
+    )
+    parser.add_argument(
+        "--client-cpus", help="cores the load generator may use, e.g. '1' (default: any)"
+    )
+    parser.add_argument(
+        "--lora-stream", action="store_true", help="multi-LoRA part: streamed requests"
+    )
+    parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="multi-LoRA part: also send the direct requests through a plain TCP relay process",
+    )
     parser.add_argument("--gateway-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--relay-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.gateway_worker:
         serve_gateway(json.loads(args.gateway_worker))
         return
+    if args.relay_worker:
+        serve_relay(json.loads(args.relay_worker))
+        return
     if args.quick:
         args.tokens, args.sequential, args.requests, args.rounds, args.swaps = 16, 5, 16, 1, 2
+        args.lora_rounds = 2
+    args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(args.parts) - set(PARTS))
+    if unknown or not args.parts:
+        parser.error(f"--parts: unknown {unknown or 'none given'}; choose from {', '.join(PARTS)}")
     # a `kill` must stop vLLM too: turn SIGTERM into an exit that runs the finally blocks
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -714,10 +975,13 @@ def main() -> None:
     )
     engine = EngineProcess(config)
     gateway: GatewayProcess | None = None
+    relay: GatewayProcess | None = None
+    gateway_gc: dict = {}
     load_start = os.getloadavg()
     progress(f"starting vLLM on {model_dir} (log: {config.log_file}); load avg {load_start}")
     pool = ThreadPoolExecutor(1)
     results = None
+    affinity: dict[str, int] = {}
     try:
         started = pool.submit(engine.start)  # build the adapters while vLLM starts
         adapter_dirs = make_adapters(model_dir, root / "adapters", len(ADAPTERS) + args.swaps + 1)
@@ -729,16 +993,32 @@ def main() -> None:
             "engine_url": engine.url,
             "model": str(model_dir),
             "port": free_port(),
+            "gc_file": str(root / "gateway-gc.json"),
         }
-        gateway = GatewayProcess(spec, root / "gateway.log")
+        affinity = engine_affinity(engine.pid)
+        progress(f"vLLM threads by allowed cores: {affinity}")
+        if args.client_cpus:
+            os.sched_setaffinity(0, parse_cpus(args.client_cpus))
+        gateway = GatewayProcess(spec, root / "gateway.log", parse_cpus(args.gateway_cpus))
         gateway.wait_ready()
         progress(f"gateway ready at {gateway.url} (log: {gateway.log_path})")
         urls = {"direct": engine.url, "gateway": gateway.url}
-        meter = CpuMeter(gateway.proc.pid, engine.pid)
+        if args.relay:
+            relay_spec = {"engine_url": engine.url, "port": free_port()}
+            relay = GatewayProcess(
+                relay_spec, root / "relay.log", parse_cpus(args.gateway_cpus), role="relay"
+            )
+            relay.wait_ready()
+            urls["relay"] = relay.url
+        meter = CpuMeter(gateway.proc.pid, engine.pid, engine.url)
         results = asyncio.run(bench(urls, served, adapter_dirs, meter, args))
     finally:
+        if relay is not None:
+            relay.stop()
         if gateway is not None:
             gateway.stop()
+            with contextlib.suppress(OSError, ValueError):
+                gateway_gc = json.loads((root / "gateway-gc.json").read_text(encoding="utf-8"))
         engine.stop()  # also interrupts a start still in progress
         pool.shutdown()
         progress("vLLM and gateway stopped")
@@ -747,17 +1027,24 @@ def main() -> None:
     shutil.rmtree(root, ignore_errors=True)
 
     table = tables(results, args)
+    every = set(args.parts) == set(PARTS)
     path = write_results(
-        "serving",
+        "serving"
+        if every
+        else "serving_"
+        + "_".join(p.replace("-", "_") for p in args.parts)
+        + ("_stream" if args.lora_stream else ""),
         {
             "machine": machine(),
             "load_average": {"start": load_start, "end": os.getloadavg()},
-            "args": {k: v for k, v in vars(args).items() if k != "gateway_worker"},
+            "args": {k: v for k, v in vars(args).items() if not k.endswith("_worker")},
             "model": "tiny random Llama (tests/helpers/tiny_llama.py)"
             if args.model == "tiny"
             else str(model_dir),
             "engine": config.model_dump(mode="json", exclude={"log_file", "env"}),
             "vllm_ready_s": round(engine.last_ready_s or 0, 1),
+            "vllm_threads_by_allowed_cores": affinity,
+            "gateway_garbage_collections": gateway_gc,
             "results": results,
         },
         table,

@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 # The fields of each config that are paths (the rule: hybrid/config_files.py).
-HYBRID_PATHS = ("adapters.registry", "base_model", "apps", "engine.log_file")
+HYBRID_PATHS = ("adapters.registry", "base_model", "apps", "engine.log_file", "gateway.lease_dir")
 TRAIN_PATHS = ("data", "output_dir", "replay.paths")
 EVAL_PATHS = ("adapter", "output_dir", "data", "general", "prompts")
 CONTEXT_PATHS = ("app", "holdout")

@@ -6,8 +6,8 @@ connection to one of them). Each worker builds its own gateway over the same con
 to the parent's engine as to a remote one. What must agree across workers is shared through the
 file system, with the kernel cleaning up after a killed worker:
 
-- adapter leases (drain-on-promote and unload): `flock` files in one folder
-  (serving/adapters/leases.py);
+- adapter leases (drain-on-promote and unload): lock files in one folder, `gateway.lease_dir`
+  or a scratch folder of this host (serving/adapters/leases.py);
 - the registry: already written under a lock and read lock-free (serving/adapters/registry.py);
 - metrics: prometheus_client's multiprocess mode (memory-mapped files in one folder; `/metrics`
   on any worker sums them, and so does `in_flight` in `/admin/adapters`);
@@ -76,8 +76,10 @@ def serve_workers(settings: HybridConfig, runtime: ServingRuntime, console: Cons
     # `--workers`; its supervisor needs the app as an import string, ours is built from config).
     sock = uvicorn.Config(app=None, host=gateway.host, port=gateway.port).bind_socket()
     scratch = Path(tempfile.mkdtemp(prefix="hybrid-gateway-"))
-    leases, metrics = scratch / "leases", scratch / "metrics"
-    leases.mkdir()
+    # Leases in `gateway.lease_dir` when set (shared with gateways on other hosts), else in
+    # this host's scratch folder.
+    leases, metrics = gateway.lease_dir or scratch / "leases", scratch / "metrics"
+    leases.mkdir(parents=True, exist_ok=True)
     metrics.mkdir()
     context = multiprocessing.get_context("spawn")  # no threads or event loops copied by fork
     previous = os.environ.get(_METRICS_ENV)

@@ -235,7 +235,7 @@ class ServingRuntime:
     ) -> GatewayState:
         """The gateway's state, over the started engines; `embedders` serve /v1/embeddings;
         `shared_leases` and `worker` (its index) when this is one of several gateway worker
-        processes."""
+        processes; without `shared_leases`, `gateway.lease_dir` (when set) gives them."""
         if self.base_name is None:
             raise EngineStartError("call start() before gateway_state()")
         registry = self.registry()
@@ -256,6 +256,8 @@ class ServingRuntime:
             for m in self.merged
         ]
         engines = EngineSet(replicas, merged)
+        if shared_leases is None and self.gateway_config.lease_dir is not None:
+            shared_leases = SharedLeases(self.gateway_config.lease_dir)
         manager = AdapterManager(
             registry,
             engines,

@@ -22,6 +22,7 @@ def test_relative_paths_of_a_relatively_named_config_become_absolute(tmp_path, m
                 "adapters": {"registry": "registry"},
                 "store": {"mode": "embedded", "path": "data/chroma"},
                 "apps": ["apps"],
+                "gateway": {"lease_dir": "shared/leases"},
             }
         )
     )
@@ -32,6 +33,7 @@ def test_relative_paths_of_a_relatively_named_config_become_absolute(tmp_path, m
     assert config.base_model == project / "models" / "base"
     assert config.store.path == project / "data" / "chroma"
     assert config.apps == (project / "apps",)
+    assert config.gateway.lease_dir == project / "shared" / "leases"
 
 
 def test_without_a_config_file_the_default_registry_is_absolute(tmp_path, monkeypatch):

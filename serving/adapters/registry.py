@@ -12,7 +12,10 @@ index readable, and a half-copied version is never listed. Readers take no lock:
 whole `index.json` files only (os.replace swaps the file, never rewrites it in place). Several
 processes, on one host or on hosts sharing the folder over NFS v4 (Linux emulates flock there
 with POSIX locks), may write at once: each write is a read-modify-write of the index under the
-lock, so none is lost (tests/serving/test_registry_processes.py).
+lock, so none is lost (tests/serving/test_registry_processes.py). Writers of one process (the
+gateway writes from worker threads) also take a process-wide thread lock first: where the file
+lock is a POSIX lock (NFS), it belongs to the process, so two threads would both get it, and
+either one's close would release it for both.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +36,10 @@ from serving.adapters.base import ServedBase
 from serving.adapters.checks import COPIED_FILES, MANIFEST_FILE, MANIFEST_FORMAT, check_adapter
 from serving.adapters.errors import AdapterNotFound, AdapterRejected, RegistryError
 from serving.adapters.weights import MAX_ABS_WEIGHT, default_max_bytes
+
+_WRITERS: dict[str, threading.Lock] = {}
+"""Registry root -> the thread lock this process's writers take before the file lock."""
+_WRITERS_GUARD = threading.Lock()
 
 # Checked with fullmatch: `$` would also match before a trailing newline.
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}[a-z0-9]|[a-z0-9]")
@@ -181,7 +189,9 @@ class AdapterRegistry:
     # ---- writing ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self):
-        with open(self.root / ".lock", "a+") as lock:
+        with _WRITERS_GUARD:
+            writers = _WRITERS.setdefault(str(self.root.resolve()), threading.Lock())
+        with writers, open(self.root / ".lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 self._remove_leftovers()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
@@ -110,6 +111,11 @@ class GatewayConfig(Frozen):
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     """Gateway processes sharing the port (`hybrid serve --workers N`); each takes
     max_pending_requests / workers of the admission limit (docs/serving.md)."""
+    lease_dir: Path | None = None
+    """Folder of the adapter lease files (drain-on-promote and unload across gateway processes,
+    serving/adapters/leases.py). None: one process counts in memory, `--workers` use a scratch
+    folder of their host. Set it, on NFS v4 beside a shared registry, when gateways on several
+    hosts share engines, so a promote on one waits for the others' requests (docs/serving.md)."""
     allowed_hosts: tuple[str, ...] = ()
     """Without keys, the gateway answers only requests addressed to a loopback name on its own
     port (`Host: 127.0.0.1:8080`, `localhost:8080`); these Host values too (`name` for any

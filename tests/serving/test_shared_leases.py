@@ -1,11 +1,16 @@
-"""Leases shared by gateway worker processes (serving/adapters/leases.py), in seconds: two
-`AdapterManager`s over one fake engine and one lease folder stand for two workers (flock locks
-of separate open files conflict within one process exactly as across processes). The same
-behaviour across real processes: tests/serving/test_gateway_workers.py."""
+"""Leases shared by gateway processes (serving/adapters/leases.py), in seconds: two
+`AdapterManager`s over one fake engine and one lease folder stand for two workers (they share
+the process's lease table, as POSIX locks are the process's), and a second Python process holds
+leases for real. The same behaviour through `hybrid serve`: tests/serving/test_gateway_workers.py
+(--workers) and tests/serving/test_gateway_hosts.py (separate gateways, one lease_dir)."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import httpx
 import pytest
@@ -52,6 +57,59 @@ def test_a_drain_waits_for_holds_and_blocks_new_ones(tmp_path):
         second.release()
 
     asyncio.run(scenario())
+
+
+HOLDER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from serving.adapters.leases import SharedLeases
+
+    async def main():
+        leases = SharedLeases(sys.argv[1])
+        first, second = await leases.hold("voice@v1"), await leases.hold("voice@v1")
+        first.release()  # one of the process's two leases: the name is still held
+        print("holding", flush=True)
+        sys.stdin.readline()
+        second.release()
+        print("released", flush=True)
+        sys.stdin.readline()
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_drain_waits_for_another_process_until_its_last_lease_ends(tmp_path):
+    """POSIX locks belong to a process and closing any descriptor drops them all: releasing one
+    of a process's two leases must not free the name for a drain elsewhere."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    leases = SharedLeases(tmp_path)
+
+    async def drain(timeout_s: float) -> int | None:
+        async with leases.drained("voice@v1", timeout_s) as state:
+            pass
+        return state.generation
+
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(DrainTimeout):
+            asyncio.run(drain(0.3))
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "released"
+        assert asyncio.run(drain(10)) == 1
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.wait(30) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
 
 
 def test_promote_in_one_worker_drains_the_other_workers_requests(voice_registry, tmp_path):
