@@ -21,48 +21,18 @@ _SENTENCE_END = re.compile(r"[.!?:;\"“(]\s*$")
 _SELF = re.compile(
     r"\b(?:i\s*am|i['’]m|im|my\s+name\s+is|this\s+is|call\s+me|name['’]s)\s+$", re.IGNORECASE
 )
+MONTHS = (
+    "january", "february", "march", "april", "may", "june", "july", "august", "september",
+    "october", "november", "december",
+)  # fmt: skip
 _NOT_NAMES = frozenset(
-    [
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-        "mr",
-        "mrs",
-        "ms",
-        "dr",
-        "prof",
-        "sir",
-        "madam",
-        "dear",
-        "hi",
-        "hello",
-        "hey",
-        "thanks",
-        "thank",
-        "please",
-        "ok",
-        "okay",
-        "yes",
-        "no",
-        "i",
-    ]
-)
+    (
+        *MONTHS,
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+        "mr", "mrs", "ms", "dr", "prof", "sir", "madam", "dear",
+        "hi", "hello", "hey", "thanks", "thank", "please", "ok", "okay", "yes", "no", "i",
+    )
+)  # fmt: skip
 
 
 def _is_name(word: str) -> bool:

@@ -23,6 +23,8 @@ from functools import lru_cache
 
 import Stemmer  # PyStemmer, installed with the BM25 retriever
 
+from retrieval.names import MONTHS
+
 MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 _NUMBER = re.compile(
     r"(?<![\w.:])(?<![A-Za-z]-)(?P<cur>[$€£])?\s?"
@@ -100,18 +102,7 @@ for _names, _cls, _factor in (
 _PERCENT = re.compile(r"\s?(%|per ?cent\b|percentage points?\b|pp\b|points?\b)", re.IGNORECASE)
 _UNIT_WORD = re.compile(r"[\s-]?(°[cf]|[a-z]+)\b", re.IGNORECASE)
 _MONTHS = [
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
+    *MONTHS,
     "jan",
     "feb",
     "mar",

@@ -57,6 +57,17 @@ BREWBIRD_DOCS = {
 """BrewBird's help pages, the knowledge base of the app tests (each test picks its pages)."""
 
 
+def knowledge_base_of(catalog, name: str, folder: Path, files: dict[str, str]):
+    """A knowledge base `name` made in `catalog` from `files` (file name -> text), written into
+    `folder` (created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_name, text in files.items():
+        (folder / file_name).write_text(text, encoding="utf-8")
+    kb = catalog.create(name)
+    kb.ingest([folder], progress=False)
+    return kb
+
+
 def write_brewbird_docs(folder: Path, *names: str) -> Path:
     """The named BREWBIRD_DOCS pages written into `folder` (created); the folder."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import pytest
 
 from retrieval import QueryOptions
 from retrieval.names import question_names
+from tests.helpers.documents import knowledge_base_of
 
 SHOP = {
     "returns.md": "# Returns\n\nKettle & Co takes back an unused K-Classic within 30 days of "
@@ -36,13 +37,7 @@ def test_question_names(question, names):
 
 @pytest.fixture
 def shop(catalog, tmp_path):
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for name, text in SHOP.items():
-        (docs / name).write_text(text)
-    kb = catalog.create("names-kb")
-    kb.ingest([docs], progress=False)
-    return kb
+    return knowledge_base_of(catalog, "names-kb", tmp_path / "docs", SHOP)
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "vector"])

@@ -10,6 +10,7 @@ import pytest
 
 from retrieval import QueryOptions
 from retrieval.relevance import FLOOR_QUANTILE, OFF_TOPIC_QUESTIONS
+from tests.helpers.documents import knowledge_base_of
 
 SHOP = {
     "returns.md": "# Returns\n\nYou can return an unused kettle within 30 days of delivery for "
@@ -24,12 +25,7 @@ SHOP = {
 @pytest.fixture
 def shop(catalog, tmp_path):
     docs = tmp_path / "docs"
-    docs.mkdir()
-    for name, text in SHOP.items():
-        (docs / name).write_text(text)
-    kb = catalog.create("floor-kb")
-    kb.ingest([docs], progress=False)
-    return kb, docs
+    return knowledge_base_of(catalog, "floor-kb", docs, SHOP), docs
 
 
 SEARCH = QueryOptions(mode="hybrid", top_k=3)
