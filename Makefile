@@ -88,6 +88,7 @@ bench: install
 	$(BIN)/python -m bench.kpi_cards_bench --prepare
 	$(BIN)/python -m bench.train_bench
 	$(BIN)/python -m bench.serving_bench
+	$(BIN)/python -m bench.serving_bench --parts multi-lora --model default --requests 32 --lora-rounds 6
 	$(BIN)/python -m bench.gateway_cost
 	$(BIN)/python -m bench.reliability_bench
 

@@ -36,7 +36,12 @@ the cores kept busy by other programs (how disturbed the run was). Noise: on 2 c
 its worker thread to core 0 and leaves core 1 to everything else (its API server and engine core,
 the gateway, this client); measured throughput then swings several-fold between runs with OS
 scheduling, so the tables give the median and the range of the rounds. Sequential latency, CPU
-per request and the hot-swap times are the stable numbers there.
+per request and the hot-swap times are the stable numbers there. With a real model
+(`--model default`: SmolLM2-135M-Instruct) vLLM's engine is the bottleneck, as on a GPU host, and
+the multi-LoRA rounds agree within a few percent:
+
+    .venv/bin/python -m bench.serving_bench --parts multi-lora --model default --requests 32 \
+        --lora-rounds 6     # about 10 minutes; writes bench/results/serving_multi_lora.*
 """
 
 from __future__ import annotations
@@ -837,10 +842,11 @@ def multi_lora_table(results: dict, args) -> str:
                 ]
             )
     streamed = "streamed" if getattr(args, "lora_stream", False) else "not streamed"
+    model = "tiny random Llama" if args.model == "tiny" else Path(args.model).name
     text = (
-        f"Multi-LoRA ({streamed}, concurrency {args.concurrency}, round-robin, "
-        f"{args.lora_rounds} rounds; "
-        "gateway and direct back to back in each round):\n\n"
+        f"Multi-LoRA ({model}, {args.tokens} tokens a request, {streamed}, concurrency "
+        f"{args.concurrency}, {args.requests} requests a run, round-robin, {args.lora_rounds} "
+        "rounds; gateway and direct back to back in each round):\n\n"
     )
     text += markdown_table(
         [
@@ -895,9 +901,21 @@ def hot_swap_table(results: dict) -> str:
     )
 
 
+def default_model() -> Path:
+    """The embedded default base model's folder (SmolLM2-135M-Instruct, no hub access)."""
+    from finetune.base_models import DEFAULT_BASE_MODEL, resolve_base_model
+
+    return resolve_base_model(DEFAULT_BASE_MODEL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="tiny", help="a model folder, or 'tiny' (built here)")
+    parser.add_argument(
+        "--model",
+        default="tiny",
+        help="a model folder, 'tiny' (a random tiny Llama built here) or 'default' "
+        "(SmolLM2-135M-Instruct, the embedded default)",
+    )
     parser.add_argument("--tokens", type=int, default=32, help="tokens generated per request")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--sequential", type=int, default=20, help="sequential requests a round")
@@ -958,8 +976,9 @@ def main() -> None:
 
         model_dir, served = build_tiny_llama(root / "tiny"), "tiny-llama"
     else:
-        model_dir = Path(args.model).resolve()
+        model_dir = default_model() if args.model == "default" else Path(args.model).resolve()
         served = model_dir.name
+        args.model = str(model_dir)  # recorded with the results and named in the tables
     config = EngineConfig(
         model=str(model_dir),
         served_model_name=served,

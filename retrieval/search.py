@@ -104,9 +104,9 @@ def search(
     count = collection.count()  # one count a query: Chroma counts by scanning (13 ms at 100k)
     if count == 0:
         return []
+    keyword = None  # the keyword index, opened and synced once for the name check and ranking
     if options.known_names_only and (names := question_names(query)):
-        keyword = OPEN.get(collection, keyword_folder)
-        keyword.sync(revision, count)
+        keyword = _synced_keywords(collection, keyword_folder, revision, count)
         if keyword.unknown(names):
             return []
     vector_store = ChromaVectorStore(chroma_collection=collection)
@@ -115,8 +115,8 @@ def search(
         results = vector_ranking(vector_store, embedding, options.top_k, filters)
         hits = [_hit(r, _cosine(r.score), similarity=_cosine(r.score)) for r in results]
     else:
-        keyword = OPEN.get(collection, keyword_folder)
-        keyword.sync(revision, count)
+        if keyword is None:
+            keyword = _synced_keywords(collection, keyword_folder, revision, count)
         lists = ranked_lists(
             vector_store, keyword, options, query, embedding, options.top_k * FUSION.depth
         )
@@ -131,6 +131,13 @@ def search(
     if options.context_chars:
         hits = widen(collection, hits, options.context_chars)
     return hits
+
+
+def _synced_keywords(collection, folder: Path | None, revision: str, count: int) -> KeywordIndex:
+    """The collection's keyword index, brought in step with `revision`."""
+    keyword = OPEN.get(collection, folder)
+    keyword.sync(revision, count)
+    return keyword
 
 
 _MAX_NEIGHBOURS = 8  # per side; a budget is met long before with paragraph chunks
