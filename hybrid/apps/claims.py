@@ -123,10 +123,45 @@ _RELATIVE_PRIOR = re.compile(
     r"(fiscal )?year|year[- ]earlier)\b",
     re.IGNORECASE,
 )
+RELATIVE_NOW = 0
+"""The period a figure with no year of its own is about when the documents' year is unknown:
+relative periods (0 now, -1 "a year earlier") tell a figure from its prior-year comparison
+even then, and are compared only with each other (`is_relative`)."""
+
+
+def is_relative(year: int) -> bool:
+    """Whether a period is relative to an unknown current year (`RELATIVE_NOW`)."""
+    return year <= RELATIVE_NOW
+
+
 _COMPARATIVE = re.compile(
     r"^\s*(up |down |rising |falling )?(from|compared (with|to)|versus|vs\.?|against)\b",
     re.IGNORECASE,
 )
+_CHANGE = re.compile(
+    r"\b(rose|ris(e|es|ing|en)|grew|grow(s|ing|n)?|increas\w*|fell|fall(s|ing|en)?|declin\w*|"
+    r"decreas\w*|dropp?\w*|improv\w*|climb\w*|jump\w*|slipp?\w*|went|moved|chang\w*|"
+    r"narrow\w*|widen\w*|reduc\w*|expand\w*|contract(ed|ing)|shr[au]nk|doubl\w*|tripl\w*|"
+    r"halv\w*|rais\w*|lift\w*|boost\w*|cut(s|ting)?|trimm?\w*|lower\w*|higher)\b",
+    re.IGNORECASE,
+)
+"""Words that make "from X to Y" a change over time (X the earlier figure), not a range
+("programmable from 0 to 10 seconds")."""
+
+
+def _is_change(clauses: list[str], i: int) -> bool:
+    """Whether clause `i` gives an earlier figure to compare with: "compared with ...",
+    "up from ...", or "from ..." after a verb of change ("rose to $412.6 million, from ...")."""
+    clause = clauses[i]
+    if not _COMPARATIVE.match(clause):
+        return False
+    if not re.match(r"\s*from\b", clause, re.IGNORECASE):
+        return True  # "compared with", "versus", "up from", "against"
+    if i and re.search(r"\b(up|down)\s*$", clauses[i - 1], re.IGNORECASE):
+        return True  # "..., up from 1,612": the split left "up" behind
+    return bool(_CHANGE.search(" ".join(clauses[: i + 1])))
+
+
 _CLAUSE = re.compile(
     r"(?:;|,\s|\s[-–—]\s|\s(?=(?:up |down )?from\s)|\s(?=compared\s)|\s(?=versus\s)"
     r"|(?<=[a-z])\s(?=to\s[$£€]?\d)"
@@ -741,10 +776,13 @@ def extract_claims(
 
     Args:
         scope: entity keys the text as a whole is about (its file name or title).
-        current_year: the year a figure with no year of its own is about (None: any year).
+        current_year: the year a figure with no year of its own is about (None: unknown, and
+            such figures get the relative period `RELATIVE_NOW`, or one before it when the
+            text marks them as a year earlier).
         find_entities: the entity keys a sentence names.
     """
     scope_entities = frozenset(scope)
+    now = current_year or RELATIVE_NOW
     claims: list[Claim] = []
     for heading, sentence in _split_sentences(text):
         clauses = _clauses(sentence)
@@ -760,10 +798,8 @@ def extract_claims(
         for i, clause_raw in enumerate(raws):
             others = [r for r in clause_raw if r.unit != "year"]
             marks = [(r.start, int(r.number)) for r in clause_raw if r.unit == "year"]
-            if current_year and others:  # "which did not exist a year ago" dates nothing
-                marks += [
-                    (m.start(), current_year - 1) for m in _RELATIVE_PRIOR.finditer(clauses[i])
-                ]
+            if others:  # "which did not exist a year ago" dates nothing
+                marks += [(m.start(), now - 1) for m in _RELATIVE_PRIOR.finditer(clauses[i])]
             for position, year in marks:
                 all_years.add(year)
                 if not others:
@@ -787,13 +823,13 @@ def extract_claims(
                 itself = {int(raw.number)} if raw.unit == "year" else set()
                 own = owned.get(id(raw), set()) or (free - itself)
                 periods = frozenset(own)
-                if not periods and current_year:
+                if not periods:
                     # "from 8.8% to 11.2%": the figure before "to" is the earlier one
                     comparative = (
-                        _COMPARATIVE.match(clauses[i])
+                        _is_change(clauses, i)
                         and raw.figure in re.split(r"\sto\s", clauses[i], maxsplit=1)[0]
                     )
-                    periods = frozenset({current_year - 1 if comparative else current_year})
+                    periods = frozenset({now - 1 if comparative else now})
                 if clause_entities[i]:  # "...; the BB-200 Pro carries a 3-year warranty"
                     about, source = clause_entities[i], "sentence"
                 elif entities:

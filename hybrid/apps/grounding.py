@@ -25,6 +25,7 @@ from hybrid.apps.claims import (
     dominant_year,
     entities_in,
     extract_claims,
+    is_relative,
     names_in,
 )
 from hybrid.apps.prompt import Passage
@@ -139,11 +140,19 @@ def _entities_compatible(claim: Claim, source: Claim) -> bool:
 
 
 def _periods_compatible(claim: Claim, source: Claim) -> bool:
+    """Whether two figures may be about the same period: years are compared with years, and
+    periods relative to an unknown current year (`RELATIVE_NOW`) only with each other."""
     if not claim.periods:
         return True
-    if source.periods:
-        return bool(claim.periods & source.periods)
-    return not claim.periods <= source.foreign_periods
+    years = {p for p in claim.periods if not is_relative(p)}
+    source_years = {p for p in source.periods if not is_relative(p)}
+    if years and source_years:
+        return bool(years & source_years)
+    if years:
+        return not years <= source.foreign_periods
+    if source_years or not source.periods:
+        return True
+    return bool(claim.periods & source.periods)
 
 
 def _overlap(words: frozenset[str], source: Claim) -> float:

@@ -180,3 +180,43 @@ def test_imperial_and_energy_units_are_units():
     assert [u["reason"] for u in miles] == ["the passages give 38 kilometres, not 38 miles"]
     watts = check_grounding("The solar panels give 12 GW.", passages).ungrounded
     assert [u["reason"] for u in watts] == ["the passages give 12 MW, not 12 GW"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("We delivered 48.2 billion litres of water.", None),
+        ("A year earlier we delivered 45.9 billion litres.", None),
+        ("Deliveries rose from 45.9 to 48.2 billion litres.", None),
+        ("Complaints fell from 1,515 to 1,240.", None),
+        ("In 2024 the network lost 12.1% of its water.", None),
+        ("The network lost 12.1% of its water.", None),  # a year against "now": unknown
+        ("We delivered 45.9 billion litres of water.", "45.9 billion litres for another period"),
+        ("A year earlier we delivered 48.2 billion litres.", "48.2 billion litres for another"),
+        ("Complaints were 1,515.", "1,515 for another period"),
+    ],
+)
+def test_a_year_earlier_is_told_apart_when_no_year_names_the_documents(answer, reason):
+    # no year in the file name and none written three times: the documents' year is unknown
+    passages = _passage(
+        "Water delivered rose to 48.2 billion litres, from 45.9 billion litres a year earlier. "
+        "Customer complaints fell to 1,240 from 1,515 the year before. "
+        "In 2024 the network lost 12.1% of its water to leaks."
+    )
+    reasons = [u["reason"] for u in check_grounding(answer, passages).ungrounded]
+    if reason is None:
+        assert reasons == []
+    else:
+        assert len(reasons) == 1 and reasons[0].startswith(f"the passages give {reason}")
+
+
+def test_from_x_to_y_without_a_change_is_a_range_not_two_periods():
+    passages = _passage(
+        "Pre-infusion: programmable from 0 to 10 seconds. Brew temperature: adjustable from "
+        "90 to 96 degrees Celsius."
+    )
+    ranged = "Pre-infusion runs between 0 and 10 seconds; the temperature is 90 to 96 degrees."
+    assert check_grounding(ranged, passages).ungrounded == []
+    changed = _passage("Output at Brno was raised from 120 robots a week to 180 robots a week.")
+    wrong = check_grounding("Output at Brno is 120 robots a week.", changed).ungrounded
+    assert [u["reason"] for u in wrong] == ["the passages give 120 for another period"]
