@@ -15,7 +15,8 @@ Example `hybrid.yaml` (every section is optional)::
     remote_engines:            # ... and/or vLLM servers that run already
       urls: [http://10.0.0.5:8000]
     merged_engines:            # an adapter version merged into the base, on its own server
-      - {adapter: support-voice, version: v3, url: http://10.0.0.7:8001}
+      - {adapter: support-voice, version: v3}   # no url: `hybrid serve` merges and starts it
+      - {adapter: sales-voice, version: v2, url: http://10.0.0.7:8001}   # runs already
     adapters:
       registry: .hybrid/adapters
       preload: [support-voice]
@@ -92,9 +93,11 @@ class HybridConfig(Frozen):
     remote_engines: RemoteEngineConfig | None = None
     """vLLM servers that run already; `hybrid serve` attaches to them."""
     merged_engines: tuple[MergedEngineConfig, ...] = ()
-    """vLLM servers that each serve one adapter version merged into the base model (`hybrid
-    adapter merge`): that version's requests go there while it is current and the server is
-    healthy, else to the LoRA path (docs/serving.md, "Merged fast path")."""
+    """vLLM servers that each serve one adapter version merged into the base model: that
+    version's requests go there while it is current and the server is healthy, else to the
+    LoRA path. An entry with `url` names a server that runs already (`hybrid adapter merge`);
+    one without is merged (once, cached in the registry folder) and started by `hybrid serve`
+    with the engine's settings (docs/serving.md, "Merged fast path")."""
     base_model: Path | None = None
     """Folder of the base model the engines serve, for adapter checks; default engine.model.
     Required with remote_engines alone."""
@@ -106,14 +109,31 @@ class HybridConfig(Frozen):
     """App spec files (or folders of *.yaml app files) served by `hybrid serve`."""
 
     @model_validator(mode="after")
-    def _one_server_per_merged_engine(self) -> HybridConfig:
-        urls = [m.url for m in self.merged_engines]
+    def _merged_engines_fit(self) -> HybridConfig:
+        problems = []
+        urls = [m.url for m in self.merged_engines if m.url is not None]
         twice = sorted({url for url in urls if urls.count(url) > 1})
         if twice:
-            raise ValueError(
+            problems.append(
                 f"merged_engines lists {', '.join(twice)} more than once; a merged engine "
                 "serves one adapter version, list each server once"
             )
+        started = [m.engine_name for m in self.merged_engines if m.started_here]
+        again = sorted({name for name in started if started.count(name) > 1})
+        if again:
+            problems.append(
+                f"merged_engines starts {', '.join(again)} more than once (entries without "
+                "url); hybrid serve starts one engine per version, list it once"
+            )
+        if started and self.engine is None and self.remote_engines is not None:
+            problems.append(
+                f"merged_engines: {', '.join(sorted(set(started)))} has no url, so hybrid serve "
+                "would start it with the settings of `engine`, but only remote_engines are "
+                "configured; "
+                "add url (a merged engine you started) or an engine section"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from finetune.base_models import DEFAULT_BASE_MODEL, resolve_base_model
 from hybrid.config import HybridConfig
 from hybrid.errors import ConfigError
+from hybrid.merged import merged_launches
 from serving.adapters import AdapterRegistry, describe_base
 from serving.engine import EngineConfig
 from serving.engine.config import VLLM_LORA_RANKS
@@ -51,18 +52,32 @@ def base_model_folder(config: HybridConfig, engine: EngineConfig | None) -> Path
 
 def build_runtime(config: HybridConfig, attached: AttachedEngine | None = None) -> ServingRuntime:
     """The runtime of `config`; with `attached` (a gateway worker), the configured engine is
-    the one another process started: the runtime talks to it and starts none."""
+    the one another process started: the runtime talks to it and starts none.
+
+    Each `merged_engines` entry without url is merged here (or found in the cache, see
+    hybrid/merged.py) and handed to the runtime to start beside the engine; a failed merge is
+    logged and its version keeps the LoRA path.
+
+    Raises:
+        ConfigError: a merged engine to start names a version that is not registered.
+    """
     engine = engine_config(config)
+    base = base_model_folder(config, engine)
+    started = [m for m in config.merged_engines if m.started_here]
+    launches = (
+        merged_launches(started, engine, registry_of(config, engine, base), base) if started else []
+    )
     return ServingRuntime(
         registry_root=config.adapters.registry,
         engine=engine if attached is None else None,
         attached=attached,
         remote=config.remote_engines,
-        base_model=base_model_folder(config, engine),
+        base_model=base,
         gateway=config.gateway,
         preload=config.adapters.preload,
         max_adapter_bytes=max_adapter_bytes(config),
-        merged=config.merged_engines,
+        merged=[m for m in config.merged_engines if not m.started_here],
+        launch_merged=launches,
     )
 
 
@@ -76,8 +91,12 @@ def offline_registry(config: HybridConfig) -> AdapterRegistry:
     """The adapter registry read and written without a server (CLI `--offline`, `App.chat`),
     checked against the same base model and rank limit `hybrid serve` would use."""
     engine = engine_config(config)
+    return registry_of(config, engine, base_model_folder(config, engine))
+
+
+def registry_of(config: HybridConfig, engine: EngineConfig | None, base: Path) -> AdapterRegistry:
+    """The adapter registry of `config`, checked against `base` and `engine`'s rank limit."""
     rank = engine.max_lora_rank if engine is not None else max(VLLM_LORA_RANKS)
-    base = describe_base(base_model_folder(config, engine))
     return AdapterRegistry(
-        config.adapters.registry, base, rank, max_bytes=max_adapter_bytes(config)
+        config.adapters.registry, describe_base(base), rank, max_bytes=max_adapter_bytes(config)
     )

@@ -74,8 +74,9 @@ def serve(
         settings = settings.model_copy(update={"gateway": gateway})
     console = console or Console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)  # stop vLLM too, also while it starts
-    with console.status("preparing the base model ..."):
-        runtime = build_runtime(settings)
+    merging = any(m.started_here for m in settings.merged_engines)
+    with console.status(f"preparing the base model{' and merged engines' if merging else ''} ..."):
+        runtime = build_runtime(settings)  # merges what merged_engines start (once, cached)
     metrics = GatewayMetrics()
     # The context window is assumed to be the embedded default's until the engine reports its own.
     budget = PromptBudget(runtime.base_model, DEFAULT_MAX_MODEL_LEN)
@@ -94,16 +95,21 @@ def serve(
     try:
         engine = runtime.engine_config
         what = f"vLLM for {engine.base_model_name}" if engine else "the remote engines"
+        if runtime.launched.launches:
+            what += f" and {len(runtime.launched.launches)} merged engine(s)"
         started = time.monotonic()
         with console.status(f"starting {what} (a CPU needs about a minute) ..."):
             runtime.start()
         console.print(f"engine ready after {time.monotonic() - started:.0f} s")
+        report_merged(runtime, console)
         if not single:
             from hybrid.workers import serve_workers
 
             if composers is None:
                 apps()  # the config's apps are checked here, not once per worker
-            serve_workers(settings, runtime, console)
+            # The workers route to the merged engines started here, as to ones that run already.
+            routed = settings.model_copy(update={"merged_engines": tuple(runtime.merged_engines())})
+            serve_workers(routed, runtime, console)
             return
         budget.max_model_len = runtime.max_model_len() or DEFAULT_MAX_MODEL_LEN
         if composers is None:
@@ -121,6 +127,17 @@ def serve(
         run_gateway(gateway_state)
     finally:
         runtime.stop()
+
+
+def report_merged(runtime, console: Console) -> None:
+    """One line per merged engine `runtime` started or tried to (a failure is logged above)."""
+    for name, process in runtime.launched.processes.items():
+        if process.state == "ready":
+            console.print(
+                f"merged engine for {name} ready at {process.url} (log: {process.log_path})"
+            )
+        else:
+            console.print(f"merged engine for {name} not running: {name} takes the LoRA path")
 
 
 def app_composers(settings: HybridConfig, runtime, metrics, budget) -> list:

@@ -35,6 +35,7 @@ from serving.engine import (
 from serving.engine.client import EngineClient, run_sync
 from serving.engine.config import VLLM_LORA_RANKS
 from serving.engine.merged import merged_problem
+from serving.engine.merged_launch import MergedEngines, MergedLaunch
 from serving.engine.protocol import ModelCard
 from serving.engine.replicas import Replica
 from serving.errors import EngineStartError, ServingError
@@ -78,6 +79,7 @@ class ServingRuntime:
         max_adapter_bytes: int | None = None,
         attached: AttachedEngine | None = None,
         merged: Sequence[MergedEngineConfig] = (),
+        launch_merged: Sequence[MergedLaunch] = (),
     ):
         """
         Args:
@@ -91,7 +93,10 @@ class ServingRuntime:
             max_adapter_bytes: largest adapter folder the registry accepts; default: computed
                 from the base model's shapes at the engine's max rank.
             attached: an engine another process supervises (instead of `engine`).
-            merged: merged engines, each serving one adapter version as its base model.
+            merged: merged engines that run already (each with its url), each serving one
+                adapter version as its base model.
+            launch_merged: merged engines to start beside `engine` and supervise; one that
+                does not start is logged and left out (its version takes the LoRA path).
         """
         if engine is None and remote is None and attached is None:
             raise ValueError("configure an engine to start (engine) or to attach to (remote)")
@@ -117,33 +122,56 @@ class ServingRuntime:
             self.base_name = attached.base_name
         self._registry: AdapterRegistry | None = None
         self.merged = tuple(merged)
+        unstarted = [m.engine_name for m in self.merged if m.url is None]
+        if unstarted:
+            raise ValueError(
+                f"merged engines for {', '.join(unstarted)} have no url; pass them in "
+                "launch_merged with the engine config to start them"
+            )
+        self.launched = MergedEngines(launch_merged)
         self._digests: dict[str, str] = {}
         """engine name -> digest of its registered files, for each merged engine's version."""
 
     def start(self) -> None:
-        """Start the supervised engine (blocking until ready) and check the remote and merged
-        ones.
+        """Start the supervised engine and the merged engines to launch, at the same time, and
+        block until each is ready or has failed; check the remote and merged ones.
+
+        A merged engine that fails to start does not fail the start: it is logged in one line
+        and left out, so its version takes the LoRA path.
 
         Raises:
-            EngineStartError: vLLM failed to start (the message quotes its log).
+            EngineStartError: the supervised vLLM failed to start (the message quotes its log).
             ServingError: remote engines unreachable or serving another base model; a merged
                 engine's version is not registered, or the engine serves other weights.
         """
         self._check_merged_versions()  # before a supervised engine's minute of start-up
-        if self.engine_config is not None:
-            self.process = EngineProcess(self.engine_config).start()
-        if self.remote is not None:
-            self._check_remote()
+        starting = self.launched.begin()  # beside the supervised engine's start
+        try:
+            if self.engine_config is not None:
+                self.process = EngineProcess(self.engine_config).start()
+            if self.remote is not None:
+                self._check_remote()
+            for thread in starting:
+                thread.join()
+        except BaseException:
+            self.launched.stop()
+            raise
         self._check_merged_engines()
 
+    def merged_engines(self) -> list[MergedEngineConfig]:
+        """The merged engines requests may go to: those configured with a url, then those this
+        runtime started (after `start`, the ones that got ready)."""
+        return [*self.merged, *self.launched.started()]
+
     def _check_merged_versions(self) -> None:
-        for merged in self.merged:
+        for merged in [*self.merged, *(launch.entry for launch in self.launched.launches)]:
             name = merged.engine_name
             try:
                 adapter = self.registry().resolve(name).adapter
             except AdapterNotFound as exc:
+                where = merged.url or "the merged engine to start"
                 raise ServingError(
-                    f"merged_engines: {merged.url} is configured for {name}, which is not "
+                    f"merged_engines: {where} is configured for {name}, which is not "
                     f"registered ({exc}); register and merge that version, or fix `version`"
                 ) from None
             self._digests[name] = adapter_digest(adapter.path)
@@ -244,7 +272,8 @@ class ServingRuntime:
             replicas.append(Replica(EngineClient(self.attached.url, api_key=self.attached.api_key)))
         if self.process is not None or self.remote is not None:
             replicas += EngineSet.build(supervised=self.process, remote=self.remote).replicas
-        if len(self._digests) < len(self.merged):
+        routed = self.merged_engines()
+        if any(m.engine_name not in self._digests for m in routed):
             self._check_merged_versions()
         merged = [
             Replica(
@@ -253,7 +282,8 @@ class ServingRuntime:
                 digest=self._digests[m.engine_name],
                 healthy=False,  # until its served names are checked (GatewayState.start)
             )
-            for m in self.merged
+            for m in routed
+            if m.url is not None
         ]
         engines = EngineSet(replicas, merged)
         if shared_leases is None and self.gateway_config.lease_dir is not None:
@@ -277,6 +307,8 @@ class ServingRuntime:
         )
 
     def stop(self) -> None:
+        """Stop the engines this runtime started: the merged ones, then the supervised one."""
+        self.launched.stop()
         if self.process is not None:
             self.process.stop()
 

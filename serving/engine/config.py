@@ -216,25 +216,35 @@ def _server_root(url: str) -> tuple[str, str | None]:
 
 
 class MergedEngineConfig(Frozen):
-    """A vLLM server that runs one adapter version merged into the base model (made with
-    `hybrid adapter merge name@version`, started with the served names the merge printed).
-    While `version` is the adapter's current version and the server is healthy, requests for
-    the adapter go there instead of the LoRA path (docs/serving.md, "Merged fast path")."""
+    """A vLLM server that runs one adapter version merged into the base model. While `version`
+    is the adapter's current version and the server is healthy, requests for the adapter go
+    there instead of the LoRA path (docs/serving.md, "Merged fast path").
+
+    With `url`, the server runs already (made with `hybrid adapter merge name@version`, started
+    with the served names the merge printed). Without it, `hybrid serve` merges the version and
+    starts and supervises the server itself, with the engine's settings."""
 
     adapter: str = Field(min_length=1)
     """The registered adapter's name, e.g. ceo-voice."""
     version: str = Field(min_length=1)
     """The registered version that was merged, e.g. v3."""
-    url: str
-    """The server's root URL without /v1, e.g. http://10.0.0.7:8001."""
+    url: str | None = None
+    """The server's root URL without /v1, e.g. http://10.0.0.7:8001; leave it out to have
+    `hybrid serve` start the merged engine itself."""
     api_key: str | None = Field(default=None, repr=False)
-    """Sent as `Authorization: Bearer <api_key>` when the server was started with --api-key."""
+    """Sent as `Authorization: Bearer <api_key>` when the server at `url` was started with
+    --api-key (a merged engine `hybrid serve` starts gets a secret of its own)."""
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """Without `url`: the TCP port of the merged engine `hybrid serve` starts; default: a free
+    one."""
     timeout_s: Annotated[float, Field(gt=0)] = 30.0
     """Timeout of its health checks (GET /v1/models)."""
 
     @field_validator("url")
     @classmethod
-    def _check_url(cls, url: str) -> str:
+    def _check_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
         base, problem = _server_root(url)
         if problem is not None:
             raise ValueError(problem)
@@ -250,7 +260,29 @@ class MergedEngineConfig(Frozen):
             )
         return value
 
+    @model_validator(mode="after")
+    def _url_or_started(self) -> MergedEngineConfig:
+        problems = []
+        if self.url is not None and self.port is not None:
+            problems.append(
+                f"port is for a merged engine hybrid serve starts (no url), but {self.url} "
+                "runs already; drop port (or drop url to have it started)"
+            )
+        if self.url is None and self.api_key is not None:
+            problems.append(
+                f"api_key is the key of a server you started (url), but {self.engine_name} has "
+                "no url: hybrid serve starts it with a secret of its own; drop api_key or add url"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @property
     def engine_name(self) -> str:
         """The name the version is served under, `name@version`."""
         return f"{self.adapter}@{self.version}"
+
+    @property
+    def started_here(self) -> bool:
+        """No `url`: the merged engine is started and supervised by whoever serves the config."""
+        return self.url is None

@@ -98,7 +98,8 @@ class GatewayState:
         await self.manager.settle()
         # The engine clients' connections end with the app's event loop (a started-again app
         # opens new ones); their adapters stay loaded.
-        await asyncio.gather(*(r.client.aclose() for r in self.manager.engines.replicas))
+        engines = self.manager.engines
+        await asyncio.gather(*(r.client.aclose() for r in [*engines.replicas, *engines.merged]))
 
     async def _watch_engines(self) -> None:
         """Re-learn engine health and adapters, so a restarted replica is used again."""
