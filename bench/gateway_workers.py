@@ -25,6 +25,7 @@ import httpx
 import yaml
 
 from bench.common import HYBRID, machine, markdown_table, write_results
+from bench.gateway_cost import CpuMeter
 from finetune.base_models import DEFAULT_BASE_MODEL, resolve_base_model
 
 DURATION_S = 10.0
@@ -92,7 +93,9 @@ def _load(url: str, until: float, warm_until: float, out) -> None:
     out.put(asyncio.run(run()))
 
 
-def measure(workers: int, engine_url: str, base_model: Path, work: Path) -> float:
+def measure(workers: int, engine_url: str, base_model: Path, work: Path) -> tuple[float, float]:
+    """Requests/s through `hybrid serve --workers N`, and the cores its processes kept busy
+    meanwhile (below `workers`: something else, e.g. the load generator, was the limit)."""
     port = free_port()
     config = work / f"hybrid-{workers}.yaml"
     config.write_text(
@@ -124,10 +127,15 @@ def measure(workers: int, engine_url: str, base_model: Path, work: Path) -> floa
         ]
         for loader in loaders:
             loader.start()
+        meter = CpuMeter(serve.pid)
+        time.sleep(max(0.0, warm_until - time.time()))
+        used = meter.read()
+        time.sleep(max(0.0, until - time.time()))
+        used = meter.read() - used
         done = sum(out.get(timeout=DURATION_S + 120) for _ in loaders)
         for loader in loaders:
             loader.join()
-        return done / DURATION_S
+        return done / DURATION_S, used / DURATION_S
     finally:
         serve.send_signal(signal.SIGINT)
         serve.wait(60)
@@ -141,19 +149,27 @@ def main() -> None:
     try:
         wait_up(engine_url + "/health")
         with tempfile.TemporaryDirectory() as work:
-            rates = {n: measure(n, engine_url, base_model, Path(work)) for n in (1, 2)}
+            measured = {n: measure(n, engine_url, base_model, Path(work)) for n in (1, 2)}
     finally:
         stub.terminate()
         stub.wait(30)
+    rates = {n: rate for n, (rate, _) in measured.items()}
+    busy = {n: round(cores, 2) for n, (_, cores) in measured.items()}
     scaling = rates[2] / rates[1]
-    rows = [[n, f"{rate:.0f}"] for n, rate in rates.items()]
-    table = markdown_table(["gateway workers", "requests/s (non-streamed, base)"], rows)
+    rows = [[n, f"{rate:.0f}", busy[n]] for n, rate in rates.items()]
+    table = markdown_table(
+        ["gateway workers", "requests/s (non-streamed, base)", "cores the gateway used"], rows
+    )
     table += (
-        f"\n\nScaling 1 -> 2 workers: {scaling:.2f}x on {machine()['cpus']} CPUs (target 1.7x)."
+        f"\n\nScaling 1 -> 2 workers: {scaling:.2f}x on {machine()['cpus']} CPUs (target 1.7x). "
+        "Cores the gateway used: CPU seconds of the `hybrid serve` processes per second of the "
+        "run; where 2 workers use well under 2 cores, the gateway was not what limited the "
+        "rate (the load generator and the engine stub run on the same CPUs)."
     )
     payload = {
         "machine": machine(),
         "requests_per_s": rates,
+        "gateway_cores_busy": busy,
         "scaling": scaling,
         "duration_s": DURATION_S,
         "loaders": LOADERS,

@@ -1,5 +1,8 @@
-"""Streamed answers: the engine's Server-Sent Events read with `httpx-sse`, relayed to the
-client chunk by chunk, and written with FastAPI's SSE encoder (`format_sse_event`).
+"""Streamed answers: the engine's Server-Sent Events read with `httpx-sse`'s decoders,
+rewritten event by event, written with FastAPI's SSE encoder (`format_sse_event`), and sent to
+the client one write per read from the engine: the events a read completed go together (one
+ASGI send each cost the gateway more than rewriting the event, bench/gateway_cost.py), and
+none waits for a later read.
 
 The engine is always asked for usage (so token metrics exist); the usage chunk reaches the
 client only if it asked for it. Closing a stream early closes the engine connection, which
@@ -27,7 +30,10 @@ from dataclasses import dataclass
 import anyio
 import httpx
 from fastapi.sse import format_sse_event
-from httpx_sse import EventSource, SSEError
+from httpx_sse import ServerSentEvent, SSEError
+
+# httpx-sse's decoders, which `EventSource.aiter_sse` runs; pinned below 0.5 (pyproject.toml)
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
 from serving.adapters.manager import Lease
 from serving.engine.replicas import EngineSet
@@ -64,6 +70,9 @@ def sse(payload: dict | str) -> bytes:
     """One event whose data is `payload` (a dict: compact JSON, ASCII only)."""
     data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
     return format_sse_event(data_str=data)
+
+
+DONE = sse("[DONE]")
 
 
 @dataclass
@@ -114,90 +123,145 @@ async def pass_through(upstream: Upstream) -> AsyncIterator[bytes]:
         await upstream.close(status)
 
 
-async def relay(  # noqa: C901 - one pass over the stream: rename, usage, annotation, errors
+async def relay(
     upstream: Upstream, prepared: PreparedChat, wants_usage: bool
 ) -> AsyncIterator[bytes]:
-    """A chat or completion stream, chunk by chunk: the model renamed to what the client
-    asked for, usage counted (and passed on only if asked for), an app's annotation added as
-    the last chunk before [DONE]."""
-    metrics, requested = upstream.metrics, upstream.requested
-    served = upstream.lease.target.engine_name
-    texts: dict[int, list[str]] = {}
-    first_token_seen = False
+    """A chat or completion stream: each event rewritten by `Rewrite`, and the events one
+    read from the engine completed sent to the client together, in one write (an event is
+    never held back to wait for more: only what was read already goes together)."""
+    rewrite = Rewrite(upstream, prepared, wants_usage)
     status = 200
     finished = False
-    last_chunk: dict | None = None
-    # Once the first token is counted, a plain model's chunks that hold nothing to change are
-    # sent on as they came, without parsing and writing them again.
-    verbatim_ok = prepared.annotate is None and not prepared.response_model
+    pending: list[bytes] = []  # rewritten events of this read, not sent yet
+    reads = _event_reads(upstream.response)
     try:
-        events = EventSource(upstream.response).aiter_sse()
-        async for event in events:
-            if verbatim_ok and first_token_seen and _verbatim(event.data):
-                yield format_sse_event(data_str=event.data)
-                continue
-            if event.data == "[DONE]":
-                if prepared.annotate is not None:
-                    yield sse(_annotation_chunk(prepared, texts, last_chunk, served))
-                yield sse("[DONE]")
+        async for events in reads:
+            for event in events:
+                pending.append(rewrite(event.data))
+                if rewrite.finished:
+                    break
+            batch = b"".join(pending)
+            pending.clear()
+            if batch:
+                yield batch
+            if rewrite.finished:
                 finished = True
                 break
-            chunk = normalize_answer(json.loads(event.data))
-            if "error" in chunk:  # vLLM reports a failure inside the stream
-                status = 500
-                yield sse(chunk)
-                finished = True
-                break
-            last_chunk = chunk
-            if prepared.response_model:
-                chunk["model"] = prepared.response_model
-            choices = chunk.get("choices") or []
-            if chunk.get("usage") and not choices:
-                metrics.observe_usage(requested, served, chunk["usage"])
-                if not wants_usage:
-                    continue
-            for choice in choices:
-                piece = _delta_text(choice)
-                if piece:
-                    texts.setdefault(int(choice.get("index", 0)), []).append(piece)
-                    if not first_token_seen:
-                        first_token_seen = True
-                        elapsed = time.perf_counter() - upstream.started
-                        metrics.first_token.labels(requested).observe(elapsed)
-            if not wants_usage:
-                chunk.pop("usage", None)
-            yield sse(chunk)
         if not finished:
             raise httpx.RemoteProtocolError("the engine closed the stream before [DONE]")
+        status = rewrite.status
         if status == 200:
-            await _read_rest(events)
+            await _read_rest(reads)
     except (httpx.TransportError, EngineUnavailable) as exc:
         status = 503
-        yield upstream.broke_off(exc)
+        yield b"".join(pending) + upstream.broke_off(exc)
     except (asyncio.CancelledError, GeneratorExit):
         if not finished:  # after [DONE] the client has its whole answer: not a disconnect
             status = 499  # the client went away; closing upstream aborts the generation
-            metrics.client_disconnects.labels(requested).inc()
+            upstream.metrics.client_disconnects.labels(upstream.requested).inc()
         raise
     except Exception as exc:
         answer = to_answer(exc)
         status = answer.status
-        yield sse(answer.body)
+        yield b"".join(pending) + sse(answer.body)
     finally:
         await upstream.close(status)
+
+
+class Rewrite:
+    """One chat or completion stream's events as the client gets them, one call per event's
+    data: the model renamed to what the client asked for (an app's), nulls dropped
+    (normalize.py), usage counted (and passed on only if asked for), an app's annotation added
+    as the last chunk before [DONE], an engine's error event ending the stream. `finished` once
+    [DONE] or an error was seen; `status` is then the request's."""
+
+    def __init__(self, upstream: Upstream, prepared: PreparedChat, wants_usage: bool):
+        self.upstream = upstream
+        self.prepared = prepared
+        self.wants_usage = wants_usage
+        self.served = upstream.lease.target.engine_name
+        self.texts: dict[int, list[str]] = {}
+        self.first_token_seen = False
+        self.last_chunk: dict | None = None
+        self.finished = False
+        self.status = 200
+        # Once the first token is counted, a plain model's chunks that hold nothing to change
+        # are sent on as they came, without parsing and writing them again.
+        self.verbatim_ok = prepared.annotate is None and not prepared.response_model
+
+    def __call__(self, data: str) -> bytes:
+        """The bytes to send for an event with `data` (none for a usage chunk held back)."""
+        if self.verbatim_ok and self.first_token_seen and _verbatim(data):
+            return format_sse_event(data_str=data)
+        prepared = self.prepared
+        if data == "[DONE]":
+            self.finished = True
+            if prepared.annotate is None:
+                return DONE
+            return sse(_annotation_chunk(prepared, self.texts, self.last_chunk, self.served)) + DONE
+        chunk = normalize_answer(json.loads(data))
+        if "error" in chunk:  # vLLM reports a failure inside the stream
+            self.status = 500
+            self.finished = True
+            return sse(chunk)
+        self.last_chunk = chunk
+        if prepared.response_model:
+            chunk["model"] = prepared.response_model
+        choices = chunk.get("choices") or []
+        if chunk.get("usage") and not choices:
+            self.upstream.metrics.observe_usage(
+                self.upstream.requested, self.served, chunk["usage"]
+            )
+            if not self.wants_usage:
+                return b""
+        for choice in choices:
+            piece = _delta_text(choice)
+            if piece:
+                self.texts.setdefault(int(choice.get("index", 0)), []).append(piece)
+                if not self.first_token_seen:
+                    self.first_token_seen = True
+                    self._first_token()
+        if not self.wants_usage:
+            chunk.pop("usage", None)
+        return sse(chunk)
+
+    def _first_token(self) -> None:
+        elapsed = time.perf_counter() - self.upstream.started
+        self.upstream.metrics.first_token.labels(self.upstream.requested).observe(elapsed)
+
+
+async def _event_reads(response: httpx.Response) -> AsyncIterator[list[ServerSentEvent]]:
+    """The events of an engine's stream, grouped by the read that completed them: an event
+    split over reads (a multi-byte character too) comes with the read that ends it, and a
+    read that ends no event gives nothing. httpx-sse's decoders, as `EventSource.aiter_sse`
+    runs them (which hands out one event at a time, hiding where a read ended)."""
+    content_type = response.headers.get("content-type", "").partition(";")[0]
+    if "text/event-stream" not in content_type:
+        raise SSEError(
+            f"Expected response header Content-Type to contain 'text/event-stream', got "
+            f"{content_type!r}"
+        )
+    lines, decoder = SSELineDecoder(), SSEDecoder()
+    async for text in response.aiter_text():
+        events = [e for line in lines.decode(text) if (e := decoder.decode(line)) is not None]
+        if events:
+            yield events
+    events = [e for line in lines.flush() if (e := decoder.decode(line)) is not None]
+    if events:
+        yield events
 
 
 DRAIN_TIMEOUT_S = 1.0
 """How long a stream's end (after [DONE]) is waited for before its connection is dropped."""
 
 
-async def _read_rest(events: AsyncIterator) -> None:
+async def _read_rest(reads: AsyncIterator) -> None:
     """Read an engine stream to its end after [DONE] (nothing but the end of the body
     follows): the connection of a response that was not read to its end is closed, and a new
     connection for every streamed request costs the gateway more than the stream itself
     (bench/gateway_cost.py). Whatever goes wrong here, the client has its answer already."""
     with anyio.move_on_after(DRAIN_TIMEOUT_S), contextlib.suppress(httpx.HTTPError, SSEError):
-        async for _ in events:
+        async for _ in reads:
             pass
 
 
