@@ -38,6 +38,9 @@ QUICK_STEPS = {
 """What every example's quick run (`make demo`) trains: 40 steps of 2 examples, no validation
 split. Each example adds its learning rate and sequence length (`Demo.quick_train`)."""
 
+EVAL_MAX_TOKENS = 120
+"""max_tokens of the answers `hybrid eval app` scores at the end (`Demo.evaluations`)."""
+
 
 @dataclass(frozen=True)
 class Adapter:
@@ -80,9 +83,10 @@ class Demo:
     questions: list[Question]
     evaluations: tuple[Evaluation, ...] = ()
     """Scored at the end, each through the running gateway (`hybrid eval app`)."""
-    checks: tuple[Callable[[str, Path], None], ...] = ()
-    """Run at the very end with the gateway's URL and the work folder (a measurement of the
-    example's own, e.g. the KPI cards' schema-valid rate)."""
+    checks: tuple[Callable[[str, Path, int | None], None], ...] = ()
+    """Run at the very end with the gateway's URL, the work folder and the run's `--max-tokens`
+    (None: the check's own) (a measurement of the example's own, e.g. the KPI cards'
+    schema-valid rate)."""
     answer_tokens: int = 120
     """max_tokens of the questions shown side by side."""
     quick_train: dict = field(default_factory=dict)
@@ -136,9 +140,13 @@ def write_config(demo: Demo, work: Path, model: str, port: int) -> Path:
     return path
 
 
-def train_and_register(demo: Demo, config: Path, work: Path, model: str, quick: bool) -> None:
-    registered = hybrid(config, "adapter", "list", "--offline", "--json", capture=True)
-    names = {row["name"] for row in yaml.safe_load(registered) or []}
+def train_and_register(
+    demo: Demo, config: Path, work: Path, model: str, quick: bool, fresh: bool
+) -> None:
+    names = set()
+    if not fresh:  # a fresh work folder has no registry to ask
+        registered = hybrid(config, "adapter", "list", "--offline", "--json", capture=True)
+        names = {row["name"] for row in yaml.safe_load(registered) or []}
     for adapter in demo.adapters:
         if adapter.name in names:
             print(f"adapter {adapter.name} is registered already (delete {work} to retrain)")
@@ -225,7 +233,7 @@ def show(question: Question, answers: dict[str, object]) -> None:
             print(f"    flagged: {claim.get('reason') or claim['text'] + ' is in no source'}")
 
 
-def ask(url: str, demo: Demo) -> None:
+def ask(url: str, demo: Demo, max_tokens: int) -> None:
     import openai
 
     client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=600)
@@ -237,14 +245,16 @@ def ask(url: str, demo: Demo) -> None:
                 model=app,
                 messages=[{"role": "user", "content": question.text}],
                 temperature=0,
-                max_tokens=demo.answer_tokens,
+                max_tokens=max_tokens,
             )
             for app in question.apps
         }
         show(question, answers)
 
 
-def evaluate(config: Path, url: str, demo: Demo, spec: Evaluation, work: Path) -> None:
+def evaluate(
+    config: Path, url: str, demo: Demo, spec: Evaluation, work: Path, max_tokens: int
+) -> None:
     """Score the apps on the labelled set through the running gateway and print the report's
     summary line (correctness, voice, abstention per app)."""
     first, *others = spec.apps
@@ -254,7 +264,7 @@ def evaluate(config: Path, url: str, demo: Demo, spec: Evaluation, work: Path) -
     args += [f"--only={key}={value}" for key, value in spec.only.items()]
     args += ["--style", str(demo.folder / spec.style)]
     args += ["--style-baseline", str(demo.folder / spec.style_baseline)]
-    args += ["--out", str(work / "eval" / first), "--max-tokens", "120"]
+    args += ["--out", str(work / "eval" / first), "--max-tokens", str(max_tokens)]
     args += ["--concurrency", "4", "--quiet"]
     print(hybrid(config, *args, capture=True).strip())
 
@@ -268,29 +278,41 @@ def run(demo: Demo, argv: list[str] | None = None) -> None:
         help="base model: a folder, or the embedded default (env MODEL)",
     )
     parser.add_argument("--work-dir", type=Path, default=REPO / "artifacts" / demo.name)
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        help="max_tokens of every answer the run asks for: the questions shown, the scoring "
+        "and the example's own checks (default: the example's own; a smaller value makes a "
+        "smoke run on a model that never stops, e.g. random weights, shorter)",
+    )
     args = parser.parse_args(argv)
+    if args.max_tokens is not None and args.max_tokens < 1:
+        parser.error(f"--max-tokens {args.max_tokens}: give at least 1")
     started = time.monotonic()
     work = args.work_dir.resolve()
     (work / "logs").mkdir(parents=True, exist_ok=True)
     port = free_port()
+    fresh = not (work / "hybrid.yaml").exists()  # nothing built yet: no need to ask what is
     config = write_config(demo, work, args.model, port)
 
     step(f"base model {args.model}")
-    print(hybrid(config, "model", "prepare", capture=True).strip())
+    if Path(args.model).expanduser().is_dir():
+        print("a model folder: nothing to prepare")
+    else:  # a packaged model: converted once into the cache
+        print(hybrid(config, "model", "prepare", args.model, capture=True).strip())
     for kb, sources in demo.knowledge_bases.items():
         step(f"knowledge base {kb}")
-        existing = hybrid(config, "kb", "list", capture=True)
-        if kb not in existing.split():
+        if fresh or kb not in hybrid(config, "kb", "list", capture=True).split():
             hybrid(config, "kb", "create", kb)
         hybrid(config, "kb", "ingest", kb, *[str(demo.folder / s) for s in sources])
-    train_and_register(demo, config, work, args.model, args.quick)
+    train_and_register(demo, config, work, args.model, args.quick, fresh)
 
     step("serving: vLLM with the adapters behind the gateway (about a minute to start)")
     with served(config, work / "logs" / "serve.log", port) as url:
         step("asking through the official openai client: the app (adapter) beside the base")
-        ask(url, demo)
+        ask(url, demo, args.max_tokens or demo.answer_tokens)
         for spec in demo.evaluations:
-            evaluate(config, url, demo, spec, work)
+            evaluate(config, url, demo, spec, work, args.max_tokens or EVAL_MAX_TOKENS)
         for check in demo.checks:
-            check(url, work)
+            check(url, work, args.max_tokens)
     print(f"\ndone in {time.monotonic() - started:.0f} s; artifacts in {work}")

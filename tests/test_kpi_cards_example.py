@@ -20,6 +20,10 @@ from hybrid.apps.spec import load_app_spec
 from tests.conftest import EXAMPLES, REPO
 
 HERE = EXAMPLES / "report-kpi-cards"
+SMOKE_TOKENS = 24
+"""max_tokens of the quick run's answers here: random weights never stop, so every answer is
+cut by max_tokens; greedy, so each is the first tokens of what the example's 200 would give
+(the card's opening brace included), for an eighth of the decoding."""
 
 
 def make_dataset():
@@ -100,6 +104,8 @@ def test_quick_run_on_the_tiny_model(tmp_path):
             str(model),
             "--work-dir",
             str(work),
+            "--max-tokens",
+            str(SMOKE_TOKENS),
         ],
         capture_output=True,
         text=True,
@@ -119,6 +125,7 @@ def test_quick_run_on_the_tiny_model(tmp_path):
         assert len(answers) == cells[tuple(key.split("/"))]["questions"] >= 20
         for row in answers:  # the app's verdict is the schema's, answer by answer
             assert row["answer_schema"] == schema.check(row["answer"]).to_dict(), row
+            assert 0 < row["completion_tokens"] <= SMOKE_TOKENS, row
             if key.endswith(("/app", "/json_schema")):
                 # the engine decoded under the schema (the app's enforce_answer_schema when the
                 # client asked for no shape, else the client's own): with random weights the

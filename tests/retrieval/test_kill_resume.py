@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hybrid.cli import main
 from retrieval import EmbeddedStoreConfig, KnowledgeBaseCatalog
 from tests.helpers.documents import write_corpus
 from tests.helpers.reliability import record
@@ -124,13 +125,14 @@ def test_killed_ingestion_resumes_to_exactly_a_clean_run(tmp_path):
     create = ("kb", "create", "killme", "--chunk-size", "32", "--chunk-overlap", "4")
 
     def clean_run(data_dir: Path) -> dict[str, tuple]:
-        assert hybrid(*create, data_dir=data_dir).returncode == 0
-        done = hybrid("kb", "ingest", "killme", str(docs), "-q", data_dir=data_dir)
-        assert done.returncode == 0, done.stderr
+        """The reference: the same commands, never killed, in this process (a `hybrid`
+        subprocess costs its start-up; the runs under test stay subprocesses)."""
+        assert main(["--data-dir", str(data_dir), *create]) == 0
+        assert main(["--data-dir", str(data_dir), "kb", "ingest", "killme", str(docs), "-q"]) == 0
         return snapshot(data_dir, "killme")
 
     killed_dir = tmp_path / "killed"
-    assert hybrid(*create, data_dir=killed_dir).returncode == 0
+    assert main(["--data-dir", str(killed_dir), *create]) == 0
     assert kill_during_ingestion(killed_dir, docs, rng), "ingestion finished before the kill"
     partial = snapshot(killed_dir, "killme")
     clean_old = clean_run(tmp_path / "clean-old")
