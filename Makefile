@@ -90,6 +90,7 @@ bench: install
 	$(BIN)/python -m bench.serving_bench
 	$(BIN)/python -m bench.serving_bench --parts multi-lora --model default --requests 32 --lora-rounds 6
 	$(BIN)/python -m bench.gateway_cost
+	$(BIN)/python -m bench.gateway_workers
 	$(BIN)/python -m bench.reliability_bench
 
 # The CEO report example with a short training run; MODEL=<folder> runs it on another base.
