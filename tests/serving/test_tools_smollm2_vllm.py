@@ -47,7 +47,11 @@ def default_serve(tmp_path_factory):
     try:
         wait_ready(url, proc, log, 600)
         voice = random_lora(prepare_default_model(), root / "voice", rank=8, seed=3)
-        added = httpx.post(url + "/admin/adapters", json={"path": str(voice), "name": "voice"})
+        # registering load-tests the version on the engine: its first LoRA request on SmolLM2
+        # can take longer than httpx's default 5 s on the busy 2-core box
+        added = httpx.post(
+            url + "/admin/adapters", json={"path": str(voice), "name": "voice"}, timeout=300
+        )
         assert added.status_code == 201, added.text
         # A 503 with Retry-After is the gateway's answer while it routes around an engine it
         # saw fail (seen once in a full-suite run on the busy 2-core box): the SDK's own retry.
